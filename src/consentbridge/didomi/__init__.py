@@ -1,0 +1,1 @@
+"""didomi package."""
