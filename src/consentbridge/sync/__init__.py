@@ -1,1 +1,1 @@
-"""sync package."""
+"""Sync engines: intake merge policy, forward (Didomi → Dataverse) and reverse workers."""

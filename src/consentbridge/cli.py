@@ -1,0 +1,117 @@
+"""The `consentbridge` command line. Each command is thin: it parses options and calls one
+function elsewhere. Failures are one sentence on stderr and exit code 1 (2 for bad usage);
+a traceback only with `--debug`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="consentbridge",
+    help="Keeps consent in step between Didomi and Microsoft Dynamics 365.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DB_ENV = "CONSENTBRIDGE_DB_URL"
+_debug = False
+
+
+class CommandError(Exception):
+    """A failed operation: its message is printed as one sentence and the exit code is 1."""
+
+
+@app.callback()
+def _global(
+    db: Annotated[
+        str | None,
+        typer.Option("--db", envvar=DB_ENV, help="Store URL (sqlite:///… or postgresql://…)."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+    if db:
+        os.environ[DB_ENV] = db
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTPS port (0 picks a free one).")] = 8443,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="Folder for the CA, credentials and snapshot.")
+    ] = Path("var/sandbox"),
+) -> None:
+    """Run the Entra ID, Dataverse and Didomi emulators on one HTTPS origin."""
+    from consentbridge.sandbox.server import prepare_sandbox
+
+    try:
+        prepared = prepare_sandbox(host, port, state_dir)
+    except OSError as exc:
+        raise CommandError(
+            f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port."
+        ) from exc
+    for line in prepared.banner():
+        typer.echo(line)
+    sys.stdout.flush()
+    asyncio.run(prepared.serve())
+
+
+def _hoist_db_option(argv: list[str]) -> list[str]:
+    """Accept `--db URL` after the subcommand too, by moving it to the front."""
+    out: list[str] = []
+    hoisted: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--db" and i + 1 < len(argv):
+            hoisted += [arg, argv[i + 1]]
+            i += 2
+            continue
+        if arg.startswith("--db="):
+            hoisted.append(arg)
+        else:
+            out.append(arg)
+        i += 1
+    return hoisted + out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _hoist_db_option(list(sys.argv[1:] if argv is None else argv))
+    try:
+        app(args=args, standalone_mode=False)
+    except CommandError as exc:
+        if _debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if _debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

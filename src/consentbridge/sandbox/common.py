@@ -1,0 +1,307 @@
+"""Shared state of the sandbox: principals (Entra apps and their Dataverse roles), counters,
+injected faults and service-protection limits, plus small HTTP helpers used by every surface."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+ROLE_SYSTEM_ADMINISTRATOR = "System Administrator"
+ROLE_SYSTEM_CUSTOMIZER = "System Customizer"
+ROLE_SALESPERSON = "Salesperson"
+ROLES = (ROLE_SYSTEM_ADMINISTRATOR, ROLE_SYSTEM_CUSTOMIZER, ROLE_SALESPERSON)
+
+# Privileges per role, named after Dataverse's prv* privileges (global depth only).
+ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
+    ROLE_SYSTEM_ADMINISTRATOR: frozenset(
+        {
+            "prvReadContact",
+            "prvCreateContact",
+            "prvWriteContact",
+            "prvDeleteContact",
+            "prvReadEntity",
+            "prvCreateEntityKey",
+            "prvReadSdkMessage",
+            "prvReadSdkMessageProcessingStep",
+            "prvCreateSdkMessageProcessingStep",
+            "prvWriteSdkMessageProcessingStep",
+            "prvDeleteSdkMessageProcessingStep",
+            "prvReadServiceEndpoint",
+            "prvCreateServiceEndpoint",
+            "prvWriteServiceEndpoint",
+            "prvDeleteServiceEndpoint",
+            "prvBypassCustomBusinessLogic",
+            "prvBypassCustomPlugins",
+        }
+    ),
+    ROLE_SYSTEM_CUSTOMIZER: frozenset(
+        {
+            "prvReadContact",
+            "prvCreateContact",
+            "prvWriteContact",
+            "prvDeleteContact",
+            "prvReadEntity",
+            "prvCreateEntityKey",
+            "prvReadSdkMessage",
+            "prvReadSdkMessageProcessingStep",
+            "prvCreateSdkMessageProcessingStep",
+            "prvWriteSdkMessageProcessingStep",
+            "prvDeleteSdkMessageProcessingStep",
+            "prvReadServiceEndpoint",
+            "prvCreateServiceEndpoint",
+            "prvWriteServiceEndpoint",
+            "prvDeleteServiceEndpoint",
+        }
+    ),
+    ROLE_SALESPERSON: frozenset(
+        {
+            "prvReadContact",
+            "prvCreateContact",
+            "prvWriteContact",
+            "prvReadEntity",
+            "prvReadSdkMessage",
+        }
+    ),
+}
+
+
+@dataclass
+class App:
+    """An Entra app registration bound to a Dataverse application user."""
+
+    name: str
+    client_id: str
+    client_secret: str
+    systemuserid: str
+    roles: list[str]
+    object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def privileges(self) -> frozenset[str]:
+        granted: set[str] = set()
+        for role in self.roles:
+            granted |= ROLE_PRIVILEGES.get(role, frozenset())
+        return frozenset(granted)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "systemuserid": self.systemuserid,
+            "roles": list(self.roles),
+        }
+
+
+@dataclass
+class DidomiCredentials:
+    organization_id: str
+    api_key: str
+    api_secret: str
+
+
+def new_app(name: str, roles: list[str], client_id: str | None = None,
+            client_secret: str | None = None) -> App:
+    return App(
+        name=name,
+        client_id=client_id or str(uuid.uuid4()),
+        client_secret=client_secret or secrets.token_urlsafe(30),
+        systemuserid=str(uuid.uuid4()),
+        roles=list(roles),
+    )
+
+
+@dataclass
+class Principals:
+    """The tenant, its apps (first = default, System Administrator) and the Didomi organization."""
+
+    tenant_id: str
+    apps: list[App]
+    didomi: DidomiCredentials
+
+    @classmethod
+    def generate(cls) -> Principals:
+        return cls(
+            tenant_id=str(uuid.uuid4()),
+            apps=[new_app("consentbridge", [ROLE_SYSTEM_ADMINISTRATOR])],
+            didomi=DidomiCredentials(
+                organization_id="sandbox-org",
+                api_key=str(uuid.uuid4()),
+                api_secret=secrets.token_urlsafe(30),
+            ),
+        )
+
+    def by_client_id(self, client_id: str) -> App | None:
+        for app in self.apps:
+            if app.client_id == client_id:
+                return app
+        return None
+
+    def by_systemuserid(self, systemuserid: str) -> App | None:
+        for app in self.apps:
+            if app.systemuserid == systemuserid:
+                return app
+        return None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "roles": list(ROLES),
+            "apps": [app.public() for app in self.apps],
+            "didomi": {
+                "organization_id": self.didomi.organization_id,
+                "api_key": self.didomi.api_key,
+                "api_secret": self.didomi.api_secret,
+            },
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.public()
+        for app, raw in zip(self.apps, data["apps"], strict=True):
+            raw["object_id"] = app.object_id
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Principals:
+        apps = [
+            App(
+                name=a["name"],
+                client_id=a["client_id"],
+                client_secret=a["client_secret"],
+                systemuserid=a["systemuserid"],
+                roles=list(a["roles"]),
+                object_id=a.get("object_id") or str(uuid.uuid4()),
+            )
+            for a in data["apps"]
+        ]
+        d = data["didomi"]
+        return cls(
+            tenant_id=data["tenant_id"],
+            apps=apps,
+            didomi=DidomiCredentials(d["organization_id"], d["api_key"], d["api_secret"]),
+        )
+
+
+DEFAULT_REQUESTS_PER_WINDOW = 6000
+DEFAULT_WINDOW_S = 300.0
+DEFAULT_CONCURRENT = 52
+DEFAULT_TOKEN_LIFETIME_S = 3599
+
+
+@dataclass
+class Limits:
+    """Service-protection limits (per application user) and token lifetime; real defaults."""
+
+    requests_per_window: int = DEFAULT_REQUESTS_PER_WINDOW
+    window_s: float = DEFAULT_WINDOW_S
+    concurrent: int = DEFAULT_CONCURRENT
+    token_lifetime_s: int = DEFAULT_TOKEN_LIFETIME_S
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "requests_per_window": self.requests_per_window,
+            "window_s": self.window_s,
+            "concurrent": self.concurrent,
+            "token_lifetime_s": self.token_lifetime_s,
+        }
+
+
+@dataclass
+class Faults:
+    """Injected failures and latency. Rates are probabilities in [0, 1].
+
+    Dataverse faults: `rate_429`, `rate_503`, `timeout_rate` (the request hangs for
+    `timeout_s` and then the connection gets a 504-like failure), `latency_ms` plus
+    `latency_per_row_ms` per row read or written. Didomi faults: `didomi_error_rate` (503).
+    """
+
+    rate_429: float = 0.0
+    rate_503: float = 0.0
+    timeout_rate: float = 0.0
+    timeout_s: float = 130.0
+    latency_ms: float = 0.0
+    latency_per_row_ms: float = 0.0
+    didomi_error_rate: float = 0.0
+    didomi_latency_ms: float = 0.0
+
+    def public(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Stats:
+    """Request counters per surface and operation (thread-safe; read by /_sandbox/stats)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.entra_tokens = 0
+            self.dataverse_requests = 0
+            self.dataverse_throttled = 0
+            self.dataverse_rows_written = 0
+            self.dataverse_by_operation: dict[str, int] = defaultdict(int)
+            self.dataverse_by_app: dict[str, int] = defaultdict(int)
+            self.didomi_requests = 0
+            self.didomi_events_created = 0
+            self.didomi_by_operation: dict[str, int] = defaultdict(int)
+            self.webhooks: dict[str, dict[str, int]] = {
+                "dataverse": {"sent": 0, "failed": 0},
+                "didomi": {"sent": 0, "failed": 0},
+            }
+
+    def count(self, attr: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, attr, getattr(self, attr) + n)
+
+    def count_operation(self, surface: str, operation: str, n: int = 1) -> None:
+        with self._lock:
+            table = self.dataverse_by_operation if surface == "dataverse" else self.didomi_by_operation
+            table[operation] += n
+
+    def count_webhook(self, source: str, ok: bool) -> None:
+        with self._lock:
+            self.webhooks[source]["sent" if ok else "failed"] += 1
+
+    def public(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "entra": {"tokens": self.entra_tokens},
+                "dataverse": {
+                    "requests": self.dataverse_requests,
+                    "throttled": self.dataverse_throttled,
+                    "by_operation": dict(self.dataverse_by_operation),
+                    "by_app": dict(self.dataverse_by_app),
+                    "rows_written": self.dataverse_rows_written,
+                },
+                "didomi": {
+                    "requests": self.didomi_requests,
+                    "events_created": self.didomi_events_created,
+                    "by_operation": dict(self.didomi_by_operation),
+                },
+                "webhooks": {k: dict(v) for k, v in self.webhooks.items()},
+            }
+
+
+def now() -> float:
+    return time.time()
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_loopback(request: Request) -> bool:
+    client = request.client
+    return client is not None and (client.host in LOOPBACK_HOSTS or client.host.startswith("127."))
+
+
+def json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)

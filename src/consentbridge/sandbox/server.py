@@ -1,0 +1,147 @@
+"""Runs the sandbox over real HTTPS with uvicorn: in the foreground (`consentbridge sandbox`),
+beside the service (`serve --sandbox`), or in a background thread for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from consentbridge.sandbox.app import Sandbox, build_sandbox
+from consentbridge.sandbox.state import SandboxState
+from consentbridge.sandbox.tls import TlsFiles, ensure_tls_files
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8443
+DEFAULT_STATE_DIR = Path("var/sandbox")
+STARTUP_TIMEOUT_S = 20.0
+
+
+@dataclass
+class PreparedSandbox:
+    """A bound socket, TLS files and the ASGI app, ready for `uvicorn.Server.serve`."""
+
+    sandbox: Sandbox
+    tls: TlsFiles
+    sock: socket.socket
+    server: uvicorn.Server
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        host = self.sock.getsockname()[0]
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.port}"
+
+    @property
+    def state(self) -> SandboxState:
+        return self.sandbox.state
+
+    def banner(self) -> list[str]:
+        """The start-up lines of CONTRACT §7 (credentials are the sandbox's own, not secrets)."""
+        principals = self.state.principals
+        app = principals.apps[0]
+        return [
+            f"base_url: {self.base_url}",
+            f"ca_bundle: {self.tls.ca_cert}",
+            f"tenant_id: {principals.tenant_id}",
+            f"client_id: {app.client_id}",
+            f"client_secret: {app.client_secret}",
+            f"didomi_organization_id: {principals.didomi.organization_id}",
+            f"didomi_api_key: {principals.didomi.api_key}",
+            f"didomi_api_secret: {principals.didomi.api_secret}",
+        ]
+
+    async def serve(self) -> None:
+        await self.server.serve(sockets=[self.sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def prepare_sandbox(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    state_dir: Path | None = DEFAULT_STATE_DIR,
+    *,
+    persist: bool = True,
+) -> PreparedSandbox:
+    """Load or create state and certificates, bind the port and build the app."""
+    folder = state_dir or Path(".")
+    tls = ensure_tls_files(folder)
+    state = SandboxState.load(state_dir)
+    sandbox = build_sandbox(state, persist=persist and state_dir is not None)
+    sock = _bind(host, port)
+    config = uvicorn.Config(
+        sandbox.app,
+        ssl_certfile=str(tls.server_cert),
+        ssl_keyfile=str(tls.server_key),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=30,
+        backlog=1024,
+    )
+    return PreparedSandbox(sandbox, tls, sock, uvicorn.Server(config))
+
+
+@dataclass
+class BackgroundSandbox:
+    """A sandbox served from a thread of this process (for tests)."""
+
+    prepared: PreparedSandbox
+    thread: threading.Thread
+
+    @property
+    def base_url(self) -> str:
+        return self.prepared.base_url
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.prepared.tls.ca_cert
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.prepared.sandbox
+
+    def stop(self) -> None:
+        self.prepared.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.prepared.sock.close()
+
+
+def start_in_thread(
+    state_dir: Path, host: str = DEFAULT_HOST, port: int = 0
+) -> BackgroundSandbox:
+    prepared = prepare_sandbox(host, port, state_dir, persist=False)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(prepared.serve()), name="sandbox", daemon=True
+    )
+    thread.start()
+    started = threading.Event()
+
+    def wait() -> None:
+        while not prepared.server.started and thread.is_alive():
+            threading.Event().wait(0.02)
+        started.set()
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    if not started.wait(STARTUP_TIMEOUT_S) or not prepared.server.started:
+        raise RuntimeError("The sandbox did not start within 20 s; see the log above.")
+    return BackgroundSandbox(prepared, thread)
