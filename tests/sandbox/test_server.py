@@ -27,8 +27,16 @@ BANNER_KEYS = [
 def _start(state_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str], float]:
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "consentbridge.cli", "sandbox", "--port", "0",
-         "--state-dir", str(state_dir)],
+        [
+            sys.executable,
+            "-m",
+            "consentbridge.cli",
+            "sandbox",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -39,7 +47,9 @@ def _start(state_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str], floa
     while len(lines) < len(BANNER_KEYS):
         line = proc.stdout.readline()
         if not line:
-            raise AssertionError(f"sandbox exited early: {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(
+                f"sandbox exited early: {proc.stderr.read() if proc.stderr else ''}"
+            )
         key, _, value = line.strip().partition(": ")
         lines[key] = value
     return proc, lines, time.monotonic() - started

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 EventType = Literal[
-    "event.created", "event.updated", "event.deleted", "user.created", "user.updated", "user.deleted"
+    "event.created",
+    "event.updated",
+    "event.deleted",
+    "user.created",
+    "user.updated",
+    "user.deleted",
 ]
 EVENT_TYPES: tuple[str, ...] = (
     "event.created",
@@ -126,10 +131,13 @@ def parse_webhook(body: object) -> ConsentChange:
     envelope = _object(body, "body")
     event_type = envelope.get("type")
     if not isinstance(event_type, str):
-        raise PayloadError("type", "Field 'type' is required: one of " + ", ".join(EVENT_TYPES) + ".")
+        raise PayloadError(
+            "type", "Field 'type' is required: one of " + ", ".join(EVENT_TYPES) + "."
+        )
     if event_type not in EVENT_TYPES:
         raise PayloadError(
-            "type", f"Unknown event type '{event_type[:64]}'; expected one of {', '.join(EVENT_TYPES)}."
+            "type",
+            f"Unknown event type '{event_type[:64]}'; expected one of {', '.join(EVENT_TYPES)}.",
         )
     parameters = _object(envelope.get("parameters"), "parameters")
     is_event = event_type.startswith("event.")
@@ -139,7 +147,9 @@ def parse_webhook(body: object) -> ConsentChange:
     user_id = _user_id(entity, path, is_event)
     deleted = event_type.endswith(".deleted")
     if is_event:
-        stamp = parse_timestamp(entity.get("updated_at")) or parse_timestamp(entity.get("created_at"))
+        stamp = parse_timestamp(entity.get("updated_at")) or parse_timestamp(
+            entity.get("created_at")
+        )
         version = None
     else:
         stamp = parse_timestamp(entity.get("updated_at"))

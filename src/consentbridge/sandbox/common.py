@@ -107,8 +107,9 @@ class DidomiCredentials:
     api_secret: str
 
 
-def new_app(name: str, roles: list[str], client_id: str | None = None,
-            client_secret: str | None = None) -> App:
+def new_app(
+    name: str, roles: list[str], client_id: str | None = None, client_secret: str | None = None
+) -> App:
     return App(
         name=name,
         client_id=client_id or str(uuid.uuid4()),
@@ -264,7 +265,9 @@ class Stats:
 
     def count_operation(self, surface: str, operation: str, n: int = 1) -> None:
         with self._lock:
-            table = self.dataverse_by_operation if surface == "dataverse" else self.didomi_by_operation
+            table = (
+                self.dataverse_by_operation if surface == "dataverse" else self.didomi_by_operation
+            )
             table[operation] += n
 
     def count_webhook(self, source: str, ok: bool) -> None:
@@ -303,5 +306,7 @@ def is_loopback(request: Request) -> bool:
     return client is not None and (client.host in LOOPBACK_HOSTS or client.host.startswith("127."))
 
 
-def json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def json_error(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)

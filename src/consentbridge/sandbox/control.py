@@ -50,9 +50,8 @@ def _update_numbers(target: Limits | Faults, body: dict[str, Any]) -> str | None
             return f"Unknown setting '{key}'; known settings are: {', '.join(sorted(fields))}."
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             return f"Setting '{key}' must be a non-negative number."
-        if key.startswith("rate_") or key.endswith("_rate"):
-            if value > 1:
-                return f"Setting '{key}' is a probability between 0 and 1."
+        if (key.startswith("rate_") or key.endswith("_rate")) and value > 1:
+            return f"Setting '{key}' is a probability between 0 and 1."
     for key, value in body.items():
         current = getattr(target, key)
         setattr(target, key, type(current)(value))
@@ -118,7 +117,9 @@ def routes(state: SandboxState, dataverse: DataverseControl, didomi: DidomiContr
     async def principal(request: Request) -> Response:
         app = state.principals.by_client_id(request.path_params["client_id"])
         if app is None:
-            return _bad("No app user has that client_id; list them with GET /_sandbox/principals.", 404)
+            return _bad(
+                "No app user has that client_id; list them with GET /_sandbox/principals.", 404
+            )
         if request.method == "DELETE":
             if app is state.principals.apps[0]:
                 return _bad("The default app cannot be deleted; change its roles instead.")
@@ -167,7 +168,9 @@ def routes(state: SandboxState, dataverse: DataverseControl, didomi: DidomiContr
         ("/_sandbox/columns", columns, ["POST"]),
         ("/_sandbox/history", history, ["GET"]),
     ]
-    return [Route(path, _loopback_only(handler), methods=methods) for path, handler, methods in table]
+    return [
+        Route(path, _loopback_only(handler), methods=methods) for path, handler, methods in table
+    ]
 
 
 def _check_roles(roles: object) -> str | None:

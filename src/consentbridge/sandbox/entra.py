@@ -61,8 +61,11 @@ def same_service(resource: str, request: Request) -> bool:
     host = (parts.hostname or "").lower()
     port = parts.port or 443
     own_port = request.url.port or 443
-    return parts.scheme == "https" and host in LOOPBACK_HOSTS and port == own_port and (
-        parts.path in ("", "/")
+    return (
+        parts.scheme == "https"
+        and host in LOOPBACK_HOSTS
+        and port == own_port
+        and (parts.path in ("", "/"))
     )
 
 
@@ -206,6 +209,14 @@ def routes(state: SandboxState) -> list[Route]:
             )
         scope = form.get("scope", "")
         scopes = [s for s in scope.split() if s not in ("openid", "profile", "offline_access")]
+        if not scopes:
+            return _error(
+                400,
+                "invalid_scope",
+                70011,
+                "The provided request must include a 'scope' input parameter. The provided "
+                f"value for the input parameter 'scope' ('{scope}') is not valid.",
+            )
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
             return _error(
                 400,
@@ -214,12 +225,6 @@ def routes(state: SandboxState) -> list[Route]:
                 f"The provided value for scope {scope} is not valid. Client credential flows "
                 "must have a scope value with /.default suffixed to the resource identifier "
                 "(application ID URI).",
-            ) if scopes and not scopes[0].endswith("/.default") else _error(
-                400,
-                "invalid_scope",
-                70011,
-                f"The provided request must include a 'scope' input parameter. The provided "
-                f"value for the input parameter 'scope' ('{scope}') is not valid.",
             )
         resource = scopes[0][: -len("/.default")]
         if not same_service(resource, request):
@@ -280,9 +285,10 @@ def routes(state: SandboxState) -> list[Route]:
         tenant = (parts.path.strip("/").split("/") or [""])[0] or "common"
         base = origin_of(request)
         host = request.url.netloc
+        discovery = f"{base}/{tenant}/v2.0/.well-known/openid-configuration"
         return JSONResponse(
             {
-                "tenant_discovery_endpoint": f"{base}/{tenant}/v2.0/.well-known/openid-configuration",
+                "tenant_discovery_endpoint": discovery,
                 "api-version": "1.1",
                 "metadata": [
                     {"preferred_network": host, "preferred_cache": host, "aliases": [host]}

@@ -125,9 +125,7 @@ class BackgroundSandbox:
         self.prepared.sock.close()
 
 
-def start_in_thread(
-    state_dir: Path, host: str = DEFAULT_HOST, port: int = 0
-) -> BackgroundSandbox:
+def start_in_thread(state_dir: Path, host: str = DEFAULT_HOST, port: int = 0) -> BackgroundSandbox:
     prepared = prepare_sandbox(host, port, state_dir, persist=False)
     thread = threading.Thread(
         target=lambda: asyncio.run(prepared.serve()), name="sandbox", daemon=True

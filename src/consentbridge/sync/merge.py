@@ -18,7 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ColumnState = dict[str, dict[str, Any]]
+ColumnState = dict[str, Any]
+# Reserved keys in a desired state start with "~" (never a Dataverse logical name):
+# EVENT_KEY holds the type of the last change merged, so the sync log can name it.
+EVENT_KEY = "~event"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +35,12 @@ class Stamp:
         if entry is None:
             return True
         other_version, other_ts = entry.get("ver"), float(entry.get("ts") or 0.0)
-        if self.version is not None and other_version is not None:
-            if self.version != other_version:
-                return self.version > int(other_version)
+        if (
+            self.version is not None
+            and other_version is not None
+            and (self.version != other_version)
+        ):
+            return self.version > int(other_version)
         return self.ts > other_ts
 
     def describe(self) -> str:
@@ -61,11 +67,11 @@ class MergeResult:
         return self.value_changed or self.stamps_advanced
 
 
-def merge_columns(
-    old: ColumnState | None, values: Mapping[str, Any], stamp: Stamp
-) -> MergeResult:
+def merge_columns(old: ColumnState | None, values: Mapping[str, Any], stamp: Stamp) -> MergeResult:
     """Merge `values` (column → value) carrying `stamp` into `old`."""
-    columns: ColumnState = {k: dict(v) for k, v in (old or {}).items()}
+    columns: ColumnState = {
+        k: dict(v) if isinstance(v, dict) else v for k, v in (old or {}).items()
+    }
     result = MergeResult(columns=columns, value_changed=False)
     for column, value in values.items():
         entry = columns.get(column)
@@ -85,4 +91,13 @@ def merge_columns(
 
 
 def desired_values(columns: ColumnState | None) -> dict[str, Any]:
-    return {column: entry.get("v") for column, entry in (columns or {}).items()}
+    return {
+        column: entry.get("v")
+        for column, entry in (columns or {}).items()
+        if not column.startswith("~")
+    }
+
+
+def last_event(columns: ColumnState | None) -> str | None:
+    value = (columns or {}).get(EVENT_KEY)
+    return value if isinstance(value, str) else None

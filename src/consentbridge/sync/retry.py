@@ -7,8 +7,6 @@ The schedule outlasts real outages: exponential backoff from `BASE_DELAY_S`, cap
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import random
 from dataclasses import dataclass
 
@@ -28,13 +26,18 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before attempt number `attempt + 1` (attempt counts from 0)."""
-        raw = min(self.max_delay_s, self.base_delay_s * (2 ** min(attempt, 40)))
+        raw = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(attempt, 40))
         spread = (rng or random).uniform(-self.jitter, self.jitter)
         return max(0.0, raw * (1 + spread))
 
     def next_attempt(
-        self, *, attempt: int, first_failed_at: float | None, now: float,
-        retry_after_s: float | None = None, rng: random.Random | None = None,
+        self,
+        *,
+        attempt: int,
+        first_failed_at: float | None,
+        now: float,
+        retry_after_s: float | None = None,
+        rng: random.Random | None = None,
     ) -> float | None:
         """When to try again, or None when the change has failed for longer than max_age_s."""
         started = first_failed_at if first_failed_at is not None else now
@@ -44,21 +47,3 @@ class RetryPolicy:
         if retry_after_s is not None:
             wait = max(wait, min(retry_after_s, MAX_RETRY_AFTER_S))
         return now + wait
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, when.timestamp() - now)

@@ -1,13 +1,12 @@
-"""The `consentbridge` command line. Each command is thin: it parses options and calls one
+"""The `consentbridge` command line: the Typer app, global options and error handling.
+Commands live in the sibling modules. Each command is thin: it parses options and calls one
 function elsewhere. Failures are one sentence on stderr and exit code 1 (2 for bad usage);
 a traceback only with `--debug`."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,29 +39,6 @@ def _global(
     _debug = debug
     if db:
         os.environ[DB_ENV] = db
-
-
-@app.command()
-def sandbox(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTPS port (0 picks a free one).")] = 8443,
-    state_dir: Annotated[
-        Path, typer.Option("--state-dir", help="Folder for the CA, credentials and snapshot.")
-    ] = Path("var/sandbox"),
-) -> None:
-    """Run the Entra ID, Dataverse and Didomi emulators on one HTTPS origin."""
-    from consentbridge.sandbox.server import prepare_sandbox
-
-    try:
-        prepared = prepare_sandbox(host, port, state_dir)
-    except OSError as exc:
-        raise CommandError(
-            f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port."
-        ) from exc
-    for line in prepared.banner():
-        typer.echo(line)
-    sys.stdout.flush()
-    asyncio.run(prepared.serve())
 
 
 def _hoist_db_option(argv: list[str]) -> list[str]:
@@ -112,6 +88,13 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
+
+def _register_commands() -> None:
+    # Imported for their side effect of adding commands to `app`.
+    from consentbridge.cli import sandbox, service  # noqa: F401
+
+
+_register_commands()
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,5 @@
+"""`python -m consentbridge.cli`."""
+
+from consentbridge.cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""The process-wide context every operation receives: settings, the store, the secret box and
+hooks into this process's workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from consentbridge.config.integration import Integration
+from consentbridge.config.secrets import SecretBox
+from consentbridge.config.settings import Settings
+from consentbridge.store import Store
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    store: Store
+    secrets: SecretBox
+    wake_workers: list[Callable[[], None]] = field(default_factory=list)
+    _integrations: dict[str, tuple[float, Integration | None]] = field(default_factory=dict)
+
+    # Webhooks arrive by the thousand per second; reading and decrypting the integration for
+    # each would dominate intake, so it is cached briefly. Changes made in this process are
+    # seen at once (`forget`); other processes see them within INTEGRATION_TTL_S.
+    INTEGRATION_TTL_S = 2.0
+
+    async def integration(self, integration_id: str) -> Integration | None:
+        """The decrypted integration, or None when it does not exist."""
+        cached = self._integrations.get(integration_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.INTEGRATION_TTL_S:
+            return cached[1]
+        document = await self.store.get_integration(integration_id)
+        integration = self.secrets.decrypt_document(document) if document is not None else None
+        self._integrations[integration_id] = (now, integration)
+        return integration
+
+    def forget(self, integration_id: str) -> None:
+        """Drop a cached integration after it was changed or deleted in this process."""
+        self._integrations.pop(integration_id, None)
+
+    @classmethod
+    async def open(cls, settings: Settings) -> AppContext:
+        store = await Store.open(settings.db_url)
+        return cls(settings=settings, store=store, secrets=SecretBox.from_settings(settings))
+
+    def wake(self) -> None:
+        """Tell this process's workers that new work is due."""
+        for wake in self.wake_workers:
+            wake()
+
+    async def aclose(self) -> None:
+        await self.store.close()

@@ -1,0 +1,119 @@
+"""Client-credentials tokens from Entra ID through msal, one application object per
+integration, cached by msal and refreshed before expiry; evicted on a 401 from Dataverse.
+
+msal is synchronous (requests); calls run in a worker thread so the event loop never blocks,
+and an asyncio lock keeps a burst of callers from fetching the same token in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+
+from consentbridge.dataverse.errors import AuthError
+
+# Hosts msal knows; for any other authority (the sandbox, a private proxy) instance discovery
+# against login.microsoftonline.com is skipped, since it could never succeed.
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.microsoftonline.de",
+        "login.windows.net",
+        "login.microsoft.com",
+        "login.sts.microsoft.com",
+    }
+)
+
+AADSTS_FIXES: dict[int, str] = {
+    7000215: "the client secret is wrong — use the secret's Value, not its ID "
+    "(config.client_secret)",
+    7000222: "the client secret has expired — create a new one in Entra ID and update "
+    "config.client_secret",
+    7000216: "no client secret was sent — set config.client_secret",
+    700016: "the client_id is not an application in this tenant — check config.client_id "
+    "and config.tenant_id",
+    90002: "the tenant does not exist — check config.tenant_id",
+    900023: "the tenant id is malformed — use the directory (tenant) GUID or domain in "
+    "config.tenant_id",
+    70011: "the token scope is invalid — check config.instance",
+    1002012: "the token scope is invalid — check config.instance",
+    500011: "the Dataverse environment is not known in this tenant — check config.instance "
+    "and config.tenant_id",
+    700024: "the client assertion is not valid — check the app's credentials",
+    50034: "the tenant is not known — check config.tenant_id",
+}
+
+
+def explain_token_error(result: dict[str, Any]) -> AuthError:
+    codes = result.get("error_codes") or []
+    code = int(codes[0]) if codes else None
+    fix = AADSTS_FIXES.get(code or 0)
+    error = result.get("error", "error")
+    if fix:
+        return AuthError(f"Entra ID refused the token (AADSTS{code}): {fix}.", code=code)
+    description = str(result.get("error_description", "")).split(" Trace ID:")[0]
+    return AuthError(
+        f"Entra ID refused the token ({error}): {description or 'no description'}; "
+        "check config.client_id, config.client_secret and config.tenant_id.",
+        code=code,
+    )
+
+
+class TokenProvider:
+    """Tokens for one integration's application user."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        authority: str,
+        scope: str,
+        verify: str | bool = True,
+    ) -> None:
+        session = requests.Session()
+        session.verify = verify
+        host = (urlsplit(authority).hostname or "").lower()
+        self._app = msal.ConfidentialClientApplication(
+            client_id,
+            client_credential=client_secret,
+            authority=authority,
+            http_client=session,
+            instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS,
+            timeout=30,
+        )
+        self._scope = scope
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+
+    def _acquire(self) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = self._app.acquire_token_for_client(scopes=[self._scope])
+        except (requests.RequestException, ValueError) as exc:
+            raise AuthError(
+                f"Cannot reach the Entra ID authority ({type(exc).__name__}); check "
+                "config.authority_host, config.ca_bundle and the network.",
+                transient=True,
+            ) from exc
+        return result
+
+    async def token(self) -> str:
+        async with self._lock:
+            result = await asyncio.to_thread(self._acquire)
+        if "access_token" not in result:
+            raise explain_token_error(result)
+        token = str(result["access_token"])
+        self._token = token
+        return token
+
+    async def invalidate(self) -> None:
+        """Forget cached tokens, after Dataverse answered 401 to one of them."""
+        async with self._lock:
+            await asyncio.to_thread(self._app.remove_tokens_for_client)
+            self._token = None

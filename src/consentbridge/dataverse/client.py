@@ -1,0 +1,329 @@
+"""The Dataverse Web API client: authenticated requests with OData headers, retries that honour
+`Retry-After`, and the operations sync needs (lookups by match column, bulk writes, `$batch`,
+metadata, `WhoAmI`).
+
+Retries happen here, inline, for a bounded time: 401 once after evicting the token; 429 after
+its `Retry-After` (through the shared limiter, which also slows every other caller of the same
+application user); 5xx, timeouts and connection errors with jittered backoff. Past the bound a
+`TransientError` goes up and the sync layer schedules the change for later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from consentbridge.dataverse.auth import TokenProvider
+from consentbridge.dataverse.batch import (
+    BatchRequest,
+    BatchResponse,
+    build_batch,
+    parse_batch_response,
+)
+from consentbridge.dataverse.errors import (
+    AuthError,
+    DataverseError,
+    TransientError,
+    from_response,
+)
+from consentbridge.dataverse.limiter import AdaptiveLimiter
+from consentbridge.retry_after import parse_retry_after
+
+ODATA_HEADERS = {
+    "Accept": "application/json",
+    "OData-MaxVersion": "4.0",
+    "OData-Version": "4.0",
+}
+MAX_URL_CHARS = 30_000  # Dataverse refuses URLs over 32,768 characters
+MAX_BATCH_URL_CHARS = 60_000  # inside $batch a URL may be up to 64 KB
+MAX_BATCH_PARTS = 1000
+DEFAULT_TIMEOUT_S = 120.0
+MAX_ATTEMPTS = 6
+MAX_THROTTLE_WAIT_S = 120.0
+BACKOFF_BASE_S = 0.5
+ENTITY = "Microsoft.Dynamics.CRM.contact"
+
+
+def odata_string(value: str) -> str:
+    """An OData string literal: single quotes, embedded quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True, slots=True)
+class WhoAmI:
+    user_id: str
+    business_unit_id: str
+    organization_id: str
+
+
+class DataverseClient:
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenProvider,
+        *,
+        verify: str | bool = True,
+        limiter: AdaptiveLimiter | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_throttle_wait_s: float = MAX_THROTTLE_WAIT_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._limiter = limiter or AdaptiveLimiter()
+        self._max_throttle_wait_s = max_throttle_wait_s
+        self._http = httpx.AsyncClient(
+            verify=verify,
+            timeout=httpx.Timeout(timeout_s, connect=15.0),
+            transport=transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            headers=ODATA_HEADERS,
+        )
+        self.requests_sent = 0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("https://") else f"{self.base_url}/{path.lstrip('/')}"
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One logical request with retries; returns a 2xx response or raises."""
+        attempt = 0
+        throttled_for = 0.0
+        refreshed = False
+        while True:
+            token = await self._tokens.token()
+            request_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+            try:
+                async with self._limiter.slot():
+                    self.requests_sent += 1
+                    response = await self._http.request(
+                        method,
+                        self.url(path),
+                        params=params,
+                        json=json,
+                        content=content,
+                        headers=request_headers,
+                    )
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                attempt += 1
+                if attempt >= MAX_ATTEMPTS:
+                    raise TransientError(
+                        f"Dataverse did not answer {what} ({type(exc).__name__}) after "
+                        f"{attempt} attempts; it will be retried later."
+                    ) from exc
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            status = response.status_code
+            if status < 300:
+                self._limiter.on_success(_int_header(response, "x-ms-dop-hint"))
+                return response
+            if status == 401 and not refreshed:
+                refreshed = True
+                await self._tokens.invalidate()
+                continue
+            if status == 429:
+                wait = _retry_after(response)
+                self._limiter.on_throttle(wait)
+                throttled_for += wait
+                if throttled_for > self._max_throttle_wait_s:
+                    error = from_response(response, what=what)
+                    assert isinstance(error, TransientError)
+                    error.retry_after_s = wait
+                    raise error
+                continue  # the limiter holds this and every other caller for `wait`
+            if status >= 500:
+                attempt += 1
+                if attempt >= MAX_ATTEMPTS:
+                    raise from_response(response, what=what)
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            raise from_response(response, what=what)
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return min(30.0, BACKOFF_BASE_S * 2.0 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+
+    async def get_json(
+        self,
+        path: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        response = await self.send("GET", path, what=what, params=params, headers=headers)
+        return response.json()
+
+    async def who_am_i(self) -> WhoAmI:
+        body = await self.get_json("WhoAmI", what="WhoAmI")
+        return WhoAmI(
+            user_id=str(body["UserId"]),
+            business_unit_id=str(body.get("BusinessUnitId", "")),
+            organization_id=str(body.get("OrganizationId", "")),
+        )
+
+    async def query_all(
+        self, entity_set: str, *, params: dict[str, str], what: str, page_size: int = 5000
+    ) -> list[dict[str, Any]]:
+        """Every row of a query, following `@odata.nextLink` verbatim."""
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+        body = await self.get_json(entity_set, what=what, params=params, headers=headers)
+        rows: list[dict[str, Any]] = list(body.get("value", []))
+        while body.get("@odata.nextLink"):
+            body = await self.get_json(body["@odata.nextLink"], what=what, headers=headers)
+            rows.extend(body.get("value", []))
+        return rows
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def _lookup_urls(
+        self, entity_set: str, column: str, values: Sequence[str], select: Sequence[str]
+    ) -> list[str]:
+        """Relative GET URLs filtering `column In (values)`, chunked by URL length only."""
+        head = f"{entity_set}?$select={','.join(select)}&$filter="
+        urls: list[str] = []
+        chunk: list[str] = []
+        length = len(self.base_url) + len(head) + 80
+        for value in dict.fromkeys(values):
+            literal = quote(odata_string(value), safe="")
+            if chunk and length + len(literal) + 3 > MAX_BATCH_URL_CHARS:
+                urls.append(head + self._in_filter(column, chunk))
+                chunk, length = [], len(self.base_url) + len(head) + 80
+            chunk.append(literal)
+            length += len(literal) + 3
+        if chunk:
+            urls.append(head + self._in_filter(column, chunk))
+        return urls
+
+    @staticmethod
+    def _in_filter(column: str, encoded_literals: list[str]) -> str:
+        values = "%2C".join(encoded_literals)
+        return (
+            f"Microsoft.Dynamics.CRM.In(PropertyName%3D%27{column}%27%2C"
+            f"PropertyValues%3D%5B{values}%5D)"
+        )
+
+    async def find_by_column(
+        self, entity_set: str, column: str, values: Sequence[str], select: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Rows whose `column` equals one of `values` (case-insensitive, as Dataverse compares),
+        in one request: a single GET when the URL is short, else GETs inside one `$batch`."""
+        if not values:
+            return []
+        urls = self._lookup_urls(entity_set, column, values, select)
+        what = f"the lookup of {len(values)} {entity_set} by {column}"
+        headers = {"Prefer": "odata.maxpagesize=5000"}
+        if len(urls) == 1 and len(self.base_url) + len(urls[0]) < MAX_URL_CHARS:
+            pages = [await self.get_json(urls[0], what=what, headers=headers)]
+        else:
+            responses = await self.batch(
+                [BatchRequest("GET", self.url(u), headers=headers) for u in urls],
+                what=what,
+                continue_on_error=False,
+            )
+            pages = []
+            for item in responses:
+                if item.status >= 300:
+                    raise DataverseError(f"Dataverse rejected {what} ({item.status}).")
+                pages.append(item.json())
+        rows: list[dict[str, Any]] = []
+        for page in pages:
+            rows.extend(page.get("value", []))
+            while page.get("@odata.nextLink"):
+                page = await self.get_json(page["@odata.nextLink"], what=what, headers=headers)
+                rows.extend(page.get("value", []))
+        return rows
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def update_multiple(self, entity_set: str, targets: list[dict[str, Any]]) -> str | None:
+        response = await self.send(
+            "POST",
+            f"{entity_set}/Microsoft.Dynamics.CRM.UpdateMultiple",
+            what=f"UpdateMultiple of {len(targets)} {entity_set}",
+            json={"Targets": [{"@odata.type": ENTITY, **t} for t in targets]},
+        )
+        return _request_id(response)
+
+    async def create_multiple(
+        self, entity_set: str, targets: list[dict[str, Any]]
+    ) -> tuple[list[str], str | None]:
+        response = await self.send(
+            "POST",
+            f"{entity_set}/Microsoft.Dynamics.CRM.CreateMultiple",
+            what=f"CreateMultiple of {len(targets)} {entity_set}",
+            json={"Targets": [{"@odata.type": ENTITY, **t} for t in targets]},
+        )
+        ids = [str(i) for i in response.json().get("Ids", [])]
+        return ids, _request_id(response)
+
+    async def upsert_multiple(self, entity_set: str, targets: list[dict[str, Any]]) -> str | None:
+        response = await self.send(
+            "POST",
+            f"{entity_set}/Microsoft.Dynamics.CRM.UpsertMultiple",
+            what=f"UpsertMultiple of {len(targets)} {entity_set}",
+            json={"Targets": [{"@odata.type": ENTITY, **t} for t in targets]},
+        )
+        return _request_id(response)
+
+    async def batch(
+        self,
+        requests: list[BatchRequest],
+        *,
+        what: str,
+        continue_on_error: bool = True,
+        changeset: bool = False,
+    ) -> list[BatchResponse]:
+        """Run requests through `$batch` (≤ 1000 per call); responses in request order."""
+        out: list[BatchResponse] = []
+        for start in range(0, len(requests), MAX_BATCH_PARTS):
+            chunk = requests[start : start + MAX_BATCH_PARTS]
+            body, content_type = build_batch(chunk, changeset=changeset)
+            headers = {"Content-Type": content_type}
+            if continue_on_error:
+                headers["Prefer"] = "odata.continue-on-error"
+            response = await self.send("POST", "$batch", what=what, content=body, headers=headers)
+            out.extend(
+                parse_batch_response(response.content, response.headers.get("content-type", ""))
+            )
+        return out
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    value = response.headers.get("x-ms-service-request-id")
+    return str(value) if value else None
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float:
+    parsed = parse_retry_after(response.headers.get("retry-after"), time.time())
+    return parsed if parsed is not None else 1.0
+
+
+__all__ = ["AuthError", "DataverseClient", "WhoAmI", "odata_string"]

@@ -1,0 +1,105 @@
+"""Column metadata of the `contact` table, read from `EntityDefinitions` and cached, so values
+can be coerced to each column's type and mappings validated before anything is written."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from consentbridge.dataverse.client import DataverseClient
+
+METADATA_TTL_S = 600.0
+ENTITY_PATH = "EntityDefinitions(LogicalName='contact')"
+CHOICE_CASTS = (
+    "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+    "Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata",
+    "Microsoft.Dynamics.CRM.StatusAttributeMetadata",
+    "Microsoft.Dynamics.CRM.StateAttributeMetadata",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    logical_name: str
+    attribute_type: str
+    attribute_type_name: str | None
+    valid_for_update: bool
+    valid_for_create: bool
+    options: frozenset[int] | None = None
+    max_length: int | None = None
+
+
+def _options(row: dict[str, Any]) -> frozenset[int] | None:
+    values: set[int] = set()
+    for key in ("OptionSet", "GlobalOptionSet"):
+        option_set = row.get(key)
+        if isinstance(option_set, dict):
+            for option in option_set.get("Options") or []:
+                if isinstance(option, dict) and isinstance(option.get("Value"), int):
+                    values.add(option["Value"])
+    return frozenset(values) if values else None
+
+
+def _type_name(value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("Value"), str):
+        return str(value["Value"])
+    return None
+
+
+async def read_contact_columns(client: DataverseClient) -> dict[str, ColumnInfo]:
+    """Every column of `contact` with its type, options (choice columns) and max length."""
+    what = "the contact column metadata"
+    attributes = await client.get_json(
+        f"{ENTITY_PATH}/Attributes",
+        what=what,
+        params={
+            "$select": "LogicalName,AttributeType,AttributeTypeName,IsValidForUpdate,IsValidForCreate"
+        },
+    )
+    options: dict[str, frozenset[int] | None] = {}
+    for cast in CHOICE_CASTS:
+        body = await client.get_json(
+            f"{ENTITY_PATH}/Attributes/{cast}",
+            what=what,
+            params={"$select": "LogicalName", "$expand": "OptionSet,GlobalOptionSet"},
+        )
+        for row in body.get("value", []):
+            options[str(row["LogicalName"])] = _options(row)
+    strings = await client.get_json(
+        f"{ENTITY_PATH}/Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata",
+        what=what,
+        params={"$select": "LogicalName,MaxLength"},
+    )
+    lengths = {str(r["LogicalName"]): r.get("MaxLength") for r in strings.get("value", [])}
+    columns: dict[str, ColumnInfo] = {}
+    for row in attributes.get("value", []):
+        name = str(row["LogicalName"])
+        max_length = lengths.get(name)
+        columns[name] = ColumnInfo(
+            logical_name=name,
+            attribute_type=str(row.get("AttributeType") or ""),
+            attribute_type_name=_type_name(row.get("AttributeTypeName")),
+            valid_for_update=bool(row.get("IsValidForUpdate", True)),
+            valid_for_create=bool(row.get("IsValidForCreate", True)),
+            options=options.get(name),
+            max_length=max_length if isinstance(max_length, int) else None,
+        )
+    return columns
+
+
+class MetadataCache:
+    """Column metadata per client, refreshed after METADATA_TTL_S or on demand."""
+
+    def __init__(self, client: DataverseClient, ttl_s: float = METADATA_TTL_S) -> None:
+        self._client = client
+        self._ttl_s = ttl_s
+        self._columns: dict[str, ColumnInfo] | None = None
+        self._read_at = 0.0
+
+    async def columns(self, *, refresh: bool = False) -> dict[str, ColumnInfo]:
+        stale = time.monotonic() - self._read_at > self._ttl_s
+        if self._columns is None or refresh or stale:
+            self._columns = await read_contact_columns(self._client)
+            self._read_at = time.monotonic()
+        return self._columns

@@ -1,0 +1,264 @@
+"""The Didomi API client: session tokens (cached until shortly before expiry), consent events
+(batched by 100 with caller-chosen ids so a retry never duplicates), users, and marketplace
+webhook registration."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+
+from consentbridge.retry_after import parse_retry_after
+
+EVENTS_PER_CALL = 100
+TOKEN_MARGIN_S = 120.0
+DEFAULT_TOKEN_LIFETIME_S = 3600.0
+MAX_ATTEMPTS = 5
+
+
+class DidomiError(Exception):
+    """A Didomi API call failed; `transient` tells whether a retry may succeed."""
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.transient = transient
+
+
+def _describe(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("name") or body)[:300]
+    return str(body)[:300]
+
+
+class DidomiClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        api_secret: str,
+        organization_id: str,
+        verify: str | bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.organization_id = organization_id
+        self._key = api_key
+        self._secret = api_secret
+        self._http = httpx.AsyncClient(
+            verify=verify, transport=transport, timeout=httpx.Timeout(timeout_s)
+        )
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._lock = asyncio.Lock()
+        self.requests_sent = 0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _session_token(self, *, refresh: bool = False) -> str:
+        async with self._lock:
+            if self._token and not refresh and time.time() < self._token_expires - TOKEN_MARGIN_S:
+                return self._token
+            self.requests_sent += 1
+            try:
+                response = await self._http.post(
+                    f"{self.base_url}/sessions",
+                    json={"type": "api-key", "key": self._key, "secret": self._secret},
+                )
+            except httpx.HTTPError as exc:
+                raise DidomiError(
+                    f"Cannot reach the Didomi API at {self.base_url} ({type(exc).__name__}); "
+                    "check didomi.base_url and the network.",
+                    transient=True,
+                ) from exc
+            if response.status_code >= 500:
+                raise DidomiError(
+                    f"Didomi answered {response.status_code} to the session request.",
+                    status=response.status_code,
+                    transient=True,
+                )
+            if response.status_code >= 300:
+                raise DidomiError(
+                    f"Didomi refused the API key ({response.status_code}: {_describe(response)}); "
+                    "check didomi.api_key and didomi.api_secret.",
+                    status=response.status_code,
+                )
+            token = str(response.json()["access_token"])
+            self._token = token
+            self._token_expires = _expiry(token)
+            return token
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """One API call with the session token; 401 refreshes once, 429/5xx are retried."""
+        query = {"organization_id": self.organization_id, **(params or {})}
+        refreshed = False
+        attempt = 0
+        while True:
+            token = await self._session_token()
+            self.requests_sent += 1
+            try:
+                response = await self._http.request(
+                    method,
+                    f"{self.base_url}/{path.lstrip('/')}",
+                    params=query,
+                    json=json,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            except httpx.HTTPError as exc:
+                attempt += 1
+                if attempt >= MAX_ATTEMPTS:
+                    raise DidomiError(
+                        f"Didomi did not answer {what} ({type(exc).__name__}).", transient=True
+                    ) from exc
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            status = response.status_code
+            if status < 300:
+                return response
+            if status == 401 and not refreshed:
+                refreshed = True
+                await self._session_token(refresh=True)
+                continue
+            if status == 429 or status >= 500:
+                attempt += 1
+                if attempt >= MAX_ATTEMPTS:
+                    raise DidomiError(
+                        f"Didomi answered {status} to {what}: {_describe(response)}",
+                        status=status,
+                        transient=True,
+                    )
+                wait = parse_retry_after(response.headers.get("retry-after"), time.time())
+                await asyncio.sleep(wait if wait is not None else _backoff(attempt))
+                continue
+            raise DidomiError(
+                f"Didomi rejected {what} ({status}): {_describe(response)}", status=status
+            )
+
+    async def create_events(
+        self, events: Sequence[dict[str, Any]], *, disable_integrations: bool = False
+    ) -> int:
+        """POST consent events in calls of ≤ 100. Events carry their own `id`: a retried call
+        whose events already exist answers 409, which counts as done."""
+        created = 0
+        params = {"$disable_integrations": "true"} if disable_integrations else None
+        for start in range(0, len(events), EVENTS_PER_CALL):
+            chunk = list(events[start : start + EVENTS_PER_CALL])
+            try:
+                await self.request(
+                    "POST",
+                    "consents/events",
+                    what=f"{len(chunk)} consent events",
+                    params=params,
+                    json=chunk,
+                )
+            except DidomiError as exc:
+                if exc.status != 409:
+                    raise
+                # Some ids exist already (a retry after a lost answer): send one by one,
+                # treating "already exists" as done.
+                for event in chunk:
+                    try:
+                        await self.request(
+                            "POST",
+                            "consents/events",
+                            what="a consent event",
+                            params=params,
+                            json=event,
+                        )
+                    except DidomiError as inner:
+                        if inner.status != 409:
+                            raise
+            created += len(chunk)
+        return created
+
+    async def get_user(self, organization_user_id: str) -> dict[str, Any] | None:
+        try:
+            response = await self.request(
+                "GET",
+                f"consents/users/{_path_segment(organization_user_id)}",
+                what=f"the Didomi user {organization_user_id!r}",
+                params={"$by_organization_user_id": "true"},
+            )
+        except DidomiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def iter_users(self, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            params = {"$limit": str(page_size)}
+            if cursor:
+                params["$cursor"] = cursor
+            body = (
+                await self.request("GET", "consents/users", what="the user list", params=params)
+            ).json()
+            for user in body.get("data", []):
+                yield user
+            cursor = body.get("cursor")
+            if not cursor:
+                return
+
+    async def register_webhook(
+        self, *, url: str, token_url: str, client_id: str, client_secret: str
+    ) -> dict[str, Any]:
+        body = {
+            "type_id": "webhook-http",
+            "properties": {"url": url},
+            "authentication": {
+                "url": token_url,
+                "client_id": client_id,
+                "client_secret": client_secret,
+            },
+        }
+        response = await self.request(
+            "POST", "marketplace/integrations", what="the webhook registration", json=body
+        )
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def list_integrations(self) -> list[dict[str, Any]]:
+        response = await self.request("GET", "marketplace/integrations", what="the integrations")
+        body = response.json()
+        data = body.get("data", body) if isinstance(body, dict) else body
+        return list(data) if isinstance(data, list) else []
+
+
+def _path_segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _expiry(token: str) -> float:
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        return float(claims["exp"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return time.time() + DEFAULT_TOKEN_LIFETIME_S
+
+
+def _backoff(attempt: int) -> float:
+    return min(20.0, 0.5 * 2.0 ** (attempt - 1)) * random.uniform(0.8, 1.2)

@@ -1,0 +1,160 @@
+"""Receiving webhooks: a change is authenticated by the route, parsed here, projected through
+the mapping and merged into the user's desired state in one store transaction. The caller
+answers 202 only after this returns — the change is then durable.
+
+Nothing slow happens here (no Dataverse or Didomi call); workers do the writing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from consentbridge.config.integration import Integration
+from consentbridge.context import AppContext
+from consentbridge.didomi.webhooks import ConsentChange, PayloadError, parse_webhook
+from consentbridge.mapping import ConsentSnapshot, MappingError, Property, project
+from consentbridge.operations.errors import InvalidInput, Issue, NotFound
+from consentbridge.store.values import Direction, IntakeItem, LogEntry
+from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+
+TO_DATAVERSE: Final[Direction] = "to_dataverse"
+
+
+async def require_integration(ctx: AppContext, integration_id: str) -> Integration:
+    integration = await ctx.integration(integration_id)
+    if integration is None:
+        raise NotFound(f"No integration has the id '{integration_id}'; check the webhook URL.")
+    return integration
+
+
+def _properties(integration: Integration) -> list[Property]:
+    return [Property(p.id, p.value, p.transform) for p in integration.config.properties]
+
+
+def _log(
+    integration: Integration,
+    change: ConsentChange,
+    outcome: str,
+    reason: str,
+    columns: dict[str, Any],
+    now: float,
+) -> LogEntry:
+    return LogEntry(
+        integration_id=integration.id,
+        organization_user_id=change.organization_user_id,
+        direction=TO_DATAVERSE,
+        event=change.event_type,
+        outcome=outcome,
+        reason=reason,
+        columns=columns,
+        request_id=None,
+        at=now,
+    )
+
+
+def _recorded_only(
+    integration: Integration,
+    change: ConsentChange,
+    reason: str,
+    now: float,
+    outcome: str = "skipped",
+) -> IntakeItem:
+    """An item that changes no state but records the delivery and one log line."""
+    return IntakeItem(
+        integration_id=integration.id,
+        direction=TO_DATAVERSE,
+        organization_user_id=change.organization_user_id,
+        delivery_key=change.delivery_key,
+        merge=lambda old: None,
+        log=None,
+        log_unchanged=_log(integration, change, outcome, reason, {}, now),
+        now=now,
+    )
+
+
+def didomi_item(integration: Integration, change: ConsentChange, now: float) -> IntakeItem:
+    """The store item for one parsed Didomi webhook (pure: no I/O)."""
+    if change.regulation not in integration.config.regulations:
+        allowed = ", ".join(integration.config.regulations)
+        return _recorded_only(
+            integration,
+            change,
+            f"regulation '{change.regulation}' is not in config.regulations ({allowed})",
+            now,
+        )
+    if change.snapshot is None:
+        what = (
+            "user deleted in Didomi: recorded, nothing written to the contact (documented choice)"
+            if change.event_type == "user.deleted"
+            else "recorded; the consent state it changes arrives as user.updated"
+        )
+        return _recorded_only(integration, change, what, now)
+    try:
+        snapshot = ConsentSnapshot.from_user(change.snapshot)
+        values = project(_properties(integration), snapshot)
+    except MappingError as exc:
+        raise InvalidInput([Issue("parameters", str(exc))]) from exc
+    stamp = Stamp(
+        version=change.version,
+        ts=change.timestamp.timestamp() if change.timestamp else now,
+        source="didomi",
+    )
+
+    def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
+        result = merge_columns(old, values, stamp)
+        if not result.touched:
+            return None
+        result.columns[EVENT_KEY] = change.event_type
+        return result.columns
+
+    stale_reason = f"{change.event_type} is not newer than the stored state" + (
+        f" (version {change.version})" if change.version is not None else ""
+    )
+    return IntakeItem(
+        integration_id=integration.id,
+        direction=TO_DATAVERSE,
+        organization_user_id=change.organization_user_id,
+        delivery_key=change.delivery_key,
+        merge=merge,
+        log=None,
+        log_unchanged=_log(
+            integration,
+            change,
+            "unchanged",
+            stale_reason if values else "the mapping reads nothing from this change",
+            values,
+            now,
+        ),
+        now=now,
+    )
+
+
+async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> dict[str, Any]:
+    """Merge one Didomi webhook into the store; returns what the 202 answer says."""
+    integration = await require_integration(ctx, integration_id)
+    try:
+        change = parse_webhook(body)
+    except PayloadError as exc:
+        raise InvalidInput([Issue(exc.path, exc.message)]) from exc
+    now = time.time()
+    result = await ctx.store.intake(didomi_item(integration, change, now))
+    if result.changed:
+        ctx.wake()
+    return {
+        "accepted": True,
+        "duplicate": result.duplicate,
+        "queued": result.changed,
+    }
+
+
+async def receive_dataverse(
+    ctx: AppContext, integration_id: str, body: object, *, headers: Any, query: Any
+) -> dict[str, Any]:
+    """Dataverse webhooks (bidirectional mode) — see operations/bidirectional.py."""
+    from consentbridge.operations.reverse_intake import receive_contact_change
+
+    result: dict[str, Any] = await receive_contact_change(
+        ctx, integration_id, body, headers=headers, query=query
+    )
+    return result

@@ -1,0 +1,185 @@
+"""Process composition for `consentbridge serve` and `consentbridge worker`: the HTTP service,
+the sync workers and (with `--sandbox`) the emulators and a demo integration, in one event loop
+with one graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from consentbridge.config.files import load_document_file
+from consentbridge.config.settings import Settings
+from consentbridge.context import AppContext
+from consentbridge.sync.worker import Worker, WorkerConfig
+
+log = logging.getLogger("consentbridge.serve")
+
+
+class ManagedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us (several servers share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    config_files: list[Path] = field(default_factory=list)
+    worker: bool = True
+    sandbox: bool = False
+    sandbox_port: int = 8443
+    sandbox_state_dir: Path = Path("var/sandbox")
+    public_url: str | None = None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _install_stop_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _apply_config_files(ctx: AppContext, files: list[Path]) -> list[str]:
+    from consentbridge.operations import integrations
+
+    applied = []
+    for path in files:
+        integration, _ = await integrations.apply(ctx, load_document_file(path))
+        applied.append(integration.id)
+    return applied
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """`consentbridge worker`: sync workers only, against the shared store."""
+    stop = stop or asyncio.Event()
+    _install_stop_handlers(stop)
+    ctx = await AppContext.open(settings)
+    worker = Worker(ctx.store, ctx.secrets, WorkerConfig())
+    task = asyncio.create_task(worker.run())
+    try:
+        await stop.wait()
+    finally:
+        worker.stop()
+        await task
+        await ctx.aclose()
+
+
+async def run_service(
+    settings: Settings,
+    options: ServeOptions,
+    *,
+    stop: asyncio.Event | None = None,
+    show_admin_token: bool = False,
+) -> None:
+    """`consentbridge serve`: HTTP service, workers and optionally the sandbox."""
+    from consentbridge.web.app import create_app
+
+    stop = stop or asyncio.Event()
+    _install_stop_handlers(stop)
+    ctx = await AppContext.open(settings)
+    servers: list[tuple[uvicorn.Server, socket.socket]] = []
+    tasks: list[asyncio.Task[None]] = []
+    worker: Worker | None = None
+    try:
+        http_sock = _bind(options.host, options.port)
+        port = http_sock.getsockname()[1]
+        public_url = options.public_url or settings.public_url or f"http://{options.host}:{port}"
+        banner = [f"console: http://{options.host}:{port}/console"]
+        if options.sandbox:
+            banner += await _start_sandbox(ctx, options, public_url, servers, tasks)
+        await _apply_config_files(ctx, options.config_files)
+        app = create_app(ctx)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_keep_alive=30,
+            backlog=2048,
+        )
+        web = ManagedServer(config)
+        servers.append((web, http_sock))
+        tasks.append(asyncio.create_task(web.serve(sockets=[http_sock])))
+        if options.worker:
+            worker = Worker(ctx.store, ctx.secrets, WorkerConfig())
+            ctx.wake_workers.append(worker.wake)
+            tasks.append(asyncio.create_task(worker.run()))
+        web_task = tasks[-2] if options.worker else tasks[-1]
+        while not web.started and not web_task.done():
+            await asyncio.sleep(0.02)
+        if web_task.done():
+            web_task.result()
+        if show_admin_token and settings.admin_token is not None:
+            # Only a token generated for this sandbox run is ever printed.
+            banner.append(f"admin_token: {settings.admin_token.get_secret_value()}")
+        for line in banner:
+            print(line, flush=True)
+        await stop.wait()
+    finally:
+        if worker is not None:
+            worker.stop()
+        for server, _ in servers:
+            server.should_exit = True
+        for task in tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 20)
+        for _, sock in servers:
+            sock.close()
+        await ctx.aclose()
+
+
+async def _start_sandbox(
+    ctx: AppContext,
+    options: ServeOptions,
+    public_url: str,
+    servers: list[tuple[uvicorn.Server, socket.socket]],
+    tasks: list[asyncio.Task[None]],
+) -> list[str]:
+    from consentbridge import demo
+    from consentbridge.operations import integrations
+    from consentbridge.sandbox.server import prepare_sandbox
+
+    prepared = prepare_sandbox("127.0.0.1", options.sandbox_port, options.sandbox_state_dir)
+    prepared.server = ManagedServer(prepared.server.config)
+    servers.append((prepared.server, prepared.sock))
+    tasks.append(asyncio.create_task(prepared.serve()))
+    while not prepared.server.started:
+        if tasks[-1].done():
+            tasks[-1].result()
+        await asyncio.sleep(0.02)
+    ca = str(prepared.tls.ca_cert)
+    principals = prepared.state.principals.public()
+    document = demo.demo_document(
+        principals, prepared.base_url, ca, demo.demo_webhook_secret(options.sandbox_state_dir)
+    )
+    await integrations.apply(ctx, document)
+    await demo.seed_contacts(prepared.base_url, ca, principals)
+    await demo.register_didomi_webhook(document, public_url, ca)
+    return [f"sandbox: {line}" for line in prepared.banner()] + [
+        f"demo integration: {demo.DEMO_ID} (contacts alice@example.com, bob@example.com)"
+    ]
+
+
+def generate_admin_token() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,180 @@
+"""The sync worker: claims due users from the store in batches, runs the direction's engine and
+records each user's outcome. Any number of workers, in any number of processes and hosts, share
+one store: claims are leased, so each user is handled by one worker at a time, and a crashed
+worker's leases simply expire.
+
+Each worker runs `LANES` claim→sync→record loops at once so that one slow batch (a throttled
+application user) does not stall the others; the per-application-user limiter in the Dataverse
+client decides how many requests are really in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from consentbridge.config.errors import ConfigError
+from consentbridge.config.integration import Integration
+from consentbridge.config.secrets import SecretBox
+from consentbridge.store import Store
+from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
+from consentbridge.sync.forward import sync_to_dataverse
+from consentbridge.sync.retry import RetryPolicy
+from consentbridge.sync.runtime import IntegrationRuntime, RuntimeRegistry
+
+log = logging.getLogger("consentbridge.worker")
+
+BATCH_SIZE = 1000
+LEASE_S = 120.0
+LANES = 4
+IDLE_POLL_S = 0.5
+
+Engine = Callable[
+    [IntegrationRuntime, Sequence[ClaimedState], RetryPolicy], Awaitable[list[Outcome]]
+]
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class WorkerConfig:
+    batch_size: int = BATCH_SIZE
+    lease_s: float = LEASE_S
+    lanes: int = LANES
+    idle_poll_s: float = IDLE_POLL_S
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+async def _forward(
+    runtime: IntegrationRuntime, claims: Sequence[ClaimedState], policy: RetryPolicy
+) -> list[Outcome]:
+    return await sync_to_dataverse(runtime.forward, claims, policy)
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        secrets: SecretBox,
+        config: WorkerConfig | None = None,
+        *,
+        worker_id: str | None = None,
+        engines: dict[Direction, Engine] | None = None,
+    ) -> None:
+        self.store = store
+        self.secrets = secrets
+        self.config = config or WorkerConfig()
+        self.worker_id = worker_id or new_worker_id()
+        self.engines: dict[Direction, Engine] = engines or {"to_dataverse": _forward}
+        self.registry = RuntimeRegistry()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._in_flight: set[StateKey] = set()
+        self._busy: set[tuple[str, Direction]] = set()
+        self.batches_done = 0
+
+    def wake(self) -> None:
+        """Intake in this process calls this so new changes are picked up at once."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        renewer = asyncio.create_task(self._renew_leases())
+        try:
+            await asyncio.gather(*(self._lane() for _ in range(self.config.lanes)))
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            with contextlib.suppress(Exception):
+                await self.store.release_leases(self.worker_id, now=time.time())
+            await self.registry.aclose()
+
+    async def _lane(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                worked = await self.run_once()
+            except Exception:  # a store outage must not kill the worker
+                log.exception("sync lane failed; retrying shortly")
+                worked = False
+            if not worked:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.idle_poll_s)
+
+    async def run_once(self) -> bool:
+        """Claim and sync one batch if any is due; True when work was done."""
+        now = time.time()
+        for direction in self.engines:
+            for integration_id in await self.store.due_integrations(direction, now):
+                lane_key = (integration_id, direction)
+                if lane_key in self._busy and self.config.lanes > 1:
+                    # Another lane of this worker already works this integration; let it
+                    # have a second lane only when the first one is mid-flight for long.
+                    pass
+                if await self._sync_batch(integration_id, direction, now):
+                    return True
+        return False
+
+    async def _load(self, integration_id: str) -> IntegrationRuntime | None:
+        document = await self.store.get_integration(integration_id)
+        if document is None:
+            return None
+        try:
+            integration: Integration = self.secrets.decrypt_document(document)
+        except ConfigError:
+            log.exception(
+                "cannot decrypt integration %s; check CONSENTBRIDGE_SECRET_KEY", integration_id
+            )
+            return None
+        return await self.registry.get(integration, document)
+
+    async def _sync_batch(self, integration_id: str, direction: Direction, now: float) -> bool:
+        runtime = await self._load(integration_id)
+        if runtime is None:
+            return False
+        claims = await self.store.claim_batch(
+            integration_id,
+            direction,
+            self.worker_id,
+            self.config.batch_size,
+            self.config.lease_s,
+            now,
+        )
+        if not claims:
+            return False
+        keys = {c.key for c in claims}
+        self._in_flight |= keys
+        self._busy.add((integration_id, direction))
+        try:
+            outcomes = await self.engines[direction](runtime, claims, self.config.policy)
+            dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
+            if dropped:
+                log.warning("%d outcomes dropped: their leases had expired", dropped)
+            self.batches_done += 1
+        finally:
+            self._in_flight -= keys
+            self._busy.discard((integration_id, direction))
+        return True
+
+    async def _renew_leases(self) -> None:
+        interval = self.config.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            if self._in_flight:
+                with contextlib.suppress(Exception):
+                    await self.store.renew_leases(
+                        self.worker_id, list(self._in_flight), self.config.lease_s, time.time()
+                    )
