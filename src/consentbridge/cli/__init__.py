@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from consentbridge.cli import sandbox, service  # noqa: F401
+    from consentbridge.cli import sandbox, service, sync  # noqa: F401
 
 
 _register_commands()

@@ -1,0 +1,279 @@
+"""`integrations test`, `integrations preview` and `validate --online`: read-only checks of an
+integration against the real services, each result one line naming the problem and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from consentbridge.config.integration import Integration
+from consentbridge.context import AppContext
+from consentbridge.dataverse.errors import AuthError, DataverseError
+from consentbridge.dataverse.metadata import read_contact_columns
+from consentbridge.didomi.client import DidomiError
+from consentbridge.mapping import (
+    AttributeType,
+    ColumnSpec,
+    ConsentSnapshot,
+    MappingError,
+    Property,
+    coerce,
+    project,
+)
+from consentbridge.operations.errors import InvalidInput, Issue, NotFound
+from consentbridge.sync.clients import didomi_client, runtime_for
+
+CONTACT_PRIVILEGES = ("prvReadContact", "prvWriteContact", "prvCreateContact")
+REGISTRATION_PRIVILEGES = ("prvCreateServiceEndpoint", "prvCreateSdkMessageProcessingStep")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def _integration(ctx: AppContext, integration_id: str) -> Integration:
+    integration = await ctx.integration(integration_id)
+    if integration is None:
+        raise NotFound(
+            f"No integration has the id '{integration_id}'; list them with "
+            "`consentbridge integrations list`."
+        )
+    return integration
+
+
+async def user_privileges(runtime: Any, user_id: str) -> set[str]:
+    body = await runtime.dataverse.get_json(
+        f"systemusers({user_id})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()",
+        what="RetrieveUserPrivileges",
+    )
+    return {str(p.get("PrivilegeName")) for p in body.get("RolePrivileges", [])}
+
+
+async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
+    integration = await _integration(ctx, integration_id)
+    runtime = runtime_for(integration)
+    checks: list[Check] = []
+    try:
+        try:
+            await runtime.tokens.token()
+            checks.append(
+                Check("token", True, f"Entra ID issued a token for {integration.token_scope}")
+            )
+        except AuthError as exc:
+            checks.append(Check("token", False, str(exc)))
+            return checks
+        try:
+            await runtime.dataverse.get_json(
+                "EntityDefinitions(LogicalName='contact')",
+                what="the contact table definition",
+                params={"$select": "LogicalName"},
+            )
+            checks.append(Check("web_api", True, f"{integration.web_api_base} answers"))
+        except DataverseError as exc:
+            checks.append(Check("web_api", False, f"{exc} Check config.instance."))
+            return checks
+        try:
+            who = await runtime.dataverse.who_am_i()
+            checks.append(Check("whoami", True, f"application user {who.user_id}"))
+        except DataverseError as exc:
+            checks.append(
+                Check(
+                    "whoami",
+                    False,
+                    f"{exc} Create the application user for "
+                    "this app in the Power Platform admin center.",
+                )
+            )
+            return checks
+        try:
+            granted = await user_privileges(runtime, who.user_id)
+        except DataverseError as exc:
+            checks.append(Check("privileges", False, str(exc)))
+            return checks
+        missing = [p for p in CONTACT_PRIVILEGES if p not in granted]
+        checks.append(
+            Check(
+                "contact_privileges",
+                not missing,
+                "read, create and write contacts"
+                if not missing
+                else f"missing {', '.join(missing)}: give the application user a security role "
+                "that can read, create and write contacts",
+            )
+        )
+        if integration.bidirectional:
+            missing = [p for p in REGISTRATION_PRIVILEGES if p not in granted]
+            checks.append(
+                Check(
+                    "registration_privileges",
+                    not missing,
+                    "can register the webhook"
+                    if not missing
+                    else f"missing {', '.join(missing)}: assign the System Administrator role "
+                    "while enabling or disabling the bidirectional flow",
+                )
+            )
+        if integration.didomi is not None:
+            didomi = didomi_client(integration)
+            try:
+                await didomi.request(
+                    "GET", "consents/users", what="a Didomi user page", params={"$limit": "1"}
+                )
+                checks.append(
+                    Check("didomi", True, f"{integration.didomi.base_url} accepts the API key")
+                )
+            except DidomiError as exc:
+                checks.append(Check("didomi", False, exc.message))
+            finally:
+                await didomi.aclose()
+    finally:
+        await runtime.aclose()
+    return checks
+
+
+async def preview(
+    ctx: AppContext, integration_id: str, organization_user_id: str
+) -> dict[str, Any]:
+    """Dry run for one user: the contact(s) found and the exact values that would be written."""
+    integration = await _integration(ctx, integration_id)
+    if not organization_user_id:
+        raise InvalidInput(
+            [Issue("organization_user_id", "Give the organization_user_id of the user to preview.")]
+        )
+    runtime = runtime_for(integration)
+    try:
+        values, source = await _desired_values(ctx, integration, organization_user_id)
+        columns = await read_contact_columns(runtime.dataverse)
+        coerced: dict[str, Any] = {}
+        problems: dict[str, str] = {}
+        for column, value in values.items():
+            info = columns.get(column)
+            if info is None:
+                problems[column] = "the contact table has no such column"
+                continue
+            try:
+                coerced[column] = coerce(
+                    value,
+                    ColumnSpec(
+                        column,
+                        AttributeType.from_metadata(info.attribute_type, info.attribute_type_name),
+                        info.options,
+                        info.max_length,
+                    ),
+                )
+            except MappingError as exc:
+                problems[column] = str(exc)
+        match = integration.config.match_attribute
+        select = ["contactid", match, *sorted(set(coerced) - {match})]
+        contacts = await runtime.dataverse.find_by_column(
+            "contacts", match, [organization_user_id], select
+        )
+        writes = []
+        for contact in contacts:
+            diff = {c: v for c, v in coerced.items() if contact.get(c) != v}
+            writes.append(
+                {
+                    "contactid": contact["contactid"],
+                    "current": {c: contact.get(c) for c in coerced},
+                    "would_write": diff,
+                }
+            )
+        if not contacts:
+            action = (
+                "create a contact"
+                if integration.upsert_mode
+                else "skip: no matching contact (upsert_mode is false)"
+            )
+        elif all(not w["would_write"] for w in writes):
+            action = "nothing: every mapped column already holds the desired value"
+        else:
+            action = f"update {sum(1 for w in writes if w['would_write'])} contact(s)"
+        return {
+            "organization_user_id": organization_user_id,
+            "source": source,
+            "values": coerced,
+            "problems": problems,
+            "contacts": writes,
+            "action": action,
+        }
+    except DataverseError as exc:
+        raise InvalidInput([Issue("dataverse", str(exc))], status=502) from exc
+    finally:
+        await runtime.aclose()
+
+
+async def _desired_values(
+    ctx: AppContext, integration: Integration, user: str
+) -> tuple[dict[str, Any], str]:
+    properties = [Property(p.id, p.value, p.transform) for p in integration.config.properties]
+    if integration.didomi is not None:
+        client = didomi_client(integration)
+        try:
+            raw = await client.get_user(user)
+        except DidomiError as exc:
+            raise InvalidInput([Issue("didomi", exc.message)], status=502) from exc
+        finally:
+            await client.aclose()
+        if raw is None:
+            raise NotFound(f"Didomi has no user with organization_user_id '{user}'.")
+        return project(properties, ConsentSnapshot.from_user(raw)), "didomi"
+    from consentbridge.sync.merge import desired_values
+
+    state = await ctx.store.get_state(integration.id, "to_dataverse", user)
+    if state is None:
+        raise NotFound(
+            f"No change has been received for '{user}' and no didomi block is "
+            "configured to fetch the user; add didomi.api_key/api_secret."
+        )
+    return desired_values(state.columns), "last received change"
+
+
+async def validate_online(ctx: AppContext, integration: Integration) -> list[Issue]:
+    """Every mapped column checked against the Dataverse metadata of `contact`."""
+    runtime = runtime_for(integration)
+    issues: list[Issue] = []
+    try:
+        columns = await read_contact_columns(runtime.dataverse)
+    except DataverseError as exc:
+        return [Issue("config.instance", str(exc))]
+    finally:
+        await runtime.aclose()
+    for index, prop in enumerate(integration.config.properties):
+        info = columns.get(prop.id)
+        path = f"config.properties[{index}].id"
+        if info is None:
+            issues.append(
+                Issue(
+                    path,
+                    f"the contact table has no column '{prop.id}'; check the "
+                    "logical name (not the display name) in the maker portal.",
+                )
+            )
+            continue
+        try:
+            AttributeType.from_metadata(info.attribute_type, info.attribute_type_name)
+        except MappingError as exc:
+            issues.append(Issue(path, str(exc)))
+            continue
+        if not info.valid_for_update:
+            issues.append(
+                Issue(
+                    path,
+                    f"column '{prop.id}' cannot be updated through the Web "
+                    "API; map another column.",
+                )
+            )
+    if integration.config.match_attribute not in columns:
+        issues.append(
+            Issue(
+                "config.match_attribute",
+                f"the contact table has no column '{integration.config.match_attribute}'.",
+            )
+        )
+    return issues

@@ -1,0 +1,25 @@
+"""Short-lived clients for one-off operations (test, preview, backfill, registration); the
+workers keep long-lived ones in `RuntimeRegistry`."""
+
+from __future__ import annotations
+
+from consentbridge.config.integration import Integration
+from consentbridge.didomi.client import DidomiClient
+from consentbridge.sync.runtime import IntegrationRuntime, build_runtime
+
+
+def runtime_for(integration: Integration) -> IntegrationRuntime:
+    return build_runtime(integration, fingerprint="one-off")
+
+
+def didomi_client(integration: Integration) -> DidomiClient:
+    didomi = integration.didomi
+    if didomi is None:
+        raise ValueError("the integration has no didomi block")
+    return DidomiClient(
+        base_url=didomi.base_url,
+        api_key=didomi.api_key,
+        api_secret=didomi.api_secret.get_secret_value(),
+        organization_id=integration.organization_id or "",
+        verify=integration.config.ca_bundle or True,
+    )
