@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import shlex
 import signal
 import socket
 from collections.abc import Iterator
@@ -133,6 +135,8 @@ async def run_service(
         if show_admin_token and settings.admin_token is not None:
             # Only a token generated for this sandbox run is ever printed.
             banner.append(f"admin_token: {settings.admin_token.get_secret_value()}")
+        if options.sandbox:
+            banner.append(_write_demo_env(options, public_url, settings, banner))
         for line in banner:
             print(line, flush=True)
         await stop.wait()
@@ -179,6 +183,32 @@ async def _start_sandbox(
     return [f"sandbox: {line}" for line in prepared.banner()] + [
         f"demo integration: {demo.DEMO_ID} (contacts alice@example.com, bob@example.com)"
     ]
+
+
+def _write_demo_env(
+    options: ServeOptions, public_url: str, settings: Settings, banner: list[str]
+) -> str:
+    """`var/demo.env` (0600) so the README's demo commands need no copy and paste."""
+    values = dict(
+        line.removeprefix("sandbox: ").split(": ", 1)
+        for line in banner
+        if line.startswith("sandbox: ")
+    )
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    lines = {
+        "SERVICE_URL": public_url,
+        "ADMIN_TOKEN": token,
+        "SANDBOX_URL": values.get("base_url", ""),
+        "SANDBOX_CA": values.get("ca_bundle", ""),
+        "DIDOMI_ORG": values.get("didomi_organization_id", ""),
+        "DIDOMI_API_KEY": values.get("didomi_api_key", ""),
+        "DIDOMI_API_SECRET": values.get("didomi_api_secret", ""),
+    }
+    path = options.sandbox_state_dir.parent / "demo.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.writelines(f"{key}={shlex.quote(value)}\n" for key, value in lines.items())
+    return f"demo env: {path}"
 
 
 def generate_admin_token() -> str:

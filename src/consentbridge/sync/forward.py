@@ -32,7 +32,7 @@ from consentbridge.sync.merge import desired_values, last_event
 from consentbridge.sync.retry import RetryPolicy
 
 ENTITY_SET = "contacts"
-WRITE_CHUNK = 500  # rows per UpdateMultiple/CreateMultiple; see docs/performance.md
+WRITE_CHUNK = 1000  # rows per UpdateMultiple/CreateMultiple; see docs/performance.md
 DIRECTION: Final[Direction] = "to_dataverse"
 EVENT = "sync"
 
@@ -322,19 +322,41 @@ class ForwardBatch:
             plan.written.update({k: v for k, v in target.items() if k != "contactid"})
 
     async def _isolate(self, suspects: list[tuple[_UserPlan, BatchRequest]]) -> None:
-        """Replay refused rows one by one inside `$batch` to learn which row is bad."""
+        """Replay refused rows one by one inside `$batch` to learn which row is bad. A user
+        whose row is refused because of columns Dataverse does not know still gets its known
+        columns written in a second round: one misconfigured column must not hold back an
+        opt-out."""
         open_suspects = [(p, r) for p, r in suspects if p.outcome is None]
+        await self._run_isolated(open_suspects)
+        second: list[tuple[_UserPlan, BatchRequest]] = []
+        for plan, request in open_suspects:
+            if isinstance(plan.failure, RequestError) and plan.unknown and request.body:
+                known = {k: v for k, v in request.body.items() if k not in plan.unknown}
+                if known:
+                    second.append(
+                        (plan, BatchRequest(request.method, request.url, known, request.headers))
+                    )
+        if second:
+            await self._run_isolated(second, keep_failure=True)
+
+    async def _run_isolated(
+        self, items: list[tuple[_UserPlan, BatchRequest]], *, keep_failure: bool = False
+    ) -> None:
+        if not items:
+            return
         try:
             responses = await self.rt.client.batch(
-                [r for _, r in open_suspects], what=f"$batch of {len(open_suspects)} contact writes"
+                [r for _, r in items], what=f"$batch of {len(items)} contact writes"
             )
         except DataverseError as exc:
-            self._fail_all([p for p, _ in open_suspects], exc)
+            self._fail_all([p for p, _ in items], exc)
             return
-        for (plan, request), response in zip(open_suspects, responses, strict=False):
+        for (plan, request), response in zip(items, responses, strict=False):
             if response.status < 300:
                 plan.written.update(request.body or {})
                 plan.request_id = response.headers.get("x-ms-service-request-id") or plan.request_id
+                continue
+            if keep_failure and plan.failure is not None:
                 continue
             try:
                 body = response.json()
@@ -357,8 +379,9 @@ class ForwardBatch:
             if isinstance(plan.failure, TransientError):
                 self._retry_or_dead(plan, plan.failure)
             else:
+                wrote = f"wrote {', '.join(sorted(plan.written))}; " if plan.written else ""
                 self._finish(
-                    plan, "dead", str(plan.failure), plan.written or {}, error=str(plan.failure)
+                    plan, "dead", f"{wrote}{plan.failure}", plan.written, error=str(plan.failure)
                 )
             return
         count = len(plan.contacts)

@@ -1,0 +1,202 @@
+"""A test client of the sandbox over real HTTPS: Web API calls as an application user, Didomi
+API calls with a session, and the control API."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from tests.support.service import Expecting
+
+API = "/api/data/v9.2"
+
+
+class SandboxClient:
+    def __init__(self, base_url: str, ca_bundle: Path) -> None:
+        self.base_url = base_url
+        self.ca_bundle = str(ca_bundle)
+        self.http = httpx.Client(base_url=base_url, verify=self.ca_bundle, timeout=30)
+        self.x = Expecting(self.http)
+        self._tokens: dict[str, str] = {}
+        self._didomi_token: str | None = None
+
+    def close(self) -> None:
+        self.http.close()
+
+    # control ------------------------------------------------------------------------------
+    def principals(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.x.get("/_sandbox/principals").json()
+        return body
+
+    def stats(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.x.get("/_sandbox/stats").json()
+        return body
+
+    def faults(self, **faults: float) -> None:
+        self.x.post("/_sandbox/faults", expect=200, json=faults)
+
+    def limits(self, **limits: float) -> None:
+        self.x.post("/_sandbox/limits", expect=200, json=limits)
+
+    def add_column(self, logical_name: str, type_: str, options: list[int] | None = None) -> None:
+        body: dict[str, Any] = {"table": "contact", "logical_name": logical_name, "type": type_}
+        if options:
+            body["options"] = [{"value": v, "label": f"Option {v}"} for v in options]
+        self.x.post("/_sandbox/columns", expect=201, json=body)
+
+    def add_app(self, name: str, roles: list[str]) -> dict[str, Any]:
+        app: dict[str, Any] = self.x.post(
+            "/_sandbox/principals", expect=201, json={"name": name, "roles": roles}
+        ).json()
+        return app
+
+    def history(self, contact_id: str) -> list[dict[str, Any]]:
+        writes: list[dict[str, Any]] = self.x.get(
+            "/_sandbox/history", params={"table": "contact", "id": contact_id}
+        ).json()["writes"]
+        return writes
+
+    # Dataverse ----------------------------------------------------------------------------
+    def token(self, app: dict[str, Any] | None = None) -> str:
+        principals = self.principals()
+        app = app or principals["apps"][0]
+        if app["client_id"] not in self._tokens:
+            body = self.x.post(
+                f"/{principals['tenant_id']}/oauth2/v2.0/token",
+                expect=200,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": app["client_id"],
+                    "client_secret": app["client_secret"],
+                    "scope": f"{self.base_url}/.default",
+                },
+            ).json()
+            self._tokens[app["client_id"]] = body["access_token"]
+        return self._tokens[app["client_id"]]
+
+    def dv(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: int,
+        app: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token(app)}", **kwargs.pop("headers", {})}
+        return self.x.call(method, f"{API}/{path}", expect=expect, headers=headers, **kwargs)
+
+    def create_contact(self, app: dict[str, Any] | None = None, **columns: Any) -> str:
+        columns.setdefault("lastname", "Test")
+        response = self.dv("POST", "contacts", expect=204, json=columns, app=app)
+        entity = response.headers["OData-EntityId"]
+        return entity[entity.index("(") + 1 : entity.index(")")]
+
+    def update_contact(
+        self, contact_id: str, app: dict[str, Any] | None = None, **columns: Any
+    ) -> None:
+        self.dv(
+            "PATCH",
+            f"contacts({contact_id})",
+            expect=204,
+            json=columns,
+            app=app,
+            headers={"If-Match": "*"},
+        )
+
+    def contact(self, contact_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.dv("GET", f"contacts({contact_id})", expect=200).json()
+        return body
+
+    def contacts_by(self, column: str, value: str) -> list[dict[str, Any]]:
+        literal = "'" + value.replace("'", "''") + "'"
+        rows: list[dict[str, Any]] = self.dv(
+            "GET", "contacts", expect=200, params={"$filter": f"{column} eq {literal}"}
+        ).json()["value"]
+        return rows
+
+    # Didomi -------------------------------------------------------------------------------
+    @property
+    def organization_id(self) -> str:
+        return str(self.principals()["didomi"]["organization_id"])
+
+    def didomi(self, method: str, path: str, *, expect: int, **kwargs: Any) -> httpx.Response:
+        if self._didomi_token is None:
+            self._didomi_token = self._session(self.principals()["didomi"])
+        params = {"organization_id": self.organization_id, **kwargs.pop("params", {})}
+        headers = {"Authorization": f"Bearer {self._didomi_token}"}
+        return self.x.call(
+            method, f"/v1/{path}", expect=expect, params=params, headers=headers, **kwargs
+        )
+
+    def _session(self, creds: dict[str, Any]) -> str:
+        response = self.http.post(
+            "/v1/sessions",
+            json={"type": "api-key", "key": creds["api_key"], "secret": creds["api_secret"]},
+        )
+        assert response.status_code in (200, 201), response.text
+        return str(response.json()["access_token"])
+
+    def consent_event(
+        self, user: str, purposes: list[dict[str, Any]], **extra: Any
+    ) -> dict[str, Any]:
+        event = {
+            "user": {"organization_user_id": user},
+            "consents": {"purposes": purposes},
+            **extra,
+        }
+        created: dict[str, Any] = self.didomi(
+            "POST", "consents/events", expect=201, json=event
+        ).json()
+        return created
+
+    def didomi_user(self, user: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.didomi(
+            "GET",
+            f"consents/users/{quote(user, safe='')}",
+            expect=200,
+            params={"$by_organization_user_id": "true"},
+        ).json()
+        return body
+
+    def register_webhook(self, url: str, token_url: str, client_id: str, secret: str) -> None:
+        self.didomi(
+            "POST",
+            "marketplace/integrations",
+            expect=201,
+            json={
+                "type_id": "webhook-http",
+                "properties": {"url": url},
+                "authentication": {
+                    "url": token_url,
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            },
+        )
+
+
+def wait_until(
+    check: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    message: str = "condition",
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}; last={last!r}")
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
