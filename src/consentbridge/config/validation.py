@@ -1,0 +1,317 @@
+"""Turning a raw document into an ``Integration``, or into every problem it has, by JSON path.
+
+Three sources of issues are merged so that a bad document is refused whole with all of them:
+pydantic's per-field errors (translated here into one-sentence messages), rules spanning several
+fields (checked on the raw data, so they run even when other fields are broken), and a
+``PropertyChecker`` hook for the mapping grammar of ``properties[].value`` / ``transform``, which
+this package does not own.
+
+Messages echo key names and JSON paths, never values, so a secret pasted into the wrong field
+cannot leak through an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+
+from consentbridge.config.errors import InvalidIntegration, ValidationIssue
+from consentbridge.config.integration import (
+    CUSTOM_ERROR,
+    DEFAULT_MATCH_ATTRIBUTE,
+    Integration,
+    Property,
+    derive_id,
+)
+
+PropertyChecker = Callable[[str, object], list[str]]
+"""Judges one mapping: ``(value, transform) -> messages`` (empty when fine).
+
+Called only for properties whose own shape is valid: ``value`` is a non-empty string and
+``transform`` is ``None``, ``"not"`` or a dict of str to bool / int / str / None. Messages are
+filed under ``config.properties[i].value`` when there is no transform, else under
+``config.properties[i]`` (they may then be about either key). Each should be one sentence naming
+the problem and the fix.
+"""
+
+Loc = tuple[int | str, ...]
+
+_ITEM_DESCRIPTIONS: Final = {
+    "config.properties[]": "an object with id, value and optionally transform",
+    "config.regulations[]": "a lowercase regulation id such as gdpr",
+}
+_MISSING_MESSAGES: Final = {
+    "id": "id is missing; add an id such as acme-d365, or an organization_id to derive it from.",
+}
+
+
+def accept_any_property(value: str, transform: object) -> list[str]:
+    """The default ``PropertyChecker``: every well-shaped mapping is accepted."""
+    return []
+
+
+def parse_integration(
+    raw: object,
+    *,
+    default_id: str | None = None,
+    check_property: PropertyChecker = accept_any_property,
+) -> Integration:
+    """Validate a decoded JSON / YAML document, or raise ``InvalidIntegration`` listing all issues.
+
+    The id is, in order: the document's ``id``; else derived from ``organization_id``
+    (``acme`` → ``acme-d365``); else ``default_id`` (a URL segment or a file name). A caller that
+    wants a URL id to win over ``organization_id`` should set ``raw["id"]`` itself.
+    """
+    document = _with_resolved_id(raw, default_id)
+    if not isinstance(document, dict):
+        raise InvalidIntegration([ValidationIssue("", _not_an_object(document))])
+    integration: Integration | None = None
+    try:
+        integration = Integration.model_validate(document)
+        issues: list[ValidationIssue] = []
+    except ValidationError as exc:
+        issues = [issue_from_error(error) for error in exc.errors()]
+    issues += cross_field_issues(document)
+    issues += property_issues(document, check_property)
+    if issues or integration is None:
+        # Raised outside the except block, so pydantic's error (which holds the input) is not
+        # chained onto ours.
+        raise InvalidIntegration(issues)
+    return integration
+
+
+def _with_resolved_id(raw: object, default_id: str | None) -> object:
+    if not isinstance(raw, dict) or "id" in raw:
+        return raw
+    organization_id = raw.get("organization_id")
+    resolved = derive_id(organization_id) if isinstance(organization_id, str) else None
+    resolved = resolved or default_id
+    return raw if resolved is None else {"id": resolved, **raw}
+
+
+def _not_an_object(document: object) -> str:
+    return (
+        f"The document is {_kind(document)}, not an object; send a JSON object such as "
+        '{"config": {"client_id": …, "client_secret": …, "tenant_id": …, "instance": …, '
+        '"properties": […]}}.'
+    )
+
+
+def cross_field_issues(document: dict[str, Any]) -> list[ValidationIssue]:
+    """Rules spanning several fields, checked on raw data so they run beside field errors."""
+    issues: list[ValidationIssue] = []
+    config = document.get("config")
+    if isinstance(config, dict):
+        issues += _column_issues(config)
+        issues += _regulation_issues(config)
+    if document.get("bidirectional") is True and document.get("didomi") is None:
+        issues.append(
+            ValidationIssue(
+                "didomi",
+                "didomi is required when bidirectional is true; add "
+                '{"api_key": …, "api_secret": …} so changes made in Dataverse can be sent to '
+                "Didomi, or set bidirectional to false.",
+            )
+        )
+    return issues
+
+
+def _column_issues(config: dict[str, Any]) -> list[ValidationIssue]:
+    properties = config.get("properties")
+    if not isinstance(properties, list):
+        return []
+    match_attribute = config.get("match_attribute", DEFAULT_MATCH_ATTRIBUTE)
+    first_index: dict[str, int] = {}
+    issues: list[ValidationIssue] = []
+    for index, item in enumerate(properties):
+        column = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(column, str):
+            continue
+        path = f"config.properties[{index}].id"
+        if column in first_index:
+            issues.append(
+                ValidationIssue(
+                    path,
+                    f"id repeats the column of config.properties[{first_index[column]}]; map "
+                    "each column once and remove or rename this one.",
+                )
+            )
+        elif column == match_attribute:
+            # Writing consent into the column that identifies the contact would break matching.
+            issues.append(
+                ValidationIssue(
+                    path,
+                    "id is the match_attribute column, which identifies the contact; map "
+                    "consent to another column.",
+                )
+            )
+        else:
+            first_index[column] = index
+    return issues
+
+
+def _regulation_issues(config: dict[str, Any]) -> list[ValidationIssue]:
+    regulations = config.get("regulations")
+    if not isinstance(regulations, list):
+        return []
+    seen: set[str] = set()
+    issues: list[ValidationIssue] = []
+    for index, regulation in enumerate(regulations):
+        if isinstance(regulation, str) and regulation in seen:
+            issues.append(
+                ValidationIssue(
+                    f"config.regulations[{index}]",
+                    f"regulations[{index}] repeats an earlier regulation; remove it.",
+                )
+            )
+        elif isinstance(regulation, str):
+            seen.add(regulation)
+    return issues
+
+
+def property_issues(document: dict[str, Any], check: PropertyChecker) -> list[ValidationIssue]:
+    """Run the mapping hook on every property whose own shape is valid."""
+    config = document.get("config")
+    properties = config.get("properties") if isinstance(config, dict) else None
+    if not isinstance(properties, list):
+        return []
+    issues: list[ValidationIssue] = []
+    for index, item in enumerate(properties):
+        try:
+            mapping = Property.model_validate(item)
+        except ValidationError:
+            continue  # already reported by the document's own validation
+        path = f"config.properties[{index}]"
+        if mapping.transform is None:
+            path += ".value"
+        issues += [
+            ValidationIssue(path, message) for message in check(mapping.value, mapping.transform)
+        ]
+    return issues
+
+
+def issue_from_error(error: ErrorDetails) -> ValidationIssue:
+    """One pydantic error as an issue with a one-sentence message naming the problem and fix."""
+    loc = tuple(error["loc"])
+    return ValidationIssue(format_path(loc), _message(error, loc))
+
+
+def format_path(loc: Sequence[int | str]) -> str:
+    """``("config", "properties", 1, "id")`` → ``config.properties[1].id``."""
+    path = ""
+    for segment in loc:
+        if isinstance(segment, int):
+            path += f"[{segment}]"
+        else:
+            path += f".{segment}" if path else segment
+    return path
+
+
+def _message(error: ErrorDetails, loc: Loc) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    name = _name(loc)
+    expected = _describe(loc)
+    if kind == CUSTOM_ERROR:
+        return f"{name} {ctx['reason']}."
+    if kind == "missing":
+        return _MISSING_MESSAGES.get(format_path(loc), f"{name} is missing; add {expected}.")
+    if kind == "extra_forbidden":
+        return _unknown_key_message(loc)
+    if kind in ("string_too_short", "too_short") and ctx.get("field_type") != "List":
+        return f"{name} is empty; set it to {expected}."
+    if kind == "too_short":
+        return f"{name} is empty; add at least one entry, each {_describe((*loc, 0))}."
+    if kind == "string_too_long" or (kind == "too_long" and ctx.get("field_type") != "List"):
+        return f"{name} is longer than {ctx.get('max_length')} characters; shorten it."
+    if kind == "too_long":
+        limit = ctx.get("max_length")
+        return f"{name} has more than {limit} entries; keep at most {limit}."
+    if kind.endswith("_type"):
+        return f"{name} must be {expected}; it is {_kind(error.get('input'))}."
+    return f"{name} is invalid ({error['msg']}); set it to {expected}."
+
+
+def _unknown_key_message(loc: Loc) -> str:
+    name = str(loc[-1])
+    known = _known_keys(loc[:-1])
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"{name} is not a known key; did you mean {close[0]}?"
+    return f"{name} is not a known key here; remove it (known keys: {', '.join(known)})."
+
+
+def _name(loc: Loc) -> str:
+    """The last key of a path, with a trailing list index: ``transform``, ``properties[1]``."""
+    name = ""
+    for segment in reversed(loc):
+        if isinstance(segment, int):
+            name = f"[{segment}]{name}"
+        else:
+            return f"{segment}{name}"
+    return name or "the document"
+
+
+def _describe(loc: Loc) -> str:
+    if loc and isinstance(loc[-1], int):
+        pattern = format_path(tuple("[]" if isinstance(s, int) else s for s in loc))
+        return _ITEM_DESCRIPTIONS.get(pattern.replace(".[]", "[]"), "a valid entry")
+    field = _field(loc)
+    return field.description if field is not None and field.description else "a valid value"
+
+
+def _field(loc: Loc) -> FieldInfo | None:
+    model: type[BaseModel] | None = Integration
+    field: FieldInfo | None = None
+    for segment in loc:
+        if isinstance(segment, int):
+            continue  # a list item: the model stays the list's item model
+        if model is None or segment not in model.model_fields:
+            return None
+        field = model.model_fields[segment]
+        model = _inner_model(field.annotation)
+    return field
+
+
+def _known_keys(loc: Loc) -> list[str]:
+    if not loc:
+        return list(Integration.model_fields)
+    field = _field(loc)
+    model = _inner_model(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _inner_model(annotation: object) -> type[BaseModel] | None:
+    """The model inside ``Model``, ``list[Model]`` or ``Model | None``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
+        for argument in typing.get_args(annotation):
+            model = _inner_model(argument)
+            if model is not None:
+                return model
+    return None
+
+
+def _kind(value: object) -> str:
+    """The JSON kind of a value, for messages that must not echo the value itself."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,1 @@
+"""Dataverse Web API emulator: stands in for Microsoft and imports nothing from the product."""
