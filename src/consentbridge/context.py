@@ -11,6 +11,8 @@ from consentbridge.config.integration import Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.store import Store
+from consentbridge.store.batcher import IntakeBatcher
+from consentbridge.store.values import IntakeItem, IntakeResult
 
 
 @dataclass
@@ -20,6 +22,7 @@ class AppContext:
     secrets: SecretBox
     wake_workers: list[Callable[[], None]] = field(default_factory=list)
     _integrations: dict[str, tuple[float, Integration | None]] = field(default_factory=dict)
+    _batcher: IntakeBatcher | None = None
 
     # Webhooks arrive by the thousand per second; reading and decrypting the integration for
     # each would dominate intake, so it is cached briefly. Changes made in this process are
@@ -45,6 +48,12 @@ class AppContext:
     async def open(cls, settings: Settings) -> AppContext:
         store = await Store.open(settings.db_url)
         return cls(settings=settings, store=store, secrets=SecretBox.from_settings(settings))
+
+    async def intake(self, item: IntakeItem) -> IntakeResult:
+        """Store one received change; returns after the commit that holds it (group commit)."""
+        if self._batcher is None:
+            self._batcher = IntakeBatcher(self.store)
+        return await self._batcher.submit(item)
 
     def wake(self) -> None:
         """Tell this process's workers that new work is due."""

@@ -138,7 +138,7 @@ async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> 
     except PayloadError as exc:
         raise InvalidInput([Issue(exc.path, exc.message)]) from exc
     now = time.time()
-    result = await ctx.store.intake(didomi_item(integration, change, now))
+    result = await ctx.intake(didomi_item(integration, change, now))
     if result.changed:
         ctx.wake()
     return {
