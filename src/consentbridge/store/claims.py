@@ -1,0 +1,150 @@
+"""Claims: workers lease due pending rows, renew the leases, and give them back.
+
+A row is due when it is pending, its ``next_attempt_at`` has passed and nobody holds a live
+lease on it. Claiming sets ``lease_owner``/``lease_until`` and moves ``next_attempt_at`` to the
+lease expiry, so leased rows leave the front of ``ix_sync_states_due`` (the next claim does not
+walk over them) and ``next_due_at`` reports when a crashed worker's rows come back.
+
+PostgreSQL claims with one ``WITH oldest_due AS MATERIALIZED (SELECT ... LIMIT n FOR UPDATE
+SKIP LOCKED) UPDATE ... WHERE user IN (SELECT user FROM oldest_due) RETURNING ...``,
+so workers on any number of hosts take disjoint batches without waiting for each other. On
+SQLite the same statement runs inside the single writer's ``BEGIN IMMEDIATE`` transaction
+(``FOR UPDATE`` is not rendered there), which makes it just as exclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from consentbridge.store._sql import chunks, state_keys_in
+from consentbridge.store.tables import integrations, sync_states
+from consentbridge.store.values import ClaimedState, Direction, StateKey
+
+_s = sync_states.c
+
+
+def _due(now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        _s.pending,
+        _s.next_attempt_at <= now,
+        sa.or_(_s.lease_until.is_(None), _s.lease_until < now),
+    )
+
+
+def claim_statement(
+    integration_id: str,
+    direction: Direction,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    now: float,
+) -> sa.Update:
+    """The single statement ``claim_batch`` runs (exposed so tests can EXPLAIN it)."""
+    oldest_due = (
+        sa.select(_s.organization_user_id)
+        .where(_s.integration_id == integration_id, _s.direction == direction, _due(now))
+        .order_by(_s.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        # Materialised: evaluated once. Inlined as a semi-join, PostgreSQL may rescan it, skip
+        # the rows this very UPDATE already touched, and so lease more than ``limit`` rows.
+        .cte("oldest_due")
+        .prefix_with("MATERIALIZED")
+    )
+    until = now + lease_s
+    return (
+        sa.update(sync_states)
+        .where(
+            _s.integration_id == integration_id,
+            _s.direction == direction,
+            _s.organization_user_id.in_(sa.select(oldest_due.c.organization_user_id)),
+        )
+        .values(lease_owner=worker_id, lease_until=until, next_attempt_at=until)
+        .returning(_s.organization_user_id, _s.columns, _s.seq, _s.attempts, _s.first_failed_at)
+    )
+
+
+async def claim_batch(
+    conn: AsyncConnection,
+    integration_id: str,
+    direction: Direction,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    now: float,
+) -> list[ClaimedState]:
+    """Lease up to ``limit`` of the oldest due rows to ``worker_id`` until ``now + lease_s``."""
+    rows = await conn.execute(
+        claim_statement(integration_id, direction, worker_id, limit, lease_s, now)
+    )
+    return sorted(
+        (
+            ClaimedState(
+                integration_id=integration_id,
+                direction=direction,
+                organization_user_id=row.organization_user_id,
+                columns=row.columns,
+                seq=row.seq,
+                attempts=row.attempts,
+                first_failed_at=row.first_failed_at,
+            )
+            for row in rows
+        ),
+        key=lambda claimed: claimed.organization_user_id,
+    )
+
+
+async def renew_leases(
+    conn: AsyncConnection, worker_id: str, keys: Sequence[StateKey], lease_s: float, now: float
+) -> int:
+    """Extend the worker's leases on ``keys``; how many it still held."""
+    until = now + lease_s
+    renewed = 0
+    for chunk in chunks(sorted(keys)):
+        result = await conn.execute(
+            sa.update(sync_states)
+            .where(state_keys_in(chunk), _s.lease_owner == worker_id)
+            .values(lease_until=until, next_attempt_at=until)
+        )
+        renewed += result.rowcount
+    return renewed
+
+
+async def release_leases(conn: AsyncConnection, worker_id: str, now: float) -> int:
+    """Give back every lease the worker holds (graceful stop): its rows are due again now."""
+    result = await conn.execute(
+        sa.update(sync_states)
+        .where(_s.lease_owner == worker_id)
+        .values(lease_owner=None, lease_until=None, next_attempt_at=now)
+    )
+    return result.rowcount
+
+
+async def due_integrations(conn: AsyncConnection, direction: Direction, now: float) -> list[str]:
+    """Integrations with at least one due row: one index probe per integration."""
+    i = integrations.c
+    has_due = (
+        sa.select(sa.literal(1))
+        .where(_s.integration_id == i.id, _s.direction == direction, _due(now))
+        .correlate(integrations)
+        .exists()
+    )
+    rows = await conn.execute(sa.select(i.id).where(has_due).order_by(i.id))
+    return [row.id for row in rows]
+
+
+async def next_due_at(conn: AsyncConnection, direction: Direction) -> float | None:
+    """The earliest ``next_attempt_at`` of any pending row (a lease expiry for leased rows)."""
+    i = integrations.c
+    earliest_of_one = (
+        sa.select(sa.func.min(_s.next_attempt_at))
+        .where(_s.integration_id == i.id, _s.direction == direction, _s.pending)
+        .correlate(integrations)
+        .scalar_subquery()
+    )
+    per_integration = sa.select(earliest_of_one.label("at")).select_from(integrations).subquery()
+    earliest: float | None = await conn.scalar(sa.select(sa.func.min(per_integration.c.at)))
+    return earliest

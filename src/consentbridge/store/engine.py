@@ -1,0 +1,219 @@
+"""Connects to the database: URL forms, engine settings, transactions and reconnects.
+
+Every store operation is one transaction run through ``Database.write`` or ``Database.read``.
+
+SQLite (``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite://`` in memory): the parent
+folder is created; WAL journal; ``busy_timeout`` so several processes (the CLI beside
+``serve``) queue for the write lock instead of failing; foreign keys on. Writers inside one
+process are serialised by an asyncio lock and open their transaction with ``BEGIN IMMEDIATE``,
+so SQLite never answers "database is locked" to our own concurrency and never has to upgrade
+a read lock. ``synchronous`` defaults to ``FULL``: a commit is on disk before the store
+returns, so an acknowledged change survives power loss, not only a killed process. Measured on
+the development machine: one ``intake`` takes ~3.3 ms with FULL against ~2.8 ms with NORMAL
+(aiosqlite's per-statement thread hand-offs cost more than the fsync), and batches of 100
+reach ~8,000 items/s with either. ``NORMAL`` keeps every commit across a ``kill -9`` (the
+contract's guarantee) but may lose the last ones on power loss; pass
+``sqlite_synchronous="NORMAL"`` to trade that for throughput on slow disks.
+
+PostgreSQL (``postgresql://user@host:5432/db``, driven by psycopg 3): pooled connections are
+pinged before use, and an operation that loses its connection (server restart, failover,
+killed backend) or is chosen as a deadlock victim is retried with backoff for up to
+``RETRY_BUDGET_S``. A retry re-runs the whole transaction, so it is safe. Only a commit whose
+acknowledgement was lost runs twice: a keyed delivery is then a duplicate, an outcome finds
+its lease gone, a claim leases rows that will expire; an unkeyed intake merges again (merges
+are pure and version-checked) and ``append_log`` may repeat a line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from consentbridge.store.errors import InvalidStoreUrl, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SqliteSynchronous = Literal["NORMAL", "FULL", "EXTRA"]
+DEFAULT_SQLITE_SYNCHRONOUS: Final[SqliteSynchronous] = "FULL"
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+RETRY_BUDGET_S: Final = 30.0
+RETRY_FIRST_DELAY_S: Final = 0.05
+RETRY_MAX_DELAY_S: Final = 2.0
+
+_IMMEDIATE = "consentbridge_begin_immediate"
+# SQLSTATEs worth a retry: connection exceptions (class 08), server shutting down or starting
+# up, and the two transaction-rollback errors a re-run resolves.
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+
+
+def normalize_url(url: str) -> sa.URL:
+    """Map the URL forms users write to the async drivers the store runs on."""
+    try:
+        parsed = sa.make_url(url)
+    except ArgumentError as exc:
+        raise InvalidStoreUrl(f"cannot parse database URL {url!r}") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite", "aiosqlite"):
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg", "psycopg2"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise InvalidStoreUrl(
+        f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
+        "use sqlite:///path/to/file.db or postgresql://user@host:5432/database"
+    )
+
+
+def is_memory(url: sa.URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def create_engine(
+    url: sa.URL, *, sqlite_synchronous: SqliteSynchronous = DEFAULT_SQLITE_SYNCHRONOUS
+) -> AsyncEngine:
+    """An async engine for a URL from ``normalize_url``, with the settings described above."""
+    if url.get_backend_name() != "sqlite":
+        connect_args = (
+            {} if "application_name" in url.query else {"application_name": "consentbridge"}
+        )
+        return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    if sqlite_synchronous not in ("NORMAL", "FULL", "EXTRA"):
+        raise ValueError(
+            f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}"
+        )
+    if not is_memory(url):
+        assert url.database is not None
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+    _install_sqlite_hooks(engine, sqlite_synchronous, wal=not is_memory(url))
+    return engine
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, synchronous: str, *, wal: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module so that we choose DEFERRED or IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL is persistent: only a new file needs converting (which takes a lock, so skip it
+        # when another process already did).
+        cursor.execute("PRAGMA journal_mode")
+        if wal and cursor.fetchone()[0] != "wal":
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """True for a PostgreSQL error that a fresh attempt on a fresh connection may not meet."""
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is None:
+        # No server answer at all: refused, reset or closed connection.
+        return isinstance(exc, OperationalError | InterfaceError)
+    return str(sqlstate).startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
+
+
+async def retrying(
+    name: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    budget_s: float = RETRY_BUDGET_S,
+    first_delay_s: float = RETRY_FIRST_DELAY_S,
+) -> T:
+    """Run ``attempt`` until it succeeds, retrying transient database errors with backoff.
+
+    Non-transient errors propagate at once; after ``budget_s`` of transient ones the last is
+    raised as the cause of ``StoreUnavailable``.
+    """
+    deadline = time.monotonic() + budget_s
+    delay = first_delay_s
+    while True:
+        try:
+            return await attempt()
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailable(
+                    f"store operation {name} failed: database unreachable for {budget_s:.0f} s"
+                ) from exc
+            log.warning(
+                "store %s: transient database error (%s), retrying in %.2f s",
+                name,
+                type(exc.orig).__name__,
+                delay,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_DELAY_S)
+
+
+class Database:
+    """An engine plus the rules for running one store operation as one transaction."""
+
+    def __init__(self, engine: AsyncEngine, *, retry_budget_s: float = RETRY_BUDGET_S) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name
+        self.retry_budget_s = retry_budget_s
+        sqlite = self.dialect == "sqlite"
+        self._writer = engine.execution_options(**{_IMMEDIATE: True}) if sqlite else engine
+        self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if sqlite else contextlib.nullcontext()
+        )
+        # An in-memory database is one shared connection: readers must queue too.
+        memory = sqlite and is_memory(engine.url)
+        self._read_lock = self._write_lock if memory else contextlib.nullcontext()
+
+    async def write(self, name: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in one write transaction (serialised per process on SQLite)."""
+
+        async def attempt() -> T:
+            async with self._write_lock, self._writer.begin() as conn:
+                return await work(conn)
+
+        return await self._run(name, attempt)
+
+    async def read(self, name: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in one read transaction (a consistent snapshot)."""
+
+        async def attempt() -> T:
+            async with self._read_lock, self.engine.begin() as conn:
+                return await work(conn)
+
+        return await self._run(name, attempt)
+
+    async def ping(self) -> bool:
+        """True if the database answers a query now; no retries (readiness must not lie)."""
+        try:
+            async with self._read_lock, self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except (OSError, sa.exc.SQLAlchemyError):
+            return False
+        return True
+
+    async def _run(self, name: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        if self.dialect == "sqlite":
+            return await attempt()
+        return await retrying(name, attempt, budget_s=self.retry_budget_s)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

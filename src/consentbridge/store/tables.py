@@ -1,0 +1,163 @@
+"""The schema, as SQLAlchemy Core ``MetaData``; Alembic's head must always equal it.
+
+``sync_states`` is the queue: one row per (integration, direction, user) holding the latest
+desired columns, not a list of events. ``seq`` counts accepted changes; ``written_seq`` is the
+last one a worker finished, so a change that lands while a worker holds the row stays pending.
+
+Indexes are chosen for the hot paths at a million rows per integration:
+
+- ``ix_sync_states_due`` (partial, pending rows only): claim the oldest due rows of one
+  integration + direction by walking the index — O(batch). A claimed row's
+  ``next_attempt_at`` moves to its lease expiry, so leased rows leave the front of the index.
+- ``ix_sync_states_pending_since``: pending count and oldest pending age without a table scan.
+- ``ix_sync_states_dead``: dead-letter listing and count.
+- ``ix_sync_states_lease_owner``: renew/release one worker's leases.
+- ``ix_sync_log_user`` / ``ix_sync_log_at``: a user's log in order; retention pruning.
+
+Times are unix seconds in DOUBLE columns: cheap to compare, identical on both backends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+_JSON = sa.JSON(none_as_null=True)
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
+_BIGSERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_DIRECTION_CHECK = "direction IN ('to_dataverse', 'to_didomi')"
+
+
+def _integration_fk() -> sa.Column[str]:
+    return sa.Column("integration_id", sa.Text, sa.ForeignKey("integrations.id"), nullable=False)
+
+
+integrations = sa.Table(
+    "integrations",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("document", _JSON, nullable=False),
+    sa.Column("registration", _JSON, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    _integration_fk(),
+    sa.Column("delivery_key", sa.Text, nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint("integration_id", "delivery_key"),
+    sa.Index("ix_deliveries_received_at", "received_at"),
+)
+
+sync_states = sa.Table(
+    "sync_states",
+    metadata,
+    _integration_fk(),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("organization_user_id", sa.Text, nullable=False),
+    sa.Column("columns", _JSON, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("written_seq", sa.BigInteger, nullable=False),
+    sa.Column("pending", sa.Boolean(create_constraint=False), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Double, nullable=False),
+    sa.Column("pending_since", sa.Double, nullable=True),
+    sa.Column("first_failed_at", sa.Double, nullable=True),
+    sa.Column("lease_owner", sa.Text, nullable=True),
+    sa.Column("lease_until", sa.Double, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_success_at", sa.Double, nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint("integration_id", "direction", "organization_user_id"),
+    sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'synced', 'skipped', 'retrying', 'dead')", name="status"
+    ),
+)
+
+# Partial-index predicates, spelled as each dialect renders the queries' WHERE terms (SQLite
+# compares a Boolean with ``= 1``), so both planners can prove a query implies them.
+DEAD: sa.ColumnClause[str] = sa.literal_column("'dead'", sa.Text)
+"""Use ``status == DEAD`` (a literal, not a bound parameter) to match ``ix_sync_states_dead``."""
+
+
+def _partial(postgresql: str, sqlite: str | None = None) -> dict[str, Any]:
+    return {"postgresql_where": sa.text(postgresql), "sqlite_where": sa.text(sqlite or postgresql)}
+
+
+_PENDING = _partial("pending", "pending = 1")
+_IS_DEAD = _partial("status = 'dead'")
+_LEASED = _partial("lease_owner IS NOT NULL")
+_s = sync_states.c
+sa.Index(
+    "ix_sync_states_due",
+    _s.integration_id,
+    _s.direction,
+    _s.next_attempt_at,
+    **_PENDING,
+)
+sa.Index(
+    "ix_sync_states_pending_since",
+    _s.integration_id,
+    _s.pending_since,
+    **_PENDING,
+)
+sa.Index(
+    "ix_sync_states_dead",
+    _s.integration_id,
+    _s.direction,
+    _s.updated_at,
+    **_IS_DEAD,
+)
+sa.Index(
+    "ix_sync_states_lease_owner",
+    _s.lease_owner,
+    **_LEASED,
+)
+
+sync_log = sa.Table(
+    "sync_log",
+    metadata,
+    sa.Column("id", _BIGSERIAL, primary_key=True, autoincrement=True),
+    _integration_fk(),
+    sa.Column("organization_user_id", sa.Text, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("columns", _JSON, nullable=False),
+    sa.Column("request_id", sa.Text, nullable=True),
+    sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
+    sa.Index("ix_sync_log_user", "integration_id", "organization_user_id", "id"),
+    sa.Index("ix_sync_log_at", "at"),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    _integration_fk(),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("integration_id", "direction", "name"),
+    sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
+)
+
+TENANT_TABLES = (sync_log, sync_states, deliveries, counters)
+"""Every table holding one integration's data, children first (the order to delete in)."""

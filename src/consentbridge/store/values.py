@@ -1,0 +1,161 @@
+"""The value types that go in and out of the store.
+
+Plain frozen dataclasses: the store's callers build and read these, never rows or SQL.
+Times are unix seconds (``float``) everywhere inside the store; only the two read models
+meant for people (``user_log`` and ``status``) turn them into ISO-8601 strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+Direction = Literal["to_dataverse", "to_didomi"]
+"""``to_dataverse``: Didomi → CRM. ``to_didomi``: CRM → Didomi (bidirectional mode)."""
+
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+
+SyncStatus = Literal["pending", "synced", "skipped", "retrying", "dead"]
+STATUSES: tuple[SyncStatus, ...] = get_args(SyncStatus)
+
+OutcomeKind = Literal["written", "unchanged", "skipped", "retry", "dead"]
+
+Columns = dict[str, Any]
+Merge = Callable[[Columns | None], Columns | None]
+"""Gets the stored columns (``None`` if the user has no row yet) and returns the new columns,
+or ``None`` for "no change". It must be pure: it may be called more than once for one item
+(an insert race or a retried transaction replays it against the fresh row)."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StateKey:
+    """Identifies one desired-state row: one user of one integration in one direction."""
+
+    integration_id: str
+    direction: Direction
+    organization_user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One line of a user's sync log."""
+
+    integration_id: str
+    organization_user_id: str
+    direction: Direction
+    event: str
+    outcome: str
+    reason: str
+    columns: Columns
+    request_id: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeItem:
+    """One received change to merge into a user's desired state.
+
+    ``log`` is appended when the merge changed the state, ``log_unchanged`` when it did not
+    (e.g. an older version arriving late); neither for a duplicate delivery.
+    """
+
+    integration_id: str
+    direction: Direction
+    organization_user_id: str
+    delivery_key: str | None
+    merge: Merge
+    log: LogEntry | None
+    now: float
+    log_unchanged: LogEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    """``seq`` is the row's version after this item (0 when the user has no row)."""
+
+    duplicate: bool
+    changed: bool
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedState:
+    """A row leased to one worker: the desired columns at version ``seq``."""
+
+    integration_id: str
+    direction: Direction
+    organization_user_id: str
+    columns: Columns
+    seq: int
+    attempts: int
+    first_failed_at: float | None
+
+    @property
+    def key(self) -> StateKey:
+        return StateKey(self.integration_id, self.direction, self.organization_user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a worker did with a claimed row (``claimed_seq`` is ``ClaimedState.seq``).
+
+    ``next_attempt_at`` is required for ``retry``; ``error`` is kept as ``last_error`` for
+    ``retry`` and ``dead``.
+    """
+
+    integration_id: str
+    direction: Direction
+    organization_user_id: str
+    claimed_seq: int
+    kind: OutcomeKind
+    log: LogEntry | None = None
+    next_attempt_at: float | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> StateKey:
+        return StateKey(self.integration_id, self.direction, self.organization_user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """Everything the store keeps about one user in one direction."""
+
+    integration_id: str
+    direction: Direction
+    organization_user_id: str
+    columns: Columns
+    seq: int
+    written_seq: int
+    pending: bool
+    status: SyncStatus
+    attempts: int
+    next_attempt_at: float
+    pending_since: float | None
+    first_failed_at: float | None
+    lease_owner: str | None
+    lease_until: float | None
+    last_error: str | None
+    last_success_at: float | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A change that failed permanently and waits for a replay."""
+
+    integration_id: str
+    direction: Direction
+    organization_user_id: str
+    last_error: str | None
+    attempts: int
+    first_failed_at: float | None
+    updated_at: float
+
+
+def iso_utc(at: float) -> str:
+    """Unix seconds → ``2025-01-31T12:00:00.123Z``."""
+    text = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")

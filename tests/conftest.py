@@ -1,0 +1,71 @@
+"""Shared database fixtures: a SQLite file per test, a fresh PostgreSQL database per test.
+
+PostgreSQL tests run against the server named by ``CONSENTBRIDGE_TEST_PG_URL`` (e.g.
+``postgresql://postgres@127.0.0.1:5432/test``); each gets its own ``cb_test_<hex>`` database,
+dropped afterwards. Without the variable they skip, unless ``CONSENTBRIDGE_REQUIRE_PG=1``
+(set by ``.ci/run``) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from psycopg import sql
+
+PG_URL_ENV = "CONSENTBRIDGE_TEST_PG_URL"
+REQUIRE_PG_ENV = "CONSENTBRIDGE_REQUIRE_PG"
+
+
+def _pg_unavailable(reason: str) -> NoReturn:
+    if os.environ.get(REQUIRE_PG_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_PG_ENV}=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _libpq_url(url: sa.URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite database file (not yet created) in the test's temporary folder."""
+    return f"sqlite:///{tmp_path / 'var' / 'consentbridge.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped after the test."""
+    server = os.environ.get(PG_URL_ENV)
+    if not server:
+        _pg_unavailable(f"{PG_URL_ENV} is not set: no PostgreSQL server to test against")
+    server_url = sa.make_url(server)
+    name = f"cb_test_{secrets.token_hex(6)}"
+    try:
+        admin = psycopg.connect(_libpq_url(server_url), autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        where = server_url.render_as_string(hide_password=True)
+        _pg_unavailable(f"PostgreSQL at {where} is unreachable: {' '.join(str(exc).split())}")
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _libpq_url(server_url.set(database=name))
+    finally:
+        with psycopg.connect(_libpq_url(server_url), autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store backend in turn: ``sqlite_url``, then ``pg_url``."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
