@@ -30,3 +30,12 @@ async def test_duplicate_keys_within_one_group_apply_once(store: Store) -> None:
     )
     assert sum(1 for r in results if r.duplicate) == 4
     assert sum(1 for r in results if r.changed) == 1
+
+
+async def test_one_unknown_integration_fails_only_its_own_caller(store: Store) -> None:
+    batcher = IntakeBatcher(store)
+    good = [batcher.submit(item(f"g{i}", {"c": i})) for i in range(5)]
+    bad = batcher.submit(item("b", {"c": 1}, integration="no-such-integration"))
+    results = await asyncio.gather(*good, bad, return_exceptions=True)
+    assert all(not isinstance(r, Exception) and r.changed for r in results[:5])
+    assert isinstance(results[5], Exception)

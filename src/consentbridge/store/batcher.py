@@ -42,14 +42,30 @@ class IntakeBatcher:
             del self._pending[: self._max_group]
             try:
                 results = await self._store.intake_many([item for item, _ in group])
-            except BaseException as exc:  # every caller of the group learns of the failure
+            except asyncio.CancelledError:
                 for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+                    future.cancel()
+                raise
+            except Exception:
+                # One bad item (e.g. an integration deleted a moment ago) must not fail the
+                # others of its group: commit them one by one so only it fails.
+                await self._one_by_one(group)
                 continue
             self.groups += 1
             for (_, future), result in zip(group, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    async def _one_by_one(
+        self, group: list[tuple[IntakeItem, asyncio.Future[IntakeResult]]]
+    ) -> None:
+        for item, future in group:
+            try:
+                result = (await self._store.intake_many([item]))[0]
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                continue
+            self.groups += 1
+            if not future.done():
+                future.set_result(result)
