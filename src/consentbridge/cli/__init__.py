@@ -63,7 +63,10 @@ def _hoist_db_option(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_db_option(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=args, standalone_mode=False)
+        # Without standalone mode, click returns a typer.Exit's code instead of exiting.
+        code = app(args=args, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except CommandError as exc:
         if _debug:
             raise
@@ -91,7 +94,14 @@ def main(argv: list[str] | None = None) -> None:
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from consentbridge.cli import sandbox, service, sync  # noqa: F401
+    from consentbridge.cli import (  # noqa: F401
+        bidirectional,
+        diagnostics,
+        integrations,
+        sandbox,
+        service,
+        sync,
+    )
 
 
 _register_commands()
