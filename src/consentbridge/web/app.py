@@ -1,0 +1,38 @@
+"""The ASGI app of the service: ``create_app`` wires the context into one FastAPI app and
+includes one router per surface (``routes/``); errors are mapped once (``errors.py``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from consentbridge import __version__
+from consentbridge.context import AppContext
+from consentbridge.metrics import metrics_for
+from consentbridge.web.deps import Receivers
+from consentbridge.web.errors import install_error_handlers
+from consentbridge.web.routes import admin, console, health, metrics, oauth, webhooks
+
+DESCRIPTION = (
+    "Keeps consent in step between Didomi and Microsoft Dynamics 365 (Dataverse): the OAuth "
+    "token endpoint and webhook receivers Didomi and Dataverse call, the admin API, the web "
+    "console, metrics and health probes."
+)
+
+
+def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAPI:
+    """The HTTP service around ``ctx``; ``receivers`` replaces the webhook intake functions."""
+    app = FastAPI(title="ConsentBridge", version=__version__, description=DESCRIPTION)
+    app.state.ctx = ctx
+    app.state.metrics = metrics_for(ctx)
+    app.state.receivers = receivers or Receivers()
+    install_error_handlers(app)
+    for router in (
+        oauth.router,
+        webhooks.router,
+        admin.router,
+        console.router,
+        metrics.router,
+        health.router,
+    ):
+        app.include_router(router)
+    return app

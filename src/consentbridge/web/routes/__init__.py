@@ -1,0 +1,1 @@
+"""One module per HTTP surface, each exporting a ``router`` that ``web/app.py`` includes."""

@@ -1,0 +1,180 @@
+"""The admin API under ``/api/v1/integrations``: configuration, status, logs, dead letters and
+the diagnostics of the CLI commands with the same names. Every route needs
+``Authorization: Bearer <admin token>``; secrets are shown as ``"***"``."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, ConfigDict, Field
+
+from consentbridge.operations import backfill, diagnostics, integrations, sync_status
+from consentbridge.operations.errors import InvalidInput, Issue
+from consentbridge.web.body import parse_json, parse_model, read_body, read_json
+from consentbridge.web.deps import AdminDep, ContextDep
+
+PREFIX: Final = "/api/v1/integrations"
+router = APIRouter(prefix=PREFIX, tags=["admin"], dependencies=[AdminDep])
+
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"description": "Missing or wrong admin token."},
+    404: {"description": "No integration has this id."},
+    503: {"description": "No admin token is configured, or the store is unreachable."},
+}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ReplayRequest(_Body):
+    organization_user_id: str | None = Field(
+        default=None, min_length=1, description="replay only this user's dead letters"
+    )
+
+
+class PreviewRequest(_Body):
+    organization_user_id: str = Field(min_length=1, description="the user to preview")
+
+
+class BackfillRequest(_Body):
+    source: Literal["didomi", "dataverse"] = "didomi"
+    dry_run: bool = False
+
+
+def _json_body(model: type[BaseModel] | None = None, required: bool = True) -> dict[str, Any]:
+    schema = model.model_json_schema() if model is not None else {"type": "object"}
+    return {
+        "requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}
+    }
+
+
+@router.get("", responses=_ERRORS)
+async def list_integrations(ctx: ContextDep) -> list[dict[str, Any]]:
+    """Every integration document, ordered by id, secrets shown as `"***"`."""
+    return [integrations.redacted(i) for i in await integrations.list_all(ctx)]
+
+
+@router.get("/{integration_id}", responses=_ERRORS)
+async def get_integration(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """One integration document, secrets shown as `"***"`."""
+    return integrations.redacted(await integrations.get(ctx, integration_id))
+
+
+@router.put(
+    "/{integration_id}",
+    status_code=200,
+    responses={
+        201: {"description": "Created."},
+        200: {"description": "Replaced."},
+        422: {"description": "The document was refused; every problem is listed by path."},
+        **_ERRORS,
+    },
+    openapi_extra=_json_body(),
+)
+async def put_integration(
+    integration_id: str, request: Request, response: Response, ctx: ContextDep
+) -> dict[str, Any]:
+    """Create or replace an integration (body: the document of CONTRACT §2).
+
+    The id in the URL is the integration's id; an `id` in the body must equal it. A secret
+    given as `"***"` keeps the stored one (when its endpoint is unchanged). Answers 201 when
+    created, 200 when replaced, with the stored document (secrets as `"***"`).
+    """
+    document = await read_json(request, ctx.settings.max_body_bytes)
+    if isinstance(document, dict):
+        if "id" in document and document["id"] != integration_id:
+            raise InvalidInput(
+                [
+                    Issue(
+                        "id",
+                        f"id differs from the id in the URL; remove it from the body or set it "
+                        f"to '{integration_id}'.",
+                    )
+                ]
+            )
+        # The URL id wins over one derived from organization_id.
+        document = {**document, "id": integration_id}
+    integration, created = await integrations.apply(ctx, document)
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = f"{PREFIX}/{integration.id}"
+    return integrations.redacted(integration)
+
+
+@router.delete("/{integration_id}", status_code=204, responses=_ERRORS)
+async def delete_integration(integration_id: str, ctx: ContextDep) -> Response:
+    """Delete an integration with everything stored for it (sync states, log, dead letters)."""
+    await integrations.delete(ctx, integration_id)
+    return Response(status_code=204)
+
+
+@router.get("/{integration_id}/status", responses=_ERRORS)
+async def integration_status(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """Backlog, oldest pending age, last success and counts of synced / skipped / failed."""
+    return await sync_status.status(ctx, integration_id)
+
+
+@router.get("/{integration_id}/users/{organization_user_id}/log", responses=_ERRORS)
+async def user_log(
+    integration_id: str, organization_user_id: str, ctx: ContextDep
+) -> dict[str, Any]:
+    """The sync log of one user: every change received, what was written, the outcome and why."""
+    return await integrations.user_log(ctx, integration_id, organization_user_id)
+
+
+@router.get("/{integration_id}/deadletters", responses=_ERRORS)
+async def dead_letters(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """Changes that failed permanently, most recent first, with the error attached."""
+    return {"dead_letters": await sync_status.dead_letters(ctx, integration_id)}
+
+
+@router.post(
+    "/{integration_id}/deadletters/replay",
+    responses=_ERRORS,
+    openapi_extra=_json_body(ReplayRequest, required=False),
+)
+async def replay_dead_letters(
+    integration_id: str, request: Request, ctx: ContextDep
+) -> dict[str, int]:
+    """Queue dead letters again (all, or one user's with `{"organization_user_id"}`)."""
+    raw = await read_body(request, ctx.settings.max_body_bytes)
+    body = parse_model(ReplayRequest, _optional_json(raw))
+    return {"replayed": await sync_status.replay(ctx, integration_id, body.organization_user_id)}
+
+
+@router.post("/{integration_id}/test", responses=_ERRORS)
+async def test_connection(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """Check token, Web API reachability, WhoAmI and privileges, each as ok/fail with the fix."""
+    checks = [check.as_json() for check in await diagnostics.test_connection(ctx, integration_id)]
+    return {"ok": all(check["ok"] for check in checks), "checks": checks}
+
+
+@router.post(
+    "/{integration_id}/preview", responses=_ERRORS, openapi_extra=_json_body(PreviewRequest)
+)
+async def preview(integration_id: str, request: Request, ctx: ContextDep) -> dict[str, Any]:
+    """Dry run for one user: the contact found and the exact column values that would be written."""
+    body = parse_model(PreviewRequest, await read_json(request, ctx.settings.max_body_bytes))
+    result = await diagnostics.preview(ctx, integration_id, body.organization_user_id)
+    return dict(jsonable_encoder(result))
+
+
+@router.post(
+    "/{integration_id}/backfill",
+    responses=_ERRORS,
+    openapi_extra=_json_body(BackfillRequest, required=False),
+)
+async def start_backfill(integration_id: str, request: Request, ctx: ContextDep) -> dict[str, Any]:
+    """Full resync from `source` (`didomi` by default); `dry_run` stores nothing."""
+    raw = await read_body(request, ctx.settings.max_body_bytes)
+    body = parse_model(BackfillRequest, _optional_json(raw))
+    result = await backfill.start_backfill(ctx, integration_id, body.source, body.dry_run)
+    return dict(jsonable_encoder(result))
+
+
+def _optional_json(raw: bytes) -> object:
+    """An empty body means ``{}``: these requests have only optional fields."""
+    return parse_json(raw) if raw.strip() else {}

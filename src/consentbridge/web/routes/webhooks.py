@@ -1,0 +1,140 @@
+"""Webhook intake: ``POST /webhooks/didomi/{id}`` and ``POST /webhooks/dataverse/{id}``.
+
+The route bounds and parses the body and (for Didomi) checks the bearer token; the receiver in
+``operations/intake.py`` stores the change and returns only once it is durable, so a 202 is a
+promise. Cheap refusals come first: a declared oversize body and a bad Didomi token are
+answered before a byte of the body is read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
+
+from consentbridge.context import AppContext
+from consentbridge.metrics import UNKNOWN_INTEGRATION, Metrics
+from consentbridge.operations import tokens
+from consentbridge.operations.errors import InvalidInput, NotFound, OperationError, Unauthorized
+from consentbridge.web.body import PayloadTooLarge, check_declared_length, read_json
+from consentbridge.web.deps import ContextDep, MetricsDep, ReceiversDep, webhook_bearer
+
+router = APIRouter(tags=["webhooks"])
+
+_OUTCOMES: Final[tuple[tuple[type[OperationError], str], ...]] = (
+    (NotFound, "not_found"),
+    (Unauthorized, "unauthorized"),
+    (PayloadTooLarge, "too_large"),
+    (InvalidInput, "invalid"),
+)
+_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    202: {"description": "The change is durably stored (or was a duplicate)."},
+    400: {"description": "The body is not UTF-8 JSON, or nests too deeply."},
+    401: {"description": "Missing or invalid credentials."},
+    404: {"description": "No integration has this id."},
+    413: {"description": "The body is larger than 1 MiB."},
+    422: {"description": "The JSON does not have the expected shape; the path names the field."},
+}
+_JSON_BODY: Final = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}
+}
+
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(webhook_bearer)]
+
+
+@router.post(
+    "/webhooks/didomi/{integration_id}",
+    status_code=202,
+    responses=_RESPONSES,
+    openapi_extra=_JSON_BODY,
+)
+async def didomi_webhook(
+    integration_id: str,
+    request: Request,
+    ctx: ContextDep,
+    metrics: MetricsDep,
+    receivers: ReceiversDep,
+    credentials: BearerDep,
+) -> dict[str, Any]:
+    """Receive a Didomi webhook (`{"type", "parameters"}`, any of the six event types).
+
+    Needs `Authorization: Bearer <token>` from `POST /oauth/token` for this integration.
+    Answers 202 once the change is durably stored; a repeated delivery is accepted and
+    applied once.
+    """
+
+    async def receive() -> dict[str, Any]:
+        check_declared_length(request, ctx.settings.max_body_bytes)
+        bearer = credentials.credentials if credentials is not None else None
+        await tokens.verify_token(ctx, integration_id, bearer)
+        body = await read_json(request, ctx.settings.max_body_bytes)
+        return await receivers.didomi(ctx, integration_id, body)
+
+    return await _observed(ctx, metrics, integration_id, "didomi", receive)
+
+
+@router.post(
+    "/webhooks/dataverse/{integration_id}",
+    status_code=202,
+    responses=_RESPONSES,
+    openapi_extra=_JSON_BODY,
+)
+async def dataverse_webhook(
+    integration_id: str,
+    request: Request,
+    ctx: ContextDep,
+    metrics: MetricsDep,
+    receivers: ReceiversDep,
+) -> dict[str, Any]:
+    """Receive a Dataverse webhook (a `RemoteExecutionContext`) for the bidirectional flow.
+
+    Authenticated by the key registered with the webhook in Dataverse (sent as a header or
+    query parameter, as configured there). Answers 202 once the change is durably stored.
+    """
+
+    async def receive() -> dict[str, Any]:
+        body = await read_json(request, ctx.settings.max_body_bytes)
+        return await receivers.dataverse(
+            ctx, integration_id, body, headers=request.headers, query=request.query_params
+        )
+
+    return await _observed(ctx, metrics, integration_id, "dataverse", receive)
+
+
+async def _observed(
+    ctx: AppContext,
+    metrics: Metrics,
+    integration_id: str,
+    source: str,
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Run ``receive``, counting its outcome and timing a successful intake."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = await receive()
+        outcome = "duplicate" if result.get("duplicate") else "accepted"
+        metrics.intake_seconds.observe(time.perf_counter() - started)
+        return result
+    except OperationError as exc:
+        outcome = next((name for kind, name in _OUTCOMES if isinstance(exc, kind)), "error")
+        raise
+    finally:
+        label = await _integration_label(ctx, integration_id, outcome)
+        metrics.webhooks_received.labels(label, source, outcome).inc()
+
+
+async def _integration_label(ctx: AppContext, integration_id: str, outcome: str) -> str:
+    # Only ids that exist become label values; anyone can post to any URL.
+    if outcome in ("accepted", "duplicate"):
+        return integration_id
+    if outcome == "not_found":
+        return UNKNOWN_INTEGRATION
+    try:
+        exists = await ctx.integration(integration_id) is not None
+    except Exception:  # an unreadable integration must not hide the original error
+        exists = False
+    return integration_id if exists else UNKNOWN_INTEGRATION
