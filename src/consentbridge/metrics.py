@@ -7,20 +7,28 @@ holds an ``AppContext`` finds its metrics with ``metrics_for(ctx)``.
 Labels carry integration ids, sources, directions, outcomes and operation names only — never a
 secret, a user id or anything else taken from a payload (``UNKNOWN_INTEGRATION`` stands for an
 id that does not exist, so a caller cannot grow the label set at will).
+
+Who fills what: the webhook routes count deliveries and intake time; a ``Worker`` given these
+metrics counts sync outcomes and, through the hook its Dataverse clients call, requests; the
+pending gauge is read from the store at each scrape. Only ``serve`` has a ``/metrics`` route,
+so a ``consentbridge worker`` process counts into metrics nobody scrapes.
 """
 
 from __future__ import annotations
 
-import time
 import weakref
-from typing import Final
+from collections.abc import Sequence
+from typing import Final, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from consentbridge.context import AppContext
+from consentbridge.store.values import Direction, Outcome
 
 UNKNOWN_INTEGRATION: Final = "_unknown"
-ALL_DIRECTIONS: Final = "all"
+DIRECTIONS: Final[tuple[str, ...]] = get_args(Direction)
+DROPPED: Final = "dropped"
+NO_RESPONSE_STATUS: Final = "no_response"
 INTAKE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -37,13 +45,16 @@ class Metrics:
         )
         self.sync_outcomes = Counter(
             "consentbridge_sync_outcomes",
-            "Per-user sync outcomes recorded by workers, by integration, direction and outcome.",
+            "Per-user sync outcomes reached by workers, by integration, direction and outcome "
+            "(written, unchanged, skipped, retry, dead; 'dropped' counts outcomes discarded "
+            "because the worker's lease had expired, which are also counted under their kind).",
             ["integration", "direction", "outcome"],
             registry=self.registry,
         )
         self.dataverse_requests = Counter(
             "consentbridge_dataverse_requests",
-            "HTTP requests sent to the Dataverse Web API, by integration, operation and status.",
+            "HTTP requests sent to the Dataverse Web API by workers, by integration, operation "
+            "and status (each retry counts; 'no_response' for a timeout or connection error).",
             ["integration", "operation", "status"],
             registry=self.registry,
         )
@@ -60,18 +71,30 @@ class Metrics:
             registry=self.registry,
         )
 
+    def count_outcomes(
+        self, integration_id: str, direction: str, outcomes: Sequence[Outcome], dropped: int = 0
+    ) -> None:
+        """Count one batch's outcomes by kind, and those the store dropped."""
+        for outcome in outcomes:
+            self.sync_outcomes.labels(integration_id, direction, outcome.kind).inc()
+        if dropped:
+            self.sync_outcomes.labels(integration_id, direction, DROPPED).inc(dropped)
+
+    def count_dataverse_request(self, integration_id: str, operation: str, status: int) -> None:
+        """Count one Dataverse request (the hook of ``RuntimeRegistry``; status 0: none came)."""
+        label = str(status) if status else NO_RESPONSE_STATUS
+        self.dataverse_requests.labels(integration_id, operation, label).inc()
+
     async def refresh(self, ctx: AppContext) -> None:
         """Set the gauges that are read from the store (called on each scrape)."""
-        now = time.time()
-        pending: dict[str, int] = {}
+        pending: dict[str, dict[str, int]] = {}
         for integration_id, _document in await ctx.store.list_integrations():
-            status = await ctx.store.status(integration_id, now)
-            pending[integration_id] = int(status["pending"])
+            pending[integration_id] = await ctx.store.pending_by_direction(integration_id)
         # Cleared first so deleted integrations disappear from the scrape.
         self.pending_changes.clear()
-        for integration_id, count in pending.items():
-            # The store counts the backlog of both directions together for now.
-            self.pending_changes.labels(integration_id, ALL_DIRECTIONS).set(count)
+        for integration_id, counts in pending.items():
+            for direction in DIRECTIONS:
+                self.pending_changes.labels(integration_id, direction).set(counts.get(direction, 0))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -92,4 +115,4 @@ def metrics_for(ctx: AppContext) -> Metrics:
     return metrics
 
 
-__all__ = ["ALL_DIRECTIONS", "UNKNOWN_INTEGRATION", "Metrics", "metrics_for"]
+__all__ = ["DIRECTIONS", "UNKNOWN_INTEGRATION", "Metrics", "metrics_for"]

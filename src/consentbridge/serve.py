@@ -21,6 +21,7 @@ import uvicorn
 from consentbridge.config.files import load_document_file
 from consentbridge.config.settings import Settings
 from consentbridge.context import AppContext
+from consentbridge.metrics import metrics_for
 from consentbridge.sync.worker import Worker, WorkerConfig
 
 log = logging.getLogger("consentbridge.serve")
@@ -77,7 +78,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     stop = stop or asyncio.Event()
     _install_stop_handlers(stop)
     ctx = await AppContext.open(settings)
-    worker = Worker(ctx.store, ctx.secrets, WorkerConfig())
+    # No HTTP server here, so these metrics are counted but never scraped (docs/metrics.md).
+    worker = Worker(ctx.store, ctx.secrets, WorkerConfig(), metrics=metrics_for(ctx))
     task = asyncio.create_task(worker.run())
     try:
         await stop.wait()
@@ -124,7 +126,8 @@ async def run_service(
         servers.append((web, http_sock))
         tasks.append(asyncio.create_task(web.serve(sockets=[http_sock])))
         if options.worker:
-            worker = Worker(ctx.store, ctx.secrets, WorkerConfig())
+            # The same Metrics as the app's /metrics (both are keyed by this one context).
+            worker = Worker(ctx.store, ctx.secrets, WorkerConfig(), metrics=metrics_for(ctx))
             ctx.wake_workers.append(worker.wake)
             tasks.append(asyncio.create_task(worker.run()))
         web_task = tasks[-2] if options.worker else tasks[-1]

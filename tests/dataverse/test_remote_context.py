@@ -63,3 +63,30 @@ def test_escaped_date_form_is_understood() -> None:
 def test_unusable_bodies_raise_context_error(body: object) -> None:
     with pytest.raises(ContextError):
         parse_context(body)
+
+
+def test_post_image_attributes_are_parsed_like_the_target() -> None:
+    body = context()
+    body["PostEntityImages"] = [
+        {
+            "key": "AsynchronousStepPrimaryName",
+            "value": {
+                "Attributes": [
+                    {"key": "emailaddress1", "value": "ada@example.com"},
+                    {"key": "preferredcontactmethodcode", "value": {"__type": OPTION, "Value": 2}},
+                ]
+            },
+        }
+    ]
+    change = parse_context(body)
+    assert change.post_image == {
+        "emailaddress1": "ada@example.com",
+        "preferredcontactmethodcode": 2,
+    }
+
+
+def test_a_context_without_operation_or_request_id_has_no_operation_id() -> None:
+    # The contact id must not stand in: it would make every later change a duplicate.
+    body = context()
+    del body["OperationId"]
+    assert parse_context(body).operation_id == ""

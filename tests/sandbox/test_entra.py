@@ -26,6 +26,9 @@ def _msal_app(
 ) -> msal.ConfidentialClientApplication:
     session = requests.Session()
     session.verify = str(sandbox.ca_bundle)
+    # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment override
+    # `session.verify`; many machines set them to the system bundle.
+    session.trust_env = False
     tenant = _principals(sandbox)["tenant_id"]
     return msal.ConfidentialClientApplication(
         client_id,
@@ -176,3 +179,33 @@ def test_openid_configuration_names_the_token_endpoint(sandbox: BackgroundSandbo
     assert doc["token_endpoint"] == f"{sandbox.base_url}/{tenant}/oauth2/v2.0/token"
     keys = httpx.get(doc["jwks_uri"], verify=str(sandbox.ca_bundle)).json()["keys"]
     assert keys[0]["kty"] == "RSA"
+
+
+def test_access_token_verifies_against_the_published_signing_key(
+    sandbox: BackgroundSandbox,
+) -> None:
+    principals = _principals(sandbox)
+    app, tenant = principals["apps"][0], principals["tenant_id"]
+    response = _token(
+        sandbox,
+        grant_type="client_credentials",
+        client_id=app["client_id"],
+        client_secret=app["client_secret"],
+        scope=f"{sandbox.base_url}/.default",
+    )
+    body = response.json()
+    doc = httpx.get(
+        f"{sandbox.base_url}/{tenant}/v2.0/.well-known/openid-configuration",
+        verify=str(sandbox.ca_bundle),
+    ).json()
+    jwks = httpx.get(doc["jwks_uri"], verify=str(sandbox.ca_bundle)).json()["keys"]
+    kid = jwt.get_unverified_header(body["access_token"])["kid"]
+    key = next(jwt.PyJWK(k) for k in jwks if k["kid"] == kid)
+    # Verified signature, audience = the resource the scope named, and a lifetime that
+    # matches expires_in: what a resource server (Dataverse) checks.
+    claims = jwt.decode(
+        body["access_token"], key.key, algorithms=["RS256"], audience=sandbox.base_url
+    )
+    assert claims["tid"] == tenant
+    assert claims["appid"] == app["client_id"]
+    assert claims["exp"] - claims["iat"] == body["expires_in"]

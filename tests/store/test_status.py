@@ -59,3 +59,23 @@ async def test_get_state_is_none_for_an_unknown_user(store: Store) -> None:
     assert await store.get_state(ACME, FORWARD, "nobody") is None
     await put(store, "u1", integration=OTHER)
     assert await store.get_state(ACME, FORWARD, "u1") is None
+
+
+async def test_pending_by_direction_counts_this_integration_pending_users_only(
+    store: Store,
+) -> None:
+    assert await store.pending_by_direction(ACME) == {}
+    for user in ("a", "b", "c"):
+        await put(store, user, now=T0)
+    await put(store, "x", direction="to_didomi", now=T0)
+    await put(store, "elsewhere", integration=OTHER, now=T0)
+    (a,) = [
+        c
+        for c in await store.claim_batch(ACME, FORWARD, "w1", 5, LEASE, T0 + 1)
+        if c.organization_user_id == "a"
+    ]
+    await store.record_outcomes("w1", [outcome(a, "written")], T0 + 2)
+    # b and c stay pending while leased (released unsynced), x waits in the other direction.
+    await store.release_leases("w1", now=T0 + 3)
+    assert await store.pending_by_direction(ACME) == {FORWARD: 2, "to_didomi": 1}
+    assert await store.pending_by_direction(OTHER) == {FORWARD: 1}

@@ -127,13 +127,20 @@ class SandboxClient:
         return str(self.principals()["didomi"]["organization_id"])
 
     def didomi(self, method: str, path: str, *, expect: int, **kwargs: Any) -> httpx.Response:
+        response = self.didomi_call(method, path, **kwargs)
+        assert response.status_code == expect, (
+            f"{method} /v1/{path}: expected {expect}, got {response.status_code}: "
+            f"{response.text[:800]}"
+        )
+        return response
+
+    def didomi_call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A Didomi API call whatever its answer (for callers that retry injected faults)."""
         if self._didomi_token is None:
             self._didomi_token = self._session(self.principals()["didomi"])
         params = {"organization_id": self.organization_id, **kwargs.pop("params", {})}
         headers = {"Authorization": f"Bearer {self._didomi_token}"}
-        return self.x.call(
-            method, f"/v1/{path}", expect=expect, params=params, headers=headers, **kwargs
-        )
+        return self.http.request(method, f"/v1/{path}", params=params, headers=headers, **kwargs)
 
     def _session(self, creds: dict[str, Any]) -> str:
         response = self.http.post(

@@ -132,9 +132,63 @@ class ServiceProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     @contextmanager
     def admin(self) -> Iterator[Expecting]:
         with httpx.Client(
             base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         ) as client:
             yield Expecting(client)
+
+
+class WorkerProcess:
+    """One `consentbridge worker` process beside a `ServiceProcess`, over the same store and key."""
+
+    def __init__(self, service: ServiceProcess, *, extra_env: dict[str, str] | None = None) -> None:
+        self.service = service
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "consentbridge.cli", "worker"],
+            cwd=self.service.workdir,
+            env={**self.service.env, **self.extra_env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        return self
+
+    def _drain(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()

@@ -3,6 +3,7 @@ edit form's validate / save."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -225,3 +226,69 @@ async def test_the_stylesheet_is_served(client: httpx.AsyncClient) -> None:
     response = await client.get("/console/console.css")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/css")
+
+
+def field_of(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"the page has no {name} field"
+    return match.group(1)
+
+
+def textarea_of(html: str) -> str:
+    import html as entities
+
+    match = re.search(r"<textarea[^>]*>(.*?)</textarea>", html, re.DOTALL)
+    assert match
+    return entities.unescape(match.group(1))
+
+
+async def test_a_validated_document_comes_back_without_its_secrets_and_saves_with_them(
+    signed_in: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    csrf = csrf_of((await signed_in.get("/console/new")).text)
+    checked = await signed_in.post(
+        "/console/save",
+        data={"csrf": csrf, "document": json.dumps(document("new-d365")), "action": "validate"},
+    )
+    assert checked.status_code == 200
+    for secret in SECRETS:
+        assert secret not in checked.text
+    shown = textarea_of(checked.text)
+    assert json.loads(shown)["config"]["client_secret"] == "***"
+    sealed = field_of(checked.text, "sealed")
+    assert sealed
+    saved = await signed_in.post(
+        "/console/save",
+        data={"csrf": csrf, "document": shown, "sealed": sealed, "action": "save"},
+    )
+    assert saved.status_code == 303
+    stored = await ctx.integration("new-d365")
+    assert stored is not None
+    assert (
+        stored.config.client_secret.get_secret_value() == document("x")["config"]["client_secret"]
+    )
+
+
+async def test_a_refused_document_that_does_not_parse_comes_back_masked(
+    signed_in: httpx.AsyncClient,
+) -> None:
+    csrf = csrf_of((await signed_in.get("/console/new")).text)
+    text = json.dumps(document("new-d365"))[:-1]  # a syntax error
+    refused = await signed_in.post(
+        "/console/save", data={"csrf": csrf, "document": text, "action": "save"}
+    )
+    assert refused.status_code == 422
+    for secret in SECRETS:
+        assert secret not in refused.text
+
+
+async def test_a_forged_sealed_field_is_refused(signed_in: httpx.AsyncClient) -> None:
+    csrf = csrf_of((await signed_in.get("/console/new")).text)
+    doc = document("new-d365")
+    doc["config"]["client_secret"] = "***"
+    response = await signed_in.post(
+        "/console/save",
+        data={"csrf": csrf, "document": json.dumps(doc), "sealed": "forged", "action": "save"},
+    )
+    assert response.status_code == 422
+    assert "<code>sealed</code>" in response.text

@@ -46,8 +46,13 @@ async def test_pending_changes_and_intake_follow_a_delivery(
     assert delivered.status_code == 202
     text = (await client.get("/metrics")).text
     found = samples(text)
-    pending = ("consentbridge_pending_changes", (("direction", "all"), ("integration", acme)))
+    pending = (
+        "consentbridge_pending_changes",
+        (("direction", "to_dataverse"), ("integration", acme)),
+    )
     assert found[pending] == 1
+    reverse = ("consentbridge_pending_changes", (("direction", "to_didomi"), ("integration", acme)))
+    assert found[reverse] == 0
     assert found[("consentbridge_intake_seconds_count", ())] == 1
     received = (
         "consentbridge_webhooks_received_total",
@@ -64,7 +69,7 @@ async def test_a_deleted_integration_leaves_the_pending_gauge(
     assert acme in (await client.get("/metrics")).text
     await ctx.store.delete_integration(acme)
     text = (await client.get("/metrics")).text
-    assert f'consentbridge_pending_changes{{direction="all",integration="{acme}"}}' not in text
+    assert f'integration="{acme}"' not in text
 
 
 async def test_each_context_has_its_own_registry(ctx: AppContext) -> None:

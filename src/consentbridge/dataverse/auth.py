@@ -65,6 +65,22 @@ def explain_token_error(result: dict[str, Any]) -> AuthError:
     )
 
 
+class _PinnedSession(requests.Session):
+    """A session whose own `verify` wins: plain requests lets REQUESTS_CA_BUNDLE /
+    CURL_CA_BUNDLE override a session's CA bundle for every call that does not pass one, and
+    msal passes none, so `config.ca_bundle` would be ignored wherever those are set."""
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert
+        )
+        if verify is None:
+            settings["verify"] = self.verify
+        return settings
+
+
 class TokenProvider:
     """Tokens for one integration's application user."""
 
@@ -77,24 +93,37 @@ class TokenProvider:
         scope: str,
         verify: str | bool = True,
     ) -> None:
-        session = requests.Session()
-        session.verify = verify
-        host = (urlsplit(authority).hostname or "").lower()
-        self._app = msal.ConfidentialClientApplication(
-            client_id,
-            client_credential=client_secret,
-            authority=authority,
-            http_client=session,
-            instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS,
-            timeout=30,
-        )
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._authority = authority
+        self._verify = verify
+        # Built on first use, in a worker thread: msal fetches the authority's OpenID document
+        # in its constructor, which must neither block the event loop nor fail outside
+        # `_acquire`'s error translation.
+        self._app: msal.ConfidentialClientApplication | None = None
         self._scope = scope
         self._lock = asyncio.Lock()
         self._token: str | None = None
 
+    def _msal_app(self) -> msal.ConfidentialClientApplication:
+        if self._app is None:
+            session = _PinnedSession()
+            session.verify = self._verify
+            host = (urlsplit(self._authority).hostname or "").lower()
+            self._app = msal.ConfidentialClientApplication(
+                self._client_id,
+                client_credential=self._client_secret,
+                authority=self._authority,
+                http_client=session,
+                instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS,
+                timeout=30,
+            )
+        return self._app
+
     def _acquire(self) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = self._app.acquire_token_for_client(scopes=[self._scope])
+            app = self._msal_app()
+            result: dict[str, Any] = app.acquire_token_for_client(scopes=[self._scope])
         except (requests.RequestException, ValueError) as exc:
             raise AuthError(
                 f"Cannot reach the Entra ID authority ({type(exc).__name__}); check "
@@ -115,5 +144,6 @@ class TokenProvider:
     async def invalidate(self) -> None:
         """Forget cached tokens, after Dataverse answered 401 to one of them."""
         async with self._lock:
-            await asyncio.to_thread(self._app.remove_tokens_for_client)
+            if self._app is not None:
+                await asyncio.to_thread(self._app.remove_tokens_for_client)
             self._token = None

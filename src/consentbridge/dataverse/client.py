@@ -6,17 +6,23 @@ Retries happen here, inline, for a bounded time: 401 once after evicting the tok
 its `Retry-After` (through the shared limiter, which also slows every other caller of the same
 application user); 5xx, timeouts and connection errors with jittered backoff. Past the bound a
 `TransientError` goes up and the sync layer schedules the change for later.
+
+Every HTTP request sent (each retry too) is reported to an optional `on_request` hook as
+`(operation, status)`: a fixed operation name (`operation_name`) and the status code, or
+`NO_RESPONSE` (0) when none came back. The caller turns that into metrics; this package knows
+nothing of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -49,6 +55,38 @@ MAX_ATTEMPTS = 6
 MAX_THROTTLE_WAIT_S = 120.0
 BACKOFF_BASE_S = 0.5
 ENTITY = "Microsoft.Dynamics.CRM.contact"
+NO_RESPONSE: Final = 0  # the status reported for a timeout or connection error
+
+RequestHook = Callable[[str, int], None]
+"""Called after each HTTP request with ``(operation_name, status or NO_RESPONSE)``."""
+
+_ACTIONS: Final = {
+    "UpdateMultiple": "update_multiple",
+    "CreateMultiple": "create_multiple",
+    "UpsertMultiple": "upsert_multiple",
+}
+_API_PREFIX: Final = re.compile(r"^.*?/api/data/v[0-9.]+/")
+_BY_METHOD: Final = {"GET": "read", "POST": "create", "PATCH": "update", "DELETE": "delete"}
+
+
+def operation_name(method: str, path: str) -> str:
+    """A small, fixed name for a request, fit for a metric label (never ids or values):
+    ``batch``, ``who_am_i``, ``metadata``, ``update_multiple`` … or ``read`` / ``create`` /
+    ``update`` / ``delete`` by method."""
+    # An absolute URL (a nextLink) is reduced to the part after the API version, like the
+    # relative paths callers pass.
+    relative = _API_PREFIX.sub("", urlsplit(path).path).lstrip("/")
+    head = relative.split("(", 1)[0].split("/", 1)[0]
+    action = relative.rsplit("Microsoft.Dynamics.CRM.", 1)[-1]
+    if action in _ACTIONS:
+        return _ACTIONS[action]
+    if head == "$batch":
+        return "batch"
+    if head == "WhoAmI":
+        return "who_am_i"
+    if head == "EntityDefinitions":
+        return "metadata"
+    return _BY_METHOD.get(method.upper(), "other")
 
 
 def odata_string(value: str) -> str:
@@ -74,8 +112,10 @@ class DataverseClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
         max_throttle_wait_s: float = MAX_THROTTLE_WAIT_S,
+        on_request: RequestHook | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._on_request = on_request
         self._tokens = tokens
         self._limiter = limiter or AdaptiveLimiter()
         self._max_throttle_wait_s = max_throttle_wait_s
@@ -109,6 +149,7 @@ class DataverseClient:
         attempt = 0
         throttled_for = 0.0
         refreshed = False
+        operation = operation_name(method, path) if self._on_request is not None else ""
         while True:
             token = await self._tokens.token()
             request_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
@@ -124,6 +165,7 @@ class DataverseClient:
                         headers=request_headers,
                     )
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                self._observe(operation, NO_RESPONSE)
                 attempt += 1
                 if attempt >= MAX_ATTEMPTS:
                     raise TransientError(
@@ -133,6 +175,7 @@ class DataverseClient:
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             status = response.status_code
+            self._observe(operation, status)
             if status < 300:
                 self._limiter.on_success(_int_header(response, "x-ms-dop-hint"))
                 return response
@@ -157,6 +200,10 @@ class DataverseClient:
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             raise from_response(response, what=what)
+
+    def _observe(self, operation: str, status: int) -> None:
+        if self._on_request is not None:
+            self._on_request(operation, status)
 
     @staticmethod
     def _backoff(attempt: int) -> float:
@@ -326,4 +373,12 @@ def _retry_after(response: httpx.Response) -> float:
     return parsed if parsed is not None else 1.0
 
 
-__all__ = ["AuthError", "DataverseClient", "WhoAmI", "odata_string"]
+__all__ = [
+    "NO_RESPONSE",
+    "AuthError",
+    "DataverseClient",
+    "RequestHook",
+    "WhoAmI",
+    "odata_string",
+    "operation_name",
+]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DATE_RE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
@@ -32,6 +32,9 @@ class ContactChange:
     modified_on: dt.datetime | None
     correlation_id: str | None
     depth: int
+    # Attributes of the post-operation images (registered ones, or the primary-name image an
+    # async step always gets), as Web API values; they name the contact when the Target doesn't.
+    post_image: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_date(value: str) -> dt.datetime | None:
@@ -94,14 +97,21 @@ def parse_context(body: Any) -> ContactChange:
                 target.get("Attributes", []), "InputParameters.Target.Attributes"
             ).items()
         }
-    modified = changed.get("modifiedon")
+    post_image: dict[str, Any] = {}
+    for image in key_values(body.get("PostEntityImages", []), "PostEntityImages").values():
+        if isinstance(image, dict):
+            attributes = key_values(image.get("Attributes", []), "PostEntityImages.Attributes")
+            post_image.update({k: plain_value(v) for k, v in attributes.items()})
+    modified = changed.get("modifiedon") or post_image.get("modifiedon")
     operation = body.get("OperationId")
     return ContactChange(
         message=message,
         contact_id=entity_id.lower(),
         initiating_user_id=str(body.get("InitiatingUserId") or "").lower(),
         user_id=str(body.get("UserId") or "").lower(),
-        operation_id=str(operation or body.get("RequestId") or entity_id),
+        # Empty when the context names no operation: a contact id is no dedupe key (it would
+        # make every later change of the contact a "duplicate").
+        operation_id=str(operation or body.get("RequestId") or ""),
         request_id=body.get("RequestId") if isinstance(body.get("RequestId"), str) else None,
         changed=changed,
         modified_on=(
@@ -113,4 +123,5 @@ def parse_context(body: Any) -> ContactChange:
         if isinstance(body.get("CorrelationId"), str)
         else None,
         depth=int(body.get("Depth") or 1),
+        post_image=post_image,
     )

@@ -29,6 +29,7 @@ ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
             "prvDeleteContact",
             "prvReadEntity",
             "prvCreateEntityKey",
+            "prvDeleteEntityKey",
             "prvReadSdkMessage",
             "prvReadSdkMessageProcessingStep",
             "prvCreateSdkMessageProcessingStep",
@@ -50,6 +51,7 @@ ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
             "prvDeleteContact",
             "prvReadEntity",
             "prvCreateEntityKey",
+            "prvDeleteEntityKey",
             "prvReadSdkMessage",
             "prvReadSdkMessageProcessingStep",
             "prvCreateSdkMessageProcessingStep",
@@ -194,6 +196,7 @@ DEFAULT_REQUESTS_PER_WINDOW = 6000
 DEFAULT_WINDOW_S = 300.0
 DEFAULT_CONCURRENT = 52
 DEFAULT_TOKEN_LIFETIME_S = 3599
+DEFAULT_DOP_HINT = 4  # x-ms-dop-hint: what a small (trial/sandbox) environment recommends
 
 
 @dataclass
@@ -204,6 +207,7 @@ class Limits:
     window_s: float = DEFAULT_WINDOW_S
     concurrent: int = DEFAULT_CONCURRENT
     token_lifetime_s: int = DEFAULT_TOKEN_LIFETIME_S
+    dop_hint: int = DEFAULT_DOP_HINT
 
     def public(self) -> dict[str, Any]:
         return {
@@ -211,6 +215,7 @@ class Limits:
             "window_s": self.window_s,
             "concurrent": self.concurrent,
             "token_lifetime_s": self.token_lifetime_s,
+            "dop_hint": self.dop_hint,
         }
 
 
@@ -269,6 +274,11 @@ class Stats:
                 self.dataverse_by_operation if surface == "dataverse" else self.didomi_by_operation
             )
             table[operation] += n
+
+    def count_app(self, app: str, n: int = 1) -> None:
+        """A Dataverse request by the application user named `app`."""
+        with self._lock:
+            self.dataverse_by_app[app] += n
 
     def count_webhook(self, source: str, ok: bool) -> None:
         with self._lock:

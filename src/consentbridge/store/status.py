@@ -56,6 +56,20 @@ async def get_states(
     return found
 
 
+async def pending_by_direction(conn: AsyncConnection, integration_id: str) -> dict[str, int]:
+    """Pending users of one integration by direction (directions without any left out).
+
+    Walks only the partial index ``ix_sync_states_due`` (integration, direction, …; pending rows
+    only), so a scrape costs O(backlog), not O(users).
+    """
+    rows = await conn.execute(
+        sa.select(_s.direction, sa.func.count())
+        .where(_s.integration_id == integration_id, _s.pending)
+        .group_by(_s.direction)
+    )
+    return {direction: count for direction, count in rows}
+
+
 async def status(conn: AsyncConnection, integration_id: str, now: float) -> dict[str, Any]:
     mine = _s.integration_id == integration_id
     pending, oldest = (

@@ -218,6 +218,12 @@ class Store:
     async def status(self, integration_id: str, now: float) -> dict[str, Any]:
         return await self._db.read("status", lambda c: status.status(c, integration_id, now))
 
+    async def pending_by_direction(self, integration_id: str) -> dict[str, int]:
+        """Pending users of one integration by direction (for the metrics gauge)."""
+        return await self._db.read(
+            "pending_by_direction", lambda c: status.pending_by_direction(c, integration_id)
+        )
+
     async def user_log(
         self, integration_id: str, organization_user_id: str, limit: int = 500
     ) -> list[dict[str, Any]]:

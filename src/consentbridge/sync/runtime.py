@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from consentbridge.config.integration import Integration
 from consentbridge.dataverse.auth import TokenProvider
-from consentbridge.dataverse.client import DataverseClient
+from consentbridge.dataverse.client import DataverseClient, RequestHook
 from consentbridge.dataverse.limiter import limiter_for
 from consentbridge.dataverse.metadata import MetadataCache
+from consentbridge.didomi.client import DidomiClient
 from consentbridge.sync.forward import ForwardRuntime
+
+DataverseObserver = Callable[[str, str, int], None]
+"""Told of every Dataverse request: ``(integration_id, operation, status)`` (status 0: none)."""
 
 
 def _fingerprint(document: dict[str, Any]) -> str:
@@ -28,12 +33,18 @@ class IntegrationRuntime:
     tokens: TokenProvider
     dataverse: DataverseClient
     forward: ForwardRuntime
+    # The Didomi API client of the reverse flow; None when the integration has no didomi block.
+    didomi: DidomiClient | None = None
 
     async def aclose(self) -> None:
         await self.dataverse.aclose()
+        if self.didomi is not None:
+            await self.didomi.aclose()
 
 
-def build_runtime(integration: Integration, fingerprint: str) -> IntegrationRuntime:
+def build_runtime(
+    integration: Integration, fingerprint: str, observer: DataverseObserver | None = None
+) -> IntegrationRuntime:
     cfg = integration.config
     verify: str | bool = cfg.ca_bundle or True
     tokens = TokenProvider(
@@ -48,16 +59,34 @@ def build_runtime(integration: Integration, fingerprint: str) -> IntegrationRunt
         tokens,
         verify=verify,
         limiter=limiter_for(f"{integration.authority}|{cfg.client_id}"),
+        on_request=_bound(observer, integration.id),
     )
     forward = ForwardRuntime(integration=integration, client=client, metadata=MetadataCache(client))
-    return IntegrationRuntime(integration, fingerprint, tokens, client, forward)
+    didomi = None
+    if integration.didomi is not None:
+        didomi = DidomiClient(
+            base_url=integration.didomi.base_url,
+            api_key=integration.didomi.api_key,
+            api_secret=integration.didomi.api_secret.get_secret_value(),
+            organization_id=integration.organization_id or "",
+            verify=verify,
+        )
+    return IntegrationRuntime(integration, fingerprint, tokens, client, forward, didomi)
+
+
+def _bound(observer: DataverseObserver | None, integration_id: str) -> RequestHook | None:
+    if observer is None:
+        return None
+    return lambda operation, status: observer(integration_id, operation, status)
 
 
 class RuntimeRegistry:
-    """Runtime objects by integration id, rebuilt when the stored document changes."""
+    """Runtime objects by integration id, rebuilt when the stored document changes;
+    ``observer`` is told of every Dataverse request their clients send."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: DataverseObserver | None = None) -> None:
         self._runtimes: dict[str, IntegrationRuntime] = {}
+        self._observer = observer
 
     async def get(self, integration: Integration, document: dict[str, Any]) -> IntegrationRuntime:
         fingerprint = _fingerprint(document)
@@ -66,7 +95,7 @@ class RuntimeRegistry:
             return current
         if current is not None:
             await current.aclose()
-        runtime = build_runtime(integration, fingerprint)
+        runtime = build_runtime(integration, fingerprint, self._observer)
         self._runtimes[integration.id] = runtime
         return runtime
 

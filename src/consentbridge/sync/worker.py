@@ -6,6 +6,9 @@ worker's leases simply expire.
 Each worker runs `LANES` claim→sync→record loops at once so that one slow batch (a throttled
 application user) does not stall the others; the per-application-user limiter in the Dataverse
 client decides how many requests are really in flight.
+
+Given the process's ``Metrics``, a worker counts the outcomes it reaches and the Dataverse
+requests its clients send; without them (tests, tools) it counts nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from dataclasses import dataclass, field
 from consentbridge.config.errors import ConfigError
 from consentbridge.config.integration import Integration
 from consentbridge.config.secrets import SecretBox
+from consentbridge.metrics import Metrics
 from consentbridge.store import Store
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
 from consentbridge.sync.forward import sync_to_dataverse
 from consentbridge.sync.retry import RetryPolicy
+from consentbridge.sync.reverse import ReverseEngine
 from consentbridge.sync.runtime import IntegrationRuntime, RuntimeRegistry
 
 log = logging.getLogger("consentbridge.worker")
@@ -69,13 +74,20 @@ class Worker:
         *,
         worker_id: str | None = None,
         engines: dict[Direction, Engine] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.secrets = secrets
         self.config = config or WorkerConfig()
         self.worker_id = worker_id or new_worker_id()
-        self.engines: dict[Direction, Engine] = engines or {"to_dataverse": _forward}
-        self.registry = RuntimeRegistry()
+        self.engines: dict[Direction, Engine] = engines or {
+            "to_dataverse": _forward,
+            "to_didomi": ReverseEngine(store),
+        }
+        self.metrics = metrics
+        self.registry = RuntimeRegistry(
+            metrics.count_dataverse_request if metrics is not None else None
+        )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()
@@ -163,6 +175,8 @@ class Worker:
             dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
             if dropped:
                 log.warning("%d outcomes dropped: their leases had expired", dropped)
+            if self.metrics is not None:
+                self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
             self.batches_done += 1
         finally:
             self._in_flight -= keys

@@ -3,11 +3,12 @@ includes one router per surface (``routes/``); errors are mapped once (``errors.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from consentbridge import __version__
 from consentbridge.context import AppContext
 from consentbridge.metrics import metrics_for
+from consentbridge.web.body import DeclaredSizeLimit, refuse_nul_in_url
 from consentbridge.web.deps import Receivers
 from consentbridge.web.errors import install_error_handlers
 from consentbridge.web.routes import admin, console, health, metrics, oauth, webhooks
@@ -21,11 +22,20 @@ DESCRIPTION = (
 
 def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAPI:
     """The HTTP service around ``ctx``; ``receivers`` replaces the webhook intake functions."""
-    app = FastAPI(title="ConsentBridge", version=__version__, description=DESCRIPTION)
+    app = FastAPI(
+        title="ConsentBridge",
+        version=__version__,
+        description=DESCRIPTION,
+        # Before any route runs: a parameter the store cannot hold is a 400, never a 500.
+        dependencies=[Depends(refuse_nul_in_url)],
+    )
     app.state.ctx = ctx
     app.state.metrics = metrics_for(ctx)
     app.state.receivers = receivers or Receivers()
     install_error_handlers(app)
+    app.add_middleware(
+        DeclaredSizeLimit, limit=ctx.settings.max_body_bytes, exempt=(webhooks.PREFIX,)
+    )
     for router in (
         oauth.router,
         webhooks.router,

@@ -4,18 +4,26 @@ Every route that takes a body reads it through here, so no body is ever buffered
 ``Settings.max_body_bytes`` (413) and no malformed one reaches an operation (400, naming the
 problem). Nesting is bounded *before* ``json.loads``: CPython's decoder recurses per level
 and raises ``RecursionError`` around depth 1,000, which must be a 400, not a 500.
+
+Strings are held to what the store can keep: JSON allows a NUL (``\u0000``) and a lone
+UTF-16 surrogate (``\ud800``) as escapes, but PostgreSQL text refuses the first and no UTF-8
+encoder takes the second, so either is a 400 naming its field here rather than a 500 in the
+store. ``refuse_nul_in_url`` holds path and query parameters to the same rule.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Sequence
 from typing import Final, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consentbridge.config.validation import format_path
 from consentbridge.operations.errors import InvalidInput, Issue, OperationError
@@ -31,12 +39,35 @@ _BRACKETS: Final = bytes.maketrans(b"{}", b"[]")
 _RUNS: Final = re.compile(rb"\[+|\]+")
 # Above this many sibling boundaries, stripping a level in C is cheaper than walking the runs.
 _MAX_SIBLING_RUNS: Final = 50_000
+# The escapes that can decode to a NUL or a surrogate; only bodies that have one are walked.
+_SUSPECT_ESCAPE: Final = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
 class PayloadTooLarge(OperationError):
     status = 413
+
+
+class DeclaredSizeLimit:
+    """ASGI middleware: any request whose Content-Length is over ``limit`` is answered 413
+    before a route runs — also routes that take no body and would ignore it. Paths under
+    ``exempt`` check it themselves (the webhook routes, which count the refusal in metrics);
+    bodies without a declared length are counted by ``read_body`` as they arrive."""
+
+    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not str(scope["path"]).startswith(self.exempt):
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    answer = JSONResponse({"error": _too_large(self.limit).message}, 413)
+                    await answer(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def bad_body(message: str) -> InvalidInput:
@@ -85,13 +116,54 @@ def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
     if nesting_exceeds(body, max_depth):
         raise bad_body(f"The JSON body is nested deeper than {max_depth} levels.")
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise bad_body(
             f"The body is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
         ) from None
     except (ValueError, RecursionError) as exc:  # NaN/Infinity, over-long integers
         raise bad_body(f"The body is not acceptable JSON ({_short(exc)}).") from None
+    if _SUSPECT_ESCAPE.search(body):
+        _check_strings(value)
+    return value
+
+
+def _check_strings(value: object) -> None:
+    """Raise a 400 at the first key or string holding a NUL or a lone surrogate."""
+    stack: list[tuple[object, tuple[int | str, ...]]] = [(value, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, str):
+            _check_text(node, loc)
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                _check_text(key, (*loc, _printable(key)))
+                stack.append((item, (*loc, key)))
+        elif isinstance(node, list):
+            stack.extend((item, (*loc, index)) for index, item in enumerate(node))
+
+
+def _check_text(text: str, loc: tuple[int | str, ...]) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        path = format_path(loc)
+        raise InvalidInput([Issue(path, f"{path or 'The body'} {problem}.")], status=400)
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored (it completes a sentence naming the field), or None."""
+    if "\0" in text:
+        return "contains a NUL character (\\u0000), which cannot be stored; remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text; send UTF-8"
+    return None
+
+
+def _printable(key: str) -> str:
+    # A key that is itself the problem is named by a safe stand-in, not echoed raw.
+    return key if text_problem(key) is None else "<key>"
 
 
 def nesting_exceeds(body: bytes, max_depth: int) -> bool:
@@ -154,8 +226,20 @@ async def read_form(request: Request, limit: int) -> dict[str, str]:
     for name, value in pairs:
         if name in form:
             raise InvalidInput([Issue(name, f"{name} is given more than once.")], status=400)
+        _check_text(name, ("<field>",))
+        _check_text(value, (name,))
         form[name] = value
     return form
+
+
+def refuse_nul_in_url(request: Request) -> None:
+    """A dependency of every route: a path or query parameter that cannot be stored is a 400
+    naming it (the store would otherwise fail on it, as a 500)."""
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            if isinstance(value, str):
+                _check_text(name, (where, "<parameter>"))
+                _check_text(value, (where, name))
 
 
 def parse_model(model: type[Model], data: object) -> Model:
@@ -193,4 +277,7 @@ def _refuse_constant(name: str) -> object:
 def _short(exc: BaseException) -> str:
     if isinstance(exc, RecursionError):
         return "nested too deeply"
-    return str(exc).split("\n")[0][:120]
+    message = str(exc).split("\n")[0]
+    if "integer string conversion" in message:  # CPython's int size guard
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return message[:120]

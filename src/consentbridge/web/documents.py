@@ -1,14 +1,24 @@
-"""Integration documents typed into the console: parsing JSON or YAML text, and the example
-shown when creating one. Errors name a line and column but never quote the text, which holds
-secrets."""
+"""Integration documents typed into the console: parsing JSON or YAML text, the example shown
+when creating one, and keeping secrets out of the page that shows a document back.
+
+Errors name a line and column but never quote the text, which holds secrets. When a typed
+document is shown again (after validate, or a refused save), its secrets are shown as
+``"***"`` and travel in a hidden field *sealed* — encrypted with the service's secret key —
+so the next submit still has them (``unseal``) while the page itself never holds one. Text
+that does not parse is shown with the values of its secret keys masked instead.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
-from typing import Final
+import re
+from typing import Any, Final
 
 import yaml
 
+from consentbridge.config import ConfigError, SecretBox
+from consentbridge.config.integration import REDACTED, SECRET_PATHS
 from consentbridge.operations.errors import InvalidInput, Issue
 
 EXAMPLE_DOCUMENT: Final = """{
@@ -57,3 +67,66 @@ def parse_document_text(text: str) -> object:
 
 def _invalid(message: str) -> InvalidInput:
     return InvalidInput([Issue("", message)], status=400)
+
+
+# `client_secret: x`, `"api_secret": "x"`: the value after a secret key, in JSON or YAML text.
+_SECRET_VALUE: Final = re.compile(
+    r"""(?P<key>["']?(?:client_secret|api_secret)["']?\s*:\s*)"""
+    r"""(?P<value>"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*'|[^\s,}\]]+)"""
+)
+
+
+def shown(text: str, document: object, box: SecretBox) -> tuple[str, str]:
+    """``(text to show, sealed secrets)`` for a typed document about to be shown back.
+
+    A document that parsed is shown as JSON with every secret as ``"***"``; its secrets are
+    sealed. Text that did not parse keeps its form with secret values masked; nothing is
+    sealed (the user types those secrets again).
+    """
+    if not isinstance(document, dict):
+        return mask_text(text), ""
+    masked = copy.deepcopy(document)
+    sealed: dict[str, str] = {}
+    for path in SECRET_PATHS:
+        holder = _holder(masked, path)
+        value = holder.get(path[-1]) if holder is not None else None
+        if holder is None or value in (None, "", REDACTED):
+            continue
+        if isinstance(value, str):  # anything else is refused anyway: hidden, not kept
+            sealed[".".join(path)] = value
+        holder[path[-1]] = REDACTED
+    pretty = json.dumps(masked, indent=2, ensure_ascii=False, default=str)
+    return pretty, box.encrypt(json.dumps(sealed)) if sealed else ""
+
+
+def unseal(document: object, sealed: str | None, box: SecretBox) -> object:
+    """``document`` with each ``"***"`` secret that ``sealed`` holds put back (others stay
+    ``"***"``: for a stored integration they keep the stored secret)."""
+    if not sealed or not isinstance(document, dict):
+        return document
+    try:
+        secrets: dict[str, Any] = json.loads(box.decrypt(sealed).get_secret_value())
+    except (ConfigError, ValueError):
+        raise InvalidInput(
+            [Issue("sealed", "The form's sealed secrets cannot be read; type the secrets again.")],
+            status=400,
+        ) from None
+    restored = copy.deepcopy(document)
+    for path in SECRET_PATHS:
+        holder = _holder(restored, path)
+        secret = secrets.get(".".join(path))
+        if holder is not None and holder.get(path[-1]) == REDACTED and isinstance(secret, str):
+            holder[path[-1]] = secret
+    return restored
+
+
+def mask_text(text: str) -> str:
+    """``text`` with the value after every secret key replaced by ``***``."""
+    return _SECRET_VALUE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', text)
+
+
+def _holder(document: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    node: object = document
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None

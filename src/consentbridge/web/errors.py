@@ -9,6 +9,9 @@
 
 The last is a middleware rather than an exception handler: Starlette re-raises exceptions
 that reach its handler for ``Exception`` into the server, which would log them a second time.
+
+Paths and messages can quote what the caller sent (an unknown key, an id from the URL), so
+each is clipped to ``MAX_ERROR_TEXT`` characters: an error is never an echo of a huge input.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consentbridge.operations.errors import InvalidInput, OperationError, Unauthorized
+from consentbridge.operations.errors import InvalidInput, Issue, OperationError, Unauthorized
 from consentbridge.web.body import issues_from_errors
 
 log = logging.getLogger("consentbridge.web")
 
 INTERNAL_ERROR: Final = {"error": "internal error"}
+MAX_ERROR_TEXT: Final = 500
 _HTTP_SENTENCES: Final = {
     404: "There is no such route; the routes are listed at /openapi.json.",
     405: "This route does not accept this method; the routes are listed at /openapi.json.",
@@ -42,12 +46,26 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_middleware(InternalErrorMiddleware)
 
 
+def clip(text: str) -> str:
+    """``text`` cut to ``MAX_ERROR_TEXT`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 1] + "…"
+
+
+def clipped_issues(issues: list[Issue]) -> list[Issue]:
+    return [Issue(clip(issue.path), clip(issue.message)) for issue in issues]
+
+
 def error_response(exc: OperationError) -> JSONResponse:
     """The JSON answer for a domain error (also used by routes that catch one)."""
     if isinstance(exc, InvalidInput):
-        return JSONResponse(exc.as_json(), status_code=exc.status)
+        return _issues_response(exc.issues, exc.status)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+    return JSONResponse({"error": clip(exc.message)}, status_code=exc.status, headers=headers)
+
+
+def _issues_response(issues: list[Issue], status: int) -> JSONResponse:
+    errors = [{"path": i.path, "message": i.message} for i in clipped_issues(issues)]
+    return JSONResponse({"errors": errors}, status_code=status)
 
 
 async def _operation_error(_request: Request, exc: OperationError) -> JSONResponse:
@@ -55,16 +73,12 @@ async def _operation_error(_request: Request, exc: OperationError) -> JSONRespon
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    issues = issues_from_errors(exc.errors(), skip_prefix=True)
-    return JSONResponse(
-        {"errors": [{"path": issue.path, "message": issue.message} for issue in issues]},
-        status_code=422,
-    )
+    return _issues_response(issues_from_errors(exc.errors(), skip_prefix=True), 422)
 
 
 async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
     sentence = _HTTP_SENTENCES.get(exc.status_code, str(exc.detail))
-    return JSONResponse({"error": sentence}, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"error": clip(sentence)}, status_code=exc.status_code, headers=exc.headers)
 
 
 class InternalErrorMiddleware:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -210,8 +211,10 @@ _EMAILS = st.sampled_from(["a@x.com", "A@X.com", "b@x.com", "é@x.com", "e@x.com
 def test_equality_lookup_agrees_with_evaluate(values: list[str], row_value: str | None) -> None:
     quoted = [v.replace("'", "''") for v in values]
     text = " or ".join(f"emailaddress1 eq '{v}'" for v in quoted[:-1])
+    # PropertyValues is a JSON array: a value with a quote is double-quoted, not doubled.
     last_in = (
-        f"Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=['{quoted[-1]}'])"
+        "Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',"
+        f"PropertyValues=[{json.dumps(values[-1])}])"
     )
     expr = parse_filter(f"{text} or {last_in}" if text else last_in)
     lookup = expr.equality_lookup()

@@ -17,6 +17,7 @@ parses URLs with) with 0-based positions. Unknown columns are the caller's to re
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -115,6 +116,8 @@ def _tokenize(text: str) -> list[_Token]:
     while pos < len(text):
         if text[pos] == "'":
             token = _read_string(text, pos)
+        elif text[pos] == '"':
+            token = _read_json_string(text, pos)
         else:
             match = _TOKEN_RE.match(text, pos)
             if match is None:
@@ -144,6 +147,22 @@ def _read_string(text: str, start: int) -> _Token:
             raw = text[start : quote + 1]
             return _Token("string", raw, start, raw[1:-1].replace("''", "'"))
         pos = quote + 2
+
+
+_JSON = json.JSONDecoder()
+
+
+def _read_json_string(text: str, start: int) -> _Token:
+    """A double-quoted JSON string: only valid as an element of the JSON array that
+    `PropertyValues` takes (MS Learn "Filter rows", "Manage single quotes"); elsewhere the
+    parser refuses the token like any other unexpected one."""
+    try:
+        value, end = _JSON.raw_decode(text, start)
+    except json.JSONDecodeError:
+        raise ODataQueryError(
+            f"There is an unterminated string literal at position {start} in '{text}'."
+        ) from None
+    return _Token("json_string", text[start:end], start, value)
 
 
 def _literal_value(kind: str, raw: str, pos: int, text: str) -> object:
@@ -377,14 +396,23 @@ class _Parser:
         return str(token.value)
 
     def _in_values(self) -> list[str]:
+        """A JSON array of strings. Microsoft.OData's JSON reader also takes single-quoted
+        strings, but knows no `''` escape: a doubled quote ends the string, so
+        `['O''Brian']` fails as in Dataverse and a quote needs `["O'Brian"]`."""
         self._expect("[", "'['")
         values: list[str] = []
         while True:
             token = self._advance()
-            if token.kind != "string":
+            if token.kind not in ("string", "json_string"):
                 raise self._error(
                     f"PropertyValues at position {token.pos} must list string literals, "
-                    "such as ['a','b'] or ['1','2']"
+                    """such as ["a","b"] or ['1','2']"""
+                )
+            if token.kind == "string" and "''" in token.text:
+                raise ODataQueryError(
+                    "Invalid JSON. A comma character ',' was expected in scope 'Array'. Every "
+                    "two elements in an array and properties of an object must be separated by "
+                    "commas."
                 )
             values.append(str(token.value))
             if self._skip("]"):

@@ -12,17 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from consentbridge.operations import backfill, diagnostics, integrations, sync_status
 from consentbridge.operations.errors import InvalidInput, Issue
+from consentbridge.web import responses
 from consentbridge.web.body import parse_json, parse_model, read_body, read_json
 from consentbridge.web.deps import AdminDep, ContextDep
 
 PREFIX: Final = "/api/v1/integrations"
 router = APIRouter(prefix=PREFIX, tags=["admin"], dependencies=[AdminDep])
 
-_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    401: {"description": "Missing or wrong admin token."},
-    404: {"description": "No integration has this id."},
-    503: {"description": "No admin token is configured, or the store is unreachable."},
-}
+_ERRORS: Final = responses.errors(
+    400, 401, 404, 413, 422, 503, e401="Missing or wrong admin token."
+)
 
 
 class _Body(BaseModel):
@@ -69,8 +68,8 @@ async def get_integration(integration_id: str, ctx: ContextDep) -> dict[str, Any
     responses={
         201: {"description": "Created."},
         200: {"description": "Replaced."},
-        422: {"description": "The document was refused; every problem is listed by path."},
         **_ERRORS,
+        **responses.errors(422, e422="The document was refused; every problem is listed by path."),
     },
     openapi_extra=_json_body(),
 )

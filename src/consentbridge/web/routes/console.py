@@ -19,13 +19,24 @@ from starlette.exceptions import HTTPException
 from consentbridge.context import AppContext
 from consentbridge.operations import diagnostics, integrations, sync_status, tokens
 from consentbridge.operations.errors import InvalidInput, Issue, OperationError, Unavailable
+from consentbridge.web import responses
 from consentbridge.web import session as sessions
 from consentbridge.web.body import read_form
 from consentbridge.web.deps import ContextDep, admin_token
-from consentbridge.web.documents import EXAMPLE_DOCUMENT, parse_document_text
+from consentbridge.web.documents import EXAMPLE_DOCUMENT, parse_document_text, shown, unseal
+from consentbridge.web.errors import clip, clipped_issues
 from consentbridge.web.pages import CSS_PATH, render, stylesheet
 
-router = APIRouter(prefix="/console", tags=["console"], default_response_class=HTMLResponse)
+router = APIRouter(
+    prefix="/console",
+    tags=["console"],
+    default_response_class=HTMLResponse,
+    responses={
+        303: {"description": "Not signed in: to /console/login; or done: to the next page."},
+        403: {"description": "The form's CSRF token is missing or from another session."},
+        **responses.pages(400, 401, 404, 413, 422, 503),
+    },
+)
 
 LOGIN_PATH: Final = "/console/login"
 
@@ -75,8 +86,10 @@ async def _posted(
 
 
 def _error_page(session: sessions.Session | None, exc: OperationError) -> HTMLResponse:
-    issues = exc.issues if isinstance(exc, InvalidInput) else []
-    return render("error.html", session, status_code=exc.status, message=exc.message, issues=issues)
+    issues = clipped_issues(exc.issues) if isinstance(exc, InvalidInput) else []
+    return render(
+        "error.html", session, status_code=exc.status, message=clip(exc.message), issues=issues
+    )
 
 
 def _secure(request: Request, ctx: AppContext) -> bool:
@@ -257,25 +270,32 @@ async def save(
     request: Request, ctx: ContextDep, session: sessions.Session = SessionDep
 ) -> Response:
     """Validate (`action=validate`) or save (`action=save`) a document from the edit form;
-    every problem is shown by path, and nothing is stored unless all is well."""
+    every problem is shown by path, and nothing is stored unless all is well. The document is
+    shown back with its secrets as `***` (sealed in the form, see `documents.shown`)."""
 
     async def act(form: dict[str, str]) -> Response:
         text = form.get("document", "")
+        raw: object = None
         try:
-            raw = parse_document_text(text)
+            raw = unseal(parse_document_text(text), form.get("sealed"), ctx.secrets)
             if form.get("action") == "save":
                 integration, _ = await integrations.apply(ctx, raw)
                 return RedirectResponse(f"/console/integrations/{integration.id}", status_code=303)
             verdict = await integrations.check(ctx, raw)
         except InvalidInput as exc:
             verdict = integrations.Validation(None, exc.issues)
+        issues = integrations.Validation(
+            verdict.integration, clipped_issues(verdict.errors), clipped_issues(verdict.warnings)
+        )
+        display, sealed = shown(text, raw, ctx.secrets)
         return render(
             "edit.html",
             session,
             status_code=200 if verdict.ok else 422,
-            text=text,
+            text=display,
+            sealed=sealed,
             integration_id=form.get("integration_id") or None,
-            verdict=verdict,
+            verdict=issues,
         )
 
     return await _posted(request, ctx, session, act)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from consentbridge.operations import tokens
 from consentbridge.operations.errors import InvalidInput, Unauthorized
+from consentbridge.web import responses
 from consentbridge.web.body import FORM_TYPE, read_form
 from consentbridge.web.deps import ContextDep
 
@@ -78,6 +79,7 @@ class OAuthError(Exception):
             "description": "invalid_client",
             "content": {"application/json": {"schema": _ERROR_SCHEMA}},
         },
+        **responses.errors(413),
     },
 )
 async def issue_token(request: Request, ctx: ContextDep) -> JSONResponse:

@@ -19,9 +19,11 @@ from consentbridge.context import AppContext
 from consentbridge.metrics import UNKNOWN_INTEGRATION, Metrics
 from consentbridge.operations import tokens
 from consentbridge.operations.errors import InvalidInput, NotFound, OperationError, Unauthorized
+from consentbridge.web import responses
 from consentbridge.web.body import PayloadTooLarge, check_declared_length, read_json
 from consentbridge.web.deps import ContextDep, MetricsDep, ReceiversDep, webhook_bearer
 
+PREFIX: Final = "/webhooks/"
 router = APIRouter(tags=["webhooks"])
 
 _OUTCOMES: Final[tuple[tuple[type[OperationError], str], ...]] = (
@@ -32,11 +34,15 @@ _OUTCOMES: Final[tuple[tuple[type[OperationError], str], ...]] = (
 )
 _RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     202: {"description": "The change is durably stored (or was a duplicate)."},
-    400: {"description": "The body is not UTF-8 JSON, or nests too deeply."},
-    401: {"description": "Missing or invalid credentials."},
-    404: {"description": "No integration has this id."},
-    413: {"description": "The body is larger than 1 MiB."},
-    422: {"description": "The JSON does not have the expected shape; the path names the field."},
+    **responses.errors(
+        400,
+        401,
+        404,
+        413,
+        422,
+        e401="Missing or invalid credentials.",
+        e422="The JSON does not have the expected shape; the path names the field.",
+    ),
 }
 _JSON_BODY: Final = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}
@@ -96,6 +102,8 @@ async def dataverse_webhook(
     """
 
     async def receive() -> dict[str, Any]:
+        # read_json checks the declared length before reading (DeclaredSizeLimit leaves it
+        # to this route, so the refusal is counted).
         body = await read_json(request, ctx.settings.max_body_bytes)
         return await receivers.dataverse(
             ctx, integration_id, body, headers=request.headers, query=request.query_params

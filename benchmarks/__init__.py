@@ -1,0 +1,1 @@
+"""Benchmarks for ConsentBridge: measure and print, never assert timings (run with `make bench`)."""

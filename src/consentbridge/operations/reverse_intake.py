@@ -1,0 +1,237 @@
+"""Receiving Dataverse webhooks (bidirectional mode): a contact change made in the CRM is
+authenticated, parsed and merged into the user's `to_didomi` desired state in one store
+transaction; the caller answers 202 once this returns. Workers send it on to Didomi.
+
+Nothing here calls Dataverse: a slow Dataverse must neither slow intake down nor lose a change.
+When the payload does not name the user (an Update carries only the changed columns, and a
+truncated payload carries none), the change is stored under a placeholder key
+`contact:<contactid>` and the reverse worker resolves it with one batched lookup.
+
+Echo layer 1 lives here: a change initiated by our own application user (the one that wrote
+Didomi's change into Dataverse) is logged as `ignored_echo` and stored nowhere else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from consentbridge.config.errors import SecretDecryptionError
+from consentbridge.config.integration import Integration
+from consentbridge.context import AppContext
+from consentbridge.dataverse.remote_context import ContactChange, ContextError, parse_context
+from consentbridge.operations.bidirectional import RegistrationRecord
+from consentbridge.operations.errors import InvalidInput, Issue, Unauthorized, Unavailable
+from consentbridge.operations.intake import require_integration
+from consentbridge.store.values import Direction, IntakeItem, LogEntry
+from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+from consentbridge.sync.placeholders import CONTACT_KEY, REREAD_KEY, placeholder_key
+
+TO_DIDOMI: Final[Direction] = "to_didomi"
+SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
+REQUEST_ID_HEADER = "x-request-id"
+SYNCED_MESSAGES = ("Create", "Update")
+
+
+def _lookup(values: Any, name: str) -> str | None:
+    """A header or query value, case-insensitively, from a mapping or a list of pairs."""
+    if values is None:
+        return None
+    pairs = values.items() if isinstance(values, Mapping) else values
+    for key, value in pairs:
+        if str(key).lower() == name:
+            return str(value)
+    return None
+
+
+def authenticate(
+    ctx: AppContext, record: RegistrationRecord | None, headers: Any, query: Any
+) -> None:
+    """The key Dataverse sends (our header, or `?code=` for a WebhookKey endpoint) must equal
+    the integration's secret; compared in constant time."""
+    if record is None:
+        raise Unauthorized(
+            "The bidirectional flow is not enabled for this integration, so no Dataverse "
+            "webhook is accepted."
+        )
+    provided = _lookup(headers, record.auth_header.lower()) or _lookup(query, "code")
+    try:
+        expected = ctx.secrets.decrypt(record.secret).get_secret_value()
+    except SecretDecryptionError as exc:
+        raise Unavailable(str(exc)) from None
+    if provided is None or not hmac.compare_digest(provided.encode(), expected.encode()):
+        raise Unauthorized("The Dataverse webhook key is missing or wrong.")
+
+
+def delivery_key(change: ContactChange, headers: Any) -> str | None:
+    """Dataverse's own identity of the delivery: operation + row + message, else x-request-id."""
+    if change.operation_id:
+        return f"dataverse:{change.operation_id}:{change.contact_id}:{change.message}"
+    request_id = _lookup(headers, REQUEST_ID_HEADER)
+    return f"dataverse:request:{request_id}" if request_id else None
+
+
+def _user_of(change: ContactChange, match: str) -> str | None:
+    for source in (change.changed, change.post_image):
+        value = source.get(match)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _log(
+    integration: Integration,
+    user: str,
+    change: ContactChange,
+    outcome: str,
+    reason: str,
+    columns: dict[str, Any],
+    now: float,
+) -> LogEntry:
+    return LogEntry(
+        integration_id=integration.id,
+        organization_user_id=user,
+        direction=TO_DIDOMI,
+        event=f"dataverse.{change.message.lower()}",
+        outcome=outcome,
+        reason=reason,
+        columns=columns,
+        request_id=change.operation_id or None,
+        at=now,
+    )
+
+
+def _logged_only(
+    integration: Integration, user: str, change: ContactChange, key: str | None, log: LogEntry
+) -> IntakeItem:
+    """An item that stores no state: the delivery key and one log line."""
+    return IntakeItem(
+        integration_id=integration.id,
+        direction=TO_DIDOMI,
+        organization_user_id=user,
+        delivery_key=key,
+        merge=lambda old: None,
+        log=None,
+        log_unchanged=log,
+        now=log.at,
+    )
+
+
+def contact_item(
+    integration: Integration,
+    record: RegistrationRecord,
+    change: ContactChange,
+    *,
+    truncated: bool,
+    key: str | None,
+    now: float,
+) -> IntakeItem | None:
+    """The store item for one parsed contact change (pure); None when nothing mapped changed."""
+    match = integration.config.match_attribute
+    user = _user_of(change, match)
+    initiator = change.initiating_user_id or change.user_id
+    if initiator and initiator == record.application_user_id:
+        reason = "initiated by ConsentBridge's own application user: the echo of a sync write"
+        log = _log(
+            integration,
+            user or placeholder_key(change.contact_id),
+            change,
+            "ignored_echo",
+            reason,
+            {},
+            now,
+        )
+        return _logged_only(integration, log.organization_user_id, change, key, log)
+    if change.message not in SYNCED_MESSAGES:
+        reason = f"{change.message} of a contact is not synced to Didomi"
+        log = _log(
+            integration,
+            user or placeholder_key(change.contact_id),
+            change,
+            "skipped",
+            reason,
+            {},
+            now,
+        )
+        return _logged_only(integration, log.organization_user_id, change, key, log)
+    mapped = {p.id for p in integration.config.properties}
+    values = {c: v for c, v in change.changed.items() if c in mapped}
+    if not values and not truncated:
+        return None
+    ts = change.modified_on.timestamp() if change.modified_on is not None else now
+    stamp = Stamp(None, ts, "dataverse")
+    placeholder = truncated or user is None
+    event = f"dataverse.{change.message.lower()}"
+    contact_id = change.contact_id
+
+    def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
+        result = merge_columns(old, values, stamp)
+        columns, touched = result.columns, result.touched
+        if placeholder:
+            columns[CONTACT_KEY] = contact_id
+        if truncated and ts > float((old or {}).get(REREAD_KEY) or 0.0):
+            columns[REREAD_KEY] = ts
+            touched = True
+        if not touched:
+            return None
+        columns[EVENT_KEY] = event
+        return columns
+
+    target = placeholder_key(contact_id) if placeholder else user
+    assert target is not None
+    return IntakeItem(
+        integration_id=integration.id,
+        direction=TO_DIDOMI,
+        organization_user_id=target,
+        delivery_key=key,
+        merge=merge,
+        log=None,
+        log_unchanged=_log(
+            integration,
+            target,
+            change,
+            "unchanged",
+            f"not newer than the change already stored (modifiedon {stamp.describe()})",
+            values,
+            now,
+        ),
+        now=now,
+    )
+
+
+async def receive_contact_change(
+    ctx: AppContext, integration_id: str, body: object, *, headers: Any, query: Any
+) -> dict[str, Any]:
+    """Authenticate, parse and store one Dataverse webhook; returns what the 202 answer says."""
+    integration = await require_integration(ctx, integration_id)
+    record = RegistrationRecord.from_stored(await ctx.store.get_registration(integration_id))
+    authenticate(ctx, record, headers, query)
+    assert record is not None
+    try:
+        change = parse_context(body)
+    except ContextError as exc:
+        raise InvalidInput([Issue(exc.path, str(exc))]) from exc
+    truncated = _lookup(headers, SIZE_EXCEEDED_HEADER) is not None
+    now = time.time()
+    item = contact_item(
+        integration,
+        record,
+        change,
+        truncated=truncated,
+        key=delivery_key(change, headers),
+        now=now,
+    )
+    if item is None:
+        return {"accepted": True, "duplicate": False, "queued": False, "outcome": "nothing mapped"}
+    result = await ctx.store.intake(item)
+    if result.changed:
+        ctx.wake()
+    outcome = item.log_unchanged.outcome if item.log_unchanged is not None else "unchanged"
+    return {
+        "accepted": True,
+        "duplicate": result.duplicate,
+        "queued": result.changed,
+        "outcome": "queued" if result.changed else outcome,
+    }

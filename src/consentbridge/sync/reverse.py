@@ -1,0 +1,468 @@
+"""Reverse sync (`to_didomi`): contact changes made in the CRM become Didomi consent events.
+
+For one claimed batch:
+
+1. **Placeholders** (`contact:<id>`: the webhook did not name the user) are resolved with one
+   batched lookup by `contactid`; each change is merged into the real user's row (per-column
+   stamps, so a replay changes nothing) *before* the placeholder's outcome is recorded, so a
+   crash in between only repeats the move.
+2. For each user, every column is compared with the `to_dataverse` state (what Didomi holds, as
+   far as ConsentBridge knows): an equal value is a **no-op** (echo layer 2) and is not sent; a
+   value whose Didomi stamp beats the Dataverse one lost a **conflict** (Didomi's change is newer)
+   and is dropped with a log line naming both stamps; the rest is mapped back through the
+   mapping's reverse projection (one-way columns are listed and skipped).
+3. One consent event per user goes to `POST /consents/events` in calls of ≤ 100. Its id is a
+   uuid5 of the integration, the user and the column stamps, so a retried batch never
+   duplicates an event (Didomi answers 409, which counts as done).
+4. The sent values are merged into the `to_dataverse` state with a Dataverse stamp, so Didomi's
+   echo (`user.updated` carrying the same values) writes nothing to Dataverse (echo layer 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from consentbridge.config.integration import Integration
+from consentbridge.dataverse.errors import AuthError, DataverseError, TransientError
+from consentbridge.didomi.client import EVENTS_PER_CALL, DidomiClient, DidomiError
+from consentbridge.mapping import (
+    ConsentSnapshot,
+    MappingValueError,
+    PathKind,
+    Property,
+    reverse_project,
+)
+from consentbridge.store import Store
+from consentbridge.store.values import (
+    ClaimedState,
+    Direction,
+    IntakeItem,
+    LogEntry,
+    Outcome,
+    OutcomeKind,
+    StateRow,
+    iso_utc,
+)
+from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+from consentbridge.sync.placeholders import (
+    CONTACT_KEY,
+    PLACEHOLDER_PREFIX,
+    REREAD_KEY,
+    Merge,
+    is_placeholder,
+    move_merge,
+)
+from consentbridge.sync.retry import RetryPolicy
+from consentbridge.sync.runtime import IntegrationRuntime
+
+DIRECTION: Final[Direction] = "to_didomi"
+FORWARD: Final[Direction] = "to_dataverse"
+EVENT = "dataverse.change"
+SOURCE = "dataverse"
+# Fixed namespace of consent event ids: uuid5(EVENT_NAMESPACE, integration|user|stamps).
+EVENT_NAMESPACE = uuid.UUID("6f1d7c1e-3b0a-5f43-9a52-2d4c1e0b7a11")
+_LOG_OUTCOME: dict[OutcomeKind, str] = {
+    "written": "written",
+    "unchanged": "unchanged",
+    "skipped": "skipped",
+    "retry": "retrying",
+    "dead": "dead_letter",
+}
+
+
+def _entries(columns: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c: e for c, e in columns.items() if not c.startswith("~") and isinstance(e, dict)}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as Dataverse values (a Boolean is not the integer 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def _stamp_text(entry: Mapping[str, Any]) -> str:
+    version = entry.get("ver")
+    at = iso_utc(float(entry.get("ts") or 0.0))
+    return f"{entry.get('src', 'didomi')} {at}" + (f" (version {version})" if version else "")
+
+
+def event_id(integration_id: str, user: str, columns: Mapping[str, tuple[Any, float]]) -> str:
+    """Deterministic: the same change of the same user always gets the same event id."""
+    material = json.dumps(
+        [integration_id, user, sorted([c, v, ts] for c, (v, ts) in columns.items())],
+        sort_keys=True,
+        default=str,
+    )
+    return str(uuid.uuid5(EVENT_NAMESPACE, material))
+
+
+def sent_merge(values: Mapping[str, tuple[Any, float]]) -> Merge:
+    """Record values sent to Didomi in the `to_dataverse` state, each with its Dataverse stamp."""
+
+    def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
+        columns = old
+        touched = False
+        for column, (value, ts) in values.items():
+            result = merge_columns(columns, {column: value}, Stamp(None, ts, SOURCE))
+            columns, touched = result.columns, touched or result.touched
+        if not touched or columns is None:
+            return None
+        columns[EVENT_KEY] = "dataverse.sent"
+        return columns
+
+    return merge
+
+
+@dataclass
+class _Plan:
+    claim: ClaimedState
+    outcome: Outcome | None = None
+    send: dict[str, tuple[Any, float]] = field(default_factory=dict)  # column → (value, ts)
+    notes: list[str] = field(default_factory=list)
+    event: dict[str, Any] | None = None
+
+    @property
+    def user(self) -> str:
+        return self.claim.organization_user_id
+
+
+class ReverseBatch:
+    """One claimed `to_didomi` batch of one integration, from plan to outcomes."""
+
+    def __init__(
+        self,
+        store: Store,
+        runtime: IntegrationRuntime,
+        claims: Sequence[ClaimedState],
+        policy: RetryPolicy,
+        now: float | None = None,
+    ) -> None:
+        self.store = store
+        self.rt = runtime
+        self.integration: Integration = runtime.integration
+        self.policy = policy
+        self.now = now if now is not None else time.time()
+        self.properties = [
+            Property(p.id, p.value, p.transform) for p in self.integration.config.properties
+        ]
+        self.plans = [_Plan(c) for c in claims]
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        plan: _Plan,
+        kind: OutcomeKind,
+        reason: str,
+        columns: dict[str, Any] | None = None,
+        *,
+        error: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> None:
+        event = plan.claim.columns.get(EVENT_KEY)
+        plan.outcome = Outcome(
+            integration_id=self.integration.id,
+            direction=DIRECTION,
+            organization_user_id=plan.user,
+            claimed_seq=plan.claim.seq,
+            kind=kind,
+            log=LogEntry(
+                integration_id=self.integration.id,
+                organization_user_id=plan.user,
+                direction=DIRECTION,
+                event=event if isinstance(event, str) else EVENT,
+                outcome=_LOG_OUTCOME[kind],
+                reason="; ".join([reason, *plan.notes]),
+                columns=columns or {},
+                request_id=plan.event["id"] if plan.event else None,
+                at=time.time(),
+            ),
+            error=error,
+            next_attempt_at=next_attempt_at,
+        )
+
+    def _retry(self, plan: _Plan, error: str, retry_after_s: float | None = None) -> None:
+        when = self.policy.next_attempt(
+            attempt=plan.claim.attempts,
+            first_failed_at=plan.claim.first_failed_at,
+            now=self.now,
+            retry_after_s=retry_after_s,
+        )
+        if when is None:
+            self._finish(plan, "dead", f"gave up after retrying: {error}", error=error)
+        else:
+            self._finish(
+                plan,
+                "retry",
+                f"will retry in {when - self.now:.0f} s: {error}",
+                error=error,
+                next_attempt_at=when,
+            )
+
+    def _dataverse_failed(self, plans: Sequence[_Plan], exc: DataverseError) -> None:
+        for plan in plans:
+            if isinstance(exc, TransientError | AuthError):
+                retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
+                self._retry(plan, str(exc), retry_after)
+            else:
+                self._finish(plan, "dead", str(exc), error=str(exc))
+
+    def _didomi_failed(self, plan: _Plan, exc: DidomiError) -> None:
+        # 401/403 mean credentials to fix, not a change Didomi refuses: keep retrying.
+        status = exc.status
+        if exc.transient or status is None or status >= 500 or status in (401, 403, 429):
+            self._retry(plan, exc.message)
+        else:
+            self._finish(
+                plan,
+                "dead",
+                exc.message,
+                {c: v for c, (v, _) in plan.send.items()},
+                error=exc.message,
+            )
+
+    # -- steps -------------------------------------------------------------------------------
+
+    async def run(self) -> list[Outcome]:
+        placeholders = [p for p in self.plans if is_placeholder(p.user)]
+        users = [p for p in self.plans if not is_placeholder(p.user)]
+        if placeholders:
+            await self._resolve(placeholders)
+        if users:
+            await self._sync(users)
+        outcomes = []
+        for plan in self.plans:
+            assert plan.outcome is not None, plan.user
+            outcomes.append(plan.outcome)
+        return outcomes
+
+    async def _resolve(self, plans: list[_Plan]) -> None:
+        """One lookup by contactid; each change moves to its user's row (store first)."""
+        match = self.integration.config.match_attribute
+        mapped = sorted({p.id for p in self.properties} - {match, "contactid"})
+        reread = any(p.claim.columns.get(REREAD_KEY) for p in plans)
+        ids = {
+            p.user: str(p.claim.columns.get(CONTACT_KEY) or p.user[len(PLACEHOLDER_PREFIX) :])
+            for p in plans
+        }
+        try:
+            if reread:  # only columns the table has: one unknown column would fail the lookup
+                known = await self.rt.forward.metadata.columns()
+                mapped = [c for c in mapped if c in known]
+            select = ["contactid", match, *(["modifiedon", *mapped] if reread else [])]
+            rows = await self.rt.dataverse.find_by_column(
+                "contacts", "contactid", sorted(set(ids.values())), select
+            )
+        except DataverseError as exc:
+            self._dataverse_failed(plans, exc)
+            return
+        by_id = {str(r.get("contactid", "")).lower(): r for r in rows}
+        moves: list[IntakeItem] = []
+        for plan in plans:
+            contact_id = ids[plan.user].lower()
+            row = by_id.get(contact_id)
+            user = row.get(match) if row else None
+            if row is None:
+                self._finish(
+                    plan,
+                    "skipped",
+                    f"contact {contact_id} no longer exists in "
+                    "Dataverse, so its change names no Didomi user",
+                )
+                continue
+            if not isinstance(user, str) or not user.strip():
+                self._finish(
+                    plan,
+                    "skipped",
+                    f"contact {contact_id} has no {match}, so its change names no Didomi user",
+                )
+                continue
+            moves.append(self._move(plan, row, user.strip(), mapped))
+            self._finish(
+                plan,
+                "unchanged",
+                f"contact {contact_id} is user {user.strip()}; the "
+                "change continues under that user",
+            )
+        if moves:
+            # Durable under the real user before the placeholder's outcome is recorded.
+            await self.store.intake_many(moves)
+
+    def _move(
+        self, plan: _Plan, row: Mapping[str, Any], user: str, mapped: list[str]
+    ) -> IntakeItem:
+        reread: dict[str, Any] = {}
+        reread_ts = float(plan.claim.columns.get(REREAD_KEY) or 0.0)
+        if reread_ts:
+            reread = {c: row[c] for c in mapped if c in row}
+            modified = row.get("modifiedon")
+            if isinstance(modified, str):
+                with contextlib.suppress(ValueError):
+                    reread_ts = dt.datetime.fromisoformat(
+                        modified.replace("Z", "+00:00")
+                    ).timestamp()
+        event = plan.claim.columns.get(EVENT_KEY)
+        return IntakeItem(
+            integration_id=self.integration.id,
+            direction=DIRECTION,
+            organization_user_id=user,
+            delivery_key=None,
+            merge=move_merge(
+                _entries(plan.claim.columns),
+                reread,
+                reread_ts,
+                event if isinstance(event, str) else EVENT,
+            ),
+            log=None,
+            now=self.now,
+        )
+
+    async def _sync(self, plans: list[_Plan]) -> None:
+        didomi = self.rt.didomi
+        if didomi is None:
+            for plan in plans:
+                reason = (
+                    "the integration has no didomi block: add didomi.api_key and "
+                    "didomi.api_secret, then replay the dead letters"
+                )
+                self._finish(plan, "dead", reason, error=reason)
+            return
+        forward = await self.store.get_states(self.integration.id, FORWARD, [p.user for p in plans])
+        for plan in plans:
+            self._compare(plan, forward.get(plan.user))
+        for plan in plans:
+            if plan.outcome is None:
+                await self._project(plan, didomi)
+        await self._send([p for p in plans if p.event is not None], didomi)
+        sent = [p for p in plans if p.event is not None and p.outcome is None]
+        if sent:
+            await self.store.intake_many(
+                [
+                    IntakeItem(
+                        integration_id=self.integration.id,
+                        direction=FORWARD,
+                        organization_user_id=plan.user,
+                        delivery_key=None,
+                        merge=sent_merge(plan.send),
+                        log=None,
+                        now=self.now,
+                    )
+                    for plan in sent
+                ]
+            )
+        for plan in sent:
+            values = {c: v for c, (v, _) in plan.send.items()}
+            self._finish(
+                plan,
+                "written",
+                f"sent consent event {plan.event['id']} to Didomi" if plan.event else "sent",
+                values,
+            )
+
+    def _compare(self, plan: _Plan, forward: StateRow | None) -> None:
+        """Keep the columns Didomi does not hold yet and whose change is not older."""
+        mapped = {p.id for p in self.properties}
+        theirs = forward.columns if forward is not None else {}
+        for column, entry in sorted(_entries(plan.claim.columns).items()):
+            if column not in mapped:
+                continue  # unmapped since the change arrived
+            value, ts = entry.get("v"), float(entry.get("ts") or 0.0)
+            held = theirs.get(column)
+            if isinstance(held, dict) and _same(held.get("v"), value):
+                continue  # Didomi already holds it: nothing to send
+            if isinstance(held, dict) and not Stamp(None, ts, SOURCE).beats(held):
+                plan.notes.append(
+                    f"conflict on {column}: Didomi's change ({_stamp_text(held)}) is newer than "
+                    f"this Dataverse change (modifiedon {iso_utc(ts)}), so Didomi's value "
+                    f"{held.get('v')!r} is kept and {value!r} is dropped"
+                )
+                continue
+            plan.send[column] = (value, ts)
+        if not plan.send:
+            if plan.notes:
+                self._finish(plan, "skipped", "nothing sent: Didomi holds newer values")
+            else:
+                self._finish(plan, "unchanged", "Didomi already holds every changed value")
+
+    async def _project(self, plan: _Plan, didomi: DidomiClient) -> None:
+        values = {c: v for c, (v, _) in plan.send.items()}
+        current: ConsentSnapshot | None = None
+        try:
+            if self._needs_current(values):
+                raw = await didomi.get_user(plan.user)
+                current = ConsentSnapshot.from_user(raw) if raw is not None else None
+            result = reverse_project(
+                self.properties, values, organization_user_id=plan.user, current=current
+            )
+        except DidomiError as exc:
+            self._didomi_failed(plan, exc)
+            return
+        except MappingValueError as exc:
+            self._finish(plan, "dead", str(exc), values, error=str(exc))
+            return
+        for column, reason in sorted(result.one_way.items()):
+            plan.notes.append(f"{column} is one-way ({reason}) and was not sent")
+        for column, reason in sorted(result.skipped.items()):
+            plan.notes.append(f"{column} was not sent: {reason}")
+        for column in (*result.one_way, *result.skipped):
+            plan.send.pop(column, None)
+        if result.is_empty or not plan.send:
+            self._finish(plan, "skipped", "nothing the mapping can send back to Didomi")
+            return
+        created = max(ts for _, ts in plan.send.values())
+        event: dict[str, Any] = {
+            "id": event_id(self.integration.id, plan.user, plan.send),
+            **result.event_body(),
+            "created_at": iso_utc(created),
+        }
+        regulation = self.integration.config.regulations[0]
+        if regulation != "gdpr":
+            event["regulation"] = regulation
+        plan.event = event
+
+    def _needs_current(self, values: Mapping[str, Any]) -> bool:
+        """A value toggle (`…_values_<pref>_<value>`) or an ambiguous path needs Didomi's
+        current state to be mapped back."""
+        return any(
+            prop.id in values
+            and (len(prop.candidates) > 1 or prop.candidates[0].kind is PathKind.VALUE_SELECTED)
+            for prop in self.properties
+        )
+
+    async def _send(self, plans: list[_Plan], didomi: DidomiClient) -> None:
+        for start in range(0, len(plans), EVENTS_PER_CALL):
+            chunk = plans[start : start + EVENTS_PER_CALL]
+            try:
+                await didomi.create_events([p.event for p in chunk if p.event is not None])
+                continue
+            except DidomiError as exc:
+                if len(chunk) == 1 or exc.transient or exc.status is None or exc.status >= 500:
+                    for plan in chunk:
+                        self._didomi_failed(plan, exc)
+                    continue
+            # Didomi refused the call: find the event it refuses, one by one.
+            for plan in chunk:
+                try:
+                    await didomi.create_events([plan.event] if plan.event else [])
+                except DidomiError as exc:
+                    self._didomi_failed(plan, exc)
+
+
+class ReverseEngine:
+    """The `to_didomi` engine of the worker: `await engine(runtime, claims, policy)`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def __call__(
+        self, runtime: IntegrationRuntime, claims: Sequence[ClaimedState], policy: RetryPolicy
+    ) -> list[Outcome]:
+        return await ReverseBatch(self.store, runtime, claims, policy).run()

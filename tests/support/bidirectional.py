@@ -1,0 +1,164 @@
+"""Builders for the unit tests of the bidirectional flow: an `AppContext` on a SQLite file with
+one integration, a recorded registration, Dataverse webhook bodies and an in-memory Didomi."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+
+from consentbridge.config.settings import Settings
+from consentbridge.context import AppContext
+from consentbridge.didomi.client import DidomiClient
+from consentbridge.operations import integrations
+from consentbridge.operations.bidirectional import RegistrationRecord
+
+INTEGRATION_ID = "acme-d365"
+SECRET = "webhook-key-0123456789abcdef"
+OUR_USER = "aaaaaaaa-0000-4000-8000-000000000001"
+CRM_USER = "bbbbbbbb-0000-4000-8000-000000000002"
+DIDOMI_BASE = "https://didomi.example/v1"
+PROPERTIES: list[dict[str, Any]] = [
+    {"id": "donotbulkemail", "value": "consents_purposes_newsletter_enabled", "transform": "not"},
+    {"id": "donotemail", "value": "consents_purposes_email_enabled", "transform": "not"},
+    {
+        "id": "new_tier",
+        "value": "consents_purposes_newsletter_enabled_li",
+        "transform": {"true": 1, "false": 1},
+    },
+]
+DOCUMENT: dict[str, Any] = {
+    "id": INTEGRATION_ID,
+    "organization_id": "acme",
+    "config": {
+        "client_id": "1b2c3d4e-0000-4000-8000-00000000abcd",
+        "client_secret": "dv-client-secret",
+        "tenant_id": "9f8e7d6c-1111-4222-8333-444455556666",
+        "instance": "https://acme.crm4.dynamics.com",
+        "properties": PROPERTIES,
+    },
+    "didomi": {"api_key": "key", "api_secret": "didomi-secret", "base_url": DIDOMI_BASE},
+}
+
+
+async def open_context(tmp_path: Path, **settings: Any) -> AppContext:
+    values = {
+        "db_url": f"sqlite:///{tmp_path / 'cb.db'}",
+        "secret_key": Fernet.generate_key().decode(),
+        **settings,
+    }
+    ctx = await AppContext.open(Settings.from_env({}, **values))
+    await integrations.apply(ctx, json.loads(json.dumps(DOCUMENT)))
+    return ctx
+
+
+async def record_registration(ctx: AppContext, **fields: Any) -> RegistrationRecord:
+    record = RegistrationRecord(
+        url=f"https://cb.example/webhooks/dataverse/{INTEGRATION_ID}",
+        public_url="https://cb.example",
+        secret=ctx.secrets.encrypt(SECRET),
+        application_user_id=OUR_USER,
+        filtering_attributes="donotbulkemail,donotemail,emailaddress1",
+        enabled_at="2025-01-01T00:00:00.000Z",
+        **fields,
+    )
+    await ctx.store.set_registration(INTEGRATION_ID, record.stored())
+    return record
+
+
+def ms(at: dt.datetime) -> str:
+    return f"/Date({int(at.timestamp() * 1000)})/"
+
+
+def webhook_body(
+    attributes: dict[str, Any],
+    *,
+    message: str = "Update",
+    contact_id: str = "6d81597f-0f9f-e711-8122-000d3aa2331c",
+    initiating_user: str = CRM_USER,
+    modified: dt.datetime | None = None,
+    post_image: dict[str, Any] | None = None,
+    operation_id: str | None = None,
+) -> dict[str, Any]:
+    """A RemoteExecutionContext as Dataverse posts it for an async post-operation step."""
+    attrs = dict(attributes)
+    attrs["modifiedon"] = ms(modified or dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    body: dict[str, Any] = {
+        "MessageName": message,
+        "PrimaryEntityId": contact_id,
+        "PrimaryEntityName": "contact",
+        "InitiatingUserId": initiating_user,
+        "UserId": initiating_user,
+        "OperationId": operation_id or str(uuid.uuid4()),
+        "Depth": 1,
+        "Stage": 40,
+        "InputParameters": [
+            {
+                "key": "Target",
+                "value": {
+                    "__type": "Entity:http://schemas.microsoft.com/xrm/2011/Contracts",
+                    "Attributes": [{"key": k, "value": v} for k, v in attrs.items()],
+                    "Id": contact_id,
+                    "LogicalName": "contact",
+                },
+            }
+        ],
+        "PostEntityImages": [],
+    }
+    if post_image is not None:
+        body["PostEntityImages"] = [
+            {
+                "key": "PostImage",
+                "value": {"Attributes": [{"key": k, "value": v} for k, v in post_image.items()]},
+            }
+        ]
+    return body
+
+
+@dataclass
+class FakeDidomi:
+    """Consent events by id (a duplicate id answers 409, as Didomi does)."""
+
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[int] = field(default_factory=list)  # events per POST
+    fail_status: int | None = None
+    lose_answers: int = 0  # calls whose events are stored but whose answer is a 504
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def client(self) -> DidomiClient:
+        return DidomiClient(
+            base_url=DIDOMI_BASE,
+            api_key="key",
+            api_secret="didomi-secret",
+            organization_id="acme",
+            transport=httpx.MockTransport(self.handle),
+        )
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/sessions"):
+            return httpx.Response(201, json={"access_token": "session"})
+        if path.endswith("/consents/events") and request.method == "POST":
+            if self.fail_status is not None:
+                return httpx.Response(self.fail_status, json={"message": "refused"})
+            body = json.loads(request.content)
+            batch = body if isinstance(body, list) else [body]
+            self.calls.append(len(batch))
+            if any(event["id"] in self.events for event in batch):
+                return httpx.Response(409, json={"message": "event already exists"})
+            for event in batch:
+                self.events[event["id"]] = event
+            if self.lose_answers:
+                self.lose_answers -= 1
+                return httpx.Response(504, json={"message": "gateway timeout"})
+            return httpx.Response(201, json=body)
+        if "/consents/users/" in path:
+            user = self.users.get(path.rsplit("/", 1)[-1])
+            return httpx.Response(200, json=user) if user else httpx.Response(404, json={})
+        return httpx.Response(404, json={"message": f"no route {path}"})
