@@ -16,6 +16,7 @@ nothing of them.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
@@ -251,7 +252,9 @@ class DataverseClient:
         chunk: list[str] = []
         length = len(self.base_url) + len(head) + 80
         for value in dict.fromkeys(values):
-            literal = quote(odata_string(value), safe="")
+            # PropertyValues is a JSON array: double-quoted JSON strings survive ' and +,
+            # where OData '' escaping inside the array is refused by Dataverse.
+            literal = quote(json.dumps(value), safe="")
             if chunk and length + len(literal) + 3 > MAX_BATCH_URL_CHARS:
                 urls.append(head + self._in_filter(column, chunk))
                 chunk, length = [], len(self.base_url) + len(head) + 80
