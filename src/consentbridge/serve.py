@@ -21,6 +21,7 @@ import uvicorn
 from consentbridge.config.files import load_document_file
 from consentbridge.config.settings import Settings
 from consentbridge.context import AppContext
+from consentbridge.listening import listen_tcp
 from consentbridge.metrics import metrics_for
 from consentbridge.sync.worker import Worker, WorkerConfig
 
@@ -47,15 +48,6 @@ class ServeOptions:
     public_url: str | None = None
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
-
-
 def _install_stop_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -79,7 +71,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     _install_stop_handlers(stop)
     ctx = await AppContext.open(settings)
     # No HTTP server here, so these metrics are counted but never scraped (docs/metrics.md).
-    worker = Worker(ctx.store, ctx.secrets, WorkerConfig(), metrics=metrics_for(ctx))
+    worker = Worker(
+        ctx.store, ctx.secrets, WorkerConfig.from_settings(settings), metrics=metrics_for(ctx)
+    )
     task = asyncio.create_task(worker.run())
     try:
         await stop.wait()
@@ -106,7 +100,7 @@ async def run_service(
     tasks: list[asyncio.Task[None]] = []
     worker: Worker | None = None
     try:
-        http_sock = _bind(options.host, options.port)
+        http_sock = listen_tcp(options.host, options.port, backlog=2048)
         port = http_sock.getsockname()[1]
         public_url = options.public_url or settings.public_url or f"http://{options.host}:{port}"
         banner = [f"console: http://{options.host}:{port}/console"]
@@ -127,7 +121,12 @@ async def run_service(
         tasks.append(asyncio.create_task(web.serve(sockets=[http_sock])))
         if options.worker:
             # The same Metrics as the app's /metrics (both are keyed by this one context).
-            worker = Worker(ctx.store, ctx.secrets, WorkerConfig(), metrics=metrics_for(ctx))
+            worker = Worker(
+                ctx.store,
+                ctx.secrets,
+                WorkerConfig.from_settings(settings),
+                metrics=metrics_for(ctx),
+            )
             ctx.wake_workers.append(worker.wake)
             tasks.append(asyncio.create_task(worker.run()))
         web_task = tasks[-2] if options.worker else tasks[-1]

@@ -28,6 +28,7 @@ ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
             "prvWriteContact",
             "prvDeleteContact",
             "prvReadEntity",
+            "prvReadUser",
             "prvCreateEntityKey",
             "prvDeleteEntityKey",
             "prvReadSdkMessage",
@@ -50,6 +51,7 @@ ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
             "prvWriteContact",
             "prvDeleteContact",
             "prvReadEntity",
+            "prvReadUser",
             "prvCreateEntityKey",
             "prvDeleteEntityKey",
             "prvReadSdkMessage",
@@ -69,6 +71,7 @@ ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
             "prvCreateContact",
             "prvWriteContact",
             "prvReadEntity",
+            "prvReadUser",
             "prvReadSdkMessage",
         }
     ),

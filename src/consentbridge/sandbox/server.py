@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from consentbridge.listening import listen_tcp
 from consentbridge.sandbox.app import Sandbox, build_sandbox
 from consentbridge.sandbox.state import SandboxState
 from consentbridge.sandbox.tls import TlsFiles, ensure_tls_files
@@ -64,16 +65,6 @@ class PreparedSandbox:
         await self.server.serve(sockets=[self.sock])
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
-
-
 def prepare_sandbox(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -86,7 +77,7 @@ def prepare_sandbox(
     tls = ensure_tls_files(folder)
     state = SandboxState.load(state_dir)
     sandbox = build_sandbox(state, persist=persist and state_dir is not None)
-    sock = _bind(host, port)
+    sock = listen_tcp(host, port, backlog=1024)
     config = uvicorn.Config(
         sandbox.app,
         ssl_certfile=str(tls.server_cert),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from consentbridge.config.errors import ConfigError
 from consentbridge.config.integration import Integration
 from consentbridge.config.secrets import SecretBox
+from consentbridge.config.settings import Settings
 from consentbridge.metrics import Metrics
 from consentbridge.store import Store
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
@@ -57,6 +58,15 @@ class WorkerConfig:
     lanes: int = LANES
     idle_poll_s: float = IDLE_POLL_S
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        """The batch size, lease and retry horizon the operator configured."""
+        return cls(
+            batch_size=settings.batch_size,
+            lease_s=settings.lease_s,
+            policy=RetryPolicy(max_age_s=settings.retry_max_age_s),
+        )
 
 
 async def _forward(

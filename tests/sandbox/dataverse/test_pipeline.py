@@ -67,6 +67,29 @@ async def test_who_am_i_names_the_application_user(api: Api) -> None:
     assert (await sales.get("WhoAmI()")).status_code == 200
 
 
+async def test_retrieve_user_privileges_lists_what_the_roles_grant(api: Api) -> None:
+    sales = api.add_app("sales", ["Salesperson"])
+    path = f"systemusers({sales.app.systemuserid})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()"
+    body = (await sales.get(path)).json()
+    names = {p["PrivilegeName"] for p in body["RolePrivileges"]}
+    assert {"prvReadContact", "prvWriteContact", "prvCreateContact"} <= names
+    assert "prvDeleteContact" not in names
+    assert "prvCreateServiceEndpoint" in {
+        p["PrivilegeName"]
+        for p in (await api.get(path.replace(sales.app.systemuserid, api.app.systemuserid))).json()[
+            "RolePrivileges"
+        ]
+    }
+    # Another user's privileges need prvReadUser; an unknown user is 404, a bad id 400.
+    nobody = api.add_app("nobody", [])
+    assert (await nobody.get(path)).status_code == 403
+    own = path.replace(sales.app.systemuserid, nobody.app.systemuserid)
+    assert (await nobody.get(own)).json()["RolePrivileges"] == []
+    missing = path.replace(sales.app.systemuserid, str(uuid.uuid4()))
+    assert (await api.get(missing)).status_code == 404
+    assert (await api.get(path.replace(sales.app.systemuserid, "nope"))).status_code == 400
+
+
 async def test_each_request_runs_as_its_app_user(api: Api) -> None:
     sales = api.add_app("sales", ["Salesperson"])
     contact_id = await sales.create_contact()

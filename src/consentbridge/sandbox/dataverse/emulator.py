@@ -87,6 +87,7 @@ class DataverseEmulator:
             self._state.stats,
             self.organization.id,
             self.organization.business_unit_id,
+            self._state.principals.by_systemuserid,
         )
         return Pipeline(self._state, router, self._protection)
 

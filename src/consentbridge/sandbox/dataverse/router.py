@@ -4,14 +4,18 @@ each operation in `stats.count_operation("dataverse", name)`.
 Operation names: `<METHOD> <entity set>` for table requests (`GET contacts`, `PATCH contacts`,
 `POST serviceendpoints`, … — by id, by key, `/$count` and properties alike), the bulk message
 name (`CreateMultiple`, `UpdateMultiple`, `UpsertMultiple`), `$batch`, `WhoAmI`,
-`<METHOD> EntityDefinitions` and `<METHOD> EntityDefinitions/Keys`, `GET service document`.
+`RetrieveUserPrivileges`, `<METHOD> EntityDefinitions` and `<METHOD> EntityDefinitions/Keys`,
+`GET service document`.
 Parts of a `$batch` are counted by their own names too, so `by_operation` can add up to more
 than `requests`.
 """
 
 from __future__ import annotations
 
-from consentbridge.sandbox.common import Stats
+from collections.abc import Callable
+
+from consentbridge.sandbox.common import App, Stats
+from consentbridge.sandbox.dataverse import users
 from consentbridge.sandbox.dataverse.api import (
     ApiRequest,
     ApiResponse,
@@ -44,11 +48,13 @@ class Router:
         stats: Stats,
         organization_id: str,
         business_unit_id: str,
+        find_user: Callable[[str], App | None],
     ) -> None:
         self.db = db
         self.stats = stats
         self.organization_id = organization_id
         self.business_unit_id = business_unit_id
+        self.find_user = find_user
         self.tables = TableApi(db, writer, transactions)
         self.bulk = BulkApi(db, writer, transactions)
         self.metadata = MetadataApi(db)
@@ -82,6 +88,17 @@ class Router:
             keys = len(segments) > 1 and segments[1].name == "Keys"
             self._count(f"{req.method} EntityDefinitions" + ("/Keys" if keys else ""))
             return await self.metadata.handle(req, segments)
+        if (
+            first.name == users.ENTITY_SET
+            and first.args
+            and len(segments) == 2
+            and segments[1].name == users.RETRIEVE_USER_PRIVILEGES
+            and segments[1].args == ""
+        ):
+            self._count("RetrieveUserPrivileges")
+            return users.retrieve_user_privileges(
+                req, first.args, self.find_user, self.business_unit_id
+            )
         table = self.db.by_set.get(first.name)
         if table is None:
             raise resource_not_found(first.name)

@@ -1,0 +1,39 @@
+"""`python -m benchmarks [NAME ...] [--quick]`: run the benchmarks (all by default) and print
+their tables; each also writes `benchmarks/results/<name>.json`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from benchmarks.report import Options
+
+# Each module exposes `run(options: Options) -> Report` (see benchmarks/report.py).
+BENCHMARKS = ("intake", "burst", "latency", "scale", "history")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], metavar="NAME")
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts, to check the benchmarks still run"
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=None,
+        help="PostgreSQL URL for the PostgreSQL runs (default: $CONSENTBRIDGE_TEST_PG_URL)",
+    )
+    args = parser.parse_args(argv)
+    options = Options.from_args(quick=args.quick, pg_url=args.pg_url)
+    failed = 0
+    for name in args.names or BENCHMARKS:
+        module = importlib.import_module(f"benchmarks.{name}")
+        report = module.run(options)
+        report.save_and_print()
+        failed += 0 if report.goals_met else 1
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

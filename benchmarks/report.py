@@ -1,0 +1,137 @@
+"""What every benchmark shares: run options, the machine description, and the report each one
+prints as a table and writes to `benchmarks/results/<name>.json`.
+
+Benchmarks measure and print; they never assert timings. A goal that is not met is shown as
+such (and makes `make bench` exit 1) so the README can only quote what was measured."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool
+    pg_url: str | None
+
+    @classmethod
+    def from_args(cls, *, quick: bool, pg_url: str | None) -> Options:
+        return cls(quick=quick, pg_url=pg_url or os.environ.get("CONSENTBRIDGE_TEST_PG_URL"))
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A goal from issue #6, with what was measured against it."""
+
+    text: str
+    measured: str
+    met: bool
+
+
+@dataclass
+class Report:
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    goals: list[Goal] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def goals_met(self) -> bool:
+        return all(goal.met for goal in self.goals)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "columns": self.columns,
+            "rows": self.rows,
+            "goals": [goal.__dict__ for goal in self.goals],
+            "data": self.data,
+            "notes": self.notes,
+        }
+
+    def save_and_print(self, console: Console | None = None) -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{self.name}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.replace(path)
+        console = console or Console()
+        table = Table(title=self.title)
+        for column in self.columns:
+            table.add_column(column)
+        for row in self.rows:
+            table.add_row(*(_cell(v) for v in row))
+        console.print(table)
+        for goal in self.goals:
+            mark = "[green]met[/green]" if goal.met else "[red]NOT met[/red]"
+            console.print(f"  goal: {goal.text} — measured {goal.measured}: {mark}")
+        for note in self.notes:
+            console.print(f"  note: {note}")
+        console.print(f"  written to {path}")
+        return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers came from: CPU model and count, memory, OS and Python."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    commit = None
+    with contextlib.suppress(OSError):
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "commit": commit,
+    }
