@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -56,12 +57,14 @@ def _install_stop_handlers(stop: asyncio.Event) -> None:
 
 
 async def _apply_config_files(ctx: AppContext, files: list[Path]) -> list[str]:
-    from consentbridge.operations import integrations
+    from consentbridge.operations import lifecycle
 
     applied = []
     for path in files:
-        integration, _ = await integrations.apply(ctx, load_document_file(path))
-        applied.append(integration.id)
+        result = await lifecycle.apply(ctx, load_document_file(path), default_id=path.stem)
+        if result.flow_error is not None:
+            log.warning("%s: %s", path, result.flow_error)
+        applied.append(result.integration.id)
     return applied
 
 
@@ -103,6 +106,8 @@ async def run_service(
         http_sock = listen_tcp(options.host, options.port, backlog=2048)
         port = http_sock.getsockname()[1]
         public_url = options.public_url or settings.public_url or f"http://{options.host}:{port}"
+        # Operations run by this process (e.g. enabling the webhook on apply) call back here.
+        ctx.settings = dataclasses.replace(ctx.settings, public_url=public_url)
         banner = [f"console: http://{options.host}:{port}/console"]
         if options.sandbox:
             banner += await _start_sandbox(ctx, options, public_url, servers, tasks)

@@ -262,3 +262,44 @@ def test_status_reports_a_step_disabled_in_dataverse_and_enable_repairs_it(
     assert "disabled" in status.stdout and f"bidirectional enable {INTEGRATION_ID}" in status.stdout
     assert "re-enabled" in enable(service).lower()
     assert bidirectional(service, "status", INTEGRATION_ID).returncode == 0
+
+
+def test_bidirectional_true_in_the_document_registers_and_false_removes(
+    sandbox: SandboxClient, service: ServiceProcess
+) -> None:
+    document = integration_document(sandbox, PROPERTIES, bidirectional=True)
+    with service.admin() as api:
+        body = api.put(f"/api/v1/integrations/{INTEGRATION_ID}", expect=201, json=document).json()
+        assert body["bidirectional_registration"]["ok"] is True
+        created = registered(sandbox)
+        assert len(created["endpoints"]) == 1 and len(created["steps"]) == 2
+        # Applying the same document again changes nothing in Dataverse.
+        again = api.put(f"/api/v1/integrations/{INTEGRATION_ID}", expect=200, json=document)
+        assert registered(sandbox) == created
+        assert any(
+            "Nothing to change" in line
+            for line in again.json()["bidirectional_registration"]["lines"]
+        )
+        status = api.get(f"/api/v1/integrations/{INTEGRATION_ID}/bidirectional").json()
+        assert status["ok"] is True
+        off = {**document, "bidirectional": False}
+        api.put(f"/api/v1/integrations/{INTEGRATION_ID}", expect=200, json=off)
+        assert registered(sandbox) == {"endpoints": [], "steps": []}
+
+
+def test_deleting_the_integration_removes_its_webhook_or_refuses(
+    sandbox: SandboxClient, service: ServiceProcess
+) -> None:
+    document = integration_document(sandbox, PROPERTIES, bidirectional=True)
+    inspector = sandbox.add_app("inspector", ["System Administrator"])
+    with service.admin() as api:
+        api.put(f"/api/v1/integrations/{INTEGRATION_ID}", expect=201, json=document)
+        assert len(registered(sandbox)["steps"]) == 2
+        # Without the admin role the webhook cannot be removed: the deletion is refused.
+        set_roles(sandbox, sandbox.principals()["apps"][0], ["Salesperson"])
+        refused = api.delete(f"/api/v1/integrations/{INTEGRATION_ID}", expect=409)
+        assert "System Administrator" in refused.json()["error"]
+        api.get(f"/api/v1/integrations/{INTEGRATION_ID}", expect=200)
+        set_roles(sandbox, sandbox.principals()["apps"][0], ["System Administrator"])
+        api.delete(f"/api/v1/integrations/{INTEGRATION_ID}", expect=204)
+    assert registered(sandbox, app=inspector) == {"endpoints": [], "steps": []}

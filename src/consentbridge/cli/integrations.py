@@ -18,6 +18,7 @@ from consentbridge.cli.run import print_json, with_context
 from consentbridge.config import ConfigError, load_document_file
 from consentbridge.context import AppContext
 from consentbridge.operations import integrations as operations
+from consentbridge.operations import lifecycle
 from consentbridge.operations.errors import Issue
 
 integrations_app = typer.Typer(
@@ -41,12 +42,20 @@ def _load(file: Path) -> object:
 
 @integrations_app.command("apply")
 def apply_command(file: FileArgument) -> None:
-    """Create or replace an integration from FILE; prints `created ID` or `updated ID`."""
+    """Create or replace an integration from FILE; prints `created ID` or `updated ID`.
+
+    With `"bidirectional": true` the Dataverse webhook is registered too (as `bidirectional
+    enable`), and turning it off removes it; the document is stored even if that fails (exit 1).
+    """
     raw = _load(file)
-    integration, created = with_context(
-        lambda ctx: operations.apply(ctx, raw, default_id=file.stem)
-    )
-    typer.echo(f"{'created' if created else 'updated'} {integration.id}")
+    applied = with_context(lambda ctx: lifecycle.apply(ctx, raw, default_id=file.stem))
+    typer.echo(f"{'created' if applied.created else 'updated'} {applied.integration.id}")
+    if applied.flow is not None:
+        for line in applied.flow.lines:
+            typer.echo(line)
+    if applied.flow_error is not None:
+        typer.echo(f"error: {applied.flow_error}", err=True)
+        raise typer.Exit(1)
 
 
 @integrations_app.command("list")
@@ -74,8 +83,15 @@ def show_command(integration_id: Annotated[str, typer.Argument(metavar="ID")]) -
 def delete_command(
     integration_id: Annotated[str, typer.Argument(metavar="ID")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Delete even if its Dataverse webhook cannot be removed first."
+        ),
+    ] = False,
 ) -> None:
-    """Delete an integration with everything stored for it (sync states, log, dead letters)."""
+    """Delete an integration with everything stored for it (sync states, log, dead letters),
+    after removing its Dataverse webhook if the bidirectional flow registered one."""
     if not yes:
         if not sys.stdin.isatty():
             typer.echo(
@@ -86,7 +102,9 @@ def delete_command(
             raise typer.Exit(2)
         if not typer.confirm(f"Delete integration '{integration_id}' and all its sync data?"):
             raise typer.Exit(1)
-    with_context(lambda ctx: operations.delete(ctx, integration_id))
+    lines = with_context(lambda ctx: lifecycle.delete(ctx, integration_id, force=force))
+    for line in lines:
+        typer.echo(line)
     typer.echo(f"deleted {integration_id}")
 
 

@@ -247,6 +247,12 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
     return Report(integration_id, "enable", True, changed, lines, record.public())
 
 
+async def recorded(ctx: AppContext, integration_id: str) -> dict[str, Any] | None:
+    """The registration recorded for the integration, without its secret (None if off)."""
+    record = RegistrationRecord.from_stored(await ctx.store.get_registration(integration_id))
+    return record.public() if record is not None else None
+
+
 def one_way_lines(integration: Integration) -> list[str]:
     """A sentence per mapped column whose CRM changes cannot be sent back to Didomi."""
     properties = [Property(p.id, p.value, p.transform) for p in integration.config.properties]

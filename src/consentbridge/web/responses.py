@@ -41,6 +41,10 @@ _DESCRIPTIONS: Final[dict[int, tuple[str, dict[str, Any]]]] = {
     ),
     401: ("Missing or wrong credentials.", ERROR_SCHEMA),
     404: ("No integration has this id.", ERROR_SCHEMA),
+    409: (
+        "The operation conflicts with the integration's state; the error says how to resolve it.",
+        ERROR_SCHEMA,
+    ),
     413: ("The body is larger than the limit (1 MiB by default).", ERROR_SCHEMA),
     422: ("The request does not have the expected shape; each path names a field.", ISSUES_SCHEMA),
     503: ("No admin token is configured, or the store or a service is unreachable.", ERROR_SCHEMA),

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
-from consentbridge.operations import backfill, diagnostics, integrations, sync_status
+from consentbridge.operations import (
+    backfill,
+    bidirectional,
+    diagnostics,
+    integrations,
+    lifecycle,
+    sync_status,
+)
 from consentbridge.operations.errors import InvalidInput, Issue
 from consentbridge.web import responses
 from consentbridge.web.body import parse_json, parse_model, read_body, read_json
@@ -80,7 +87,10 @@ async def put_integration(
 
     The id in the URL is the integration's id; an `id` in the body must equal it. A secret
     given as `"***"` keeps the stored one (when its endpoint is unchanged). Answers 201 when
-    created, 200 when replaced, with the stored document (secrets as `"***"`).
+    created, 200 when replaced, with the stored document (secrets as `"***"`). With
+    `"bidirectional": true` the Dataverse webhook is registered as by `bidirectional enable`
+    (turning it off removes it); the outcome is in `bidirectional_registration`, and the
+    document stays stored even when the registration fails.
     """
     document = await read_json(request, ctx.settings.max_body_bytes)
     if isinstance(document, dict):
@@ -96,18 +106,42 @@ async def put_integration(
             )
         # The URL id wins over one derived from organization_id.
         document = {**document, "id": integration_id}
-    integration, created = await integrations.apply(ctx, document)
-    if created:
+    applied = await lifecycle.apply(ctx, document)
+    if applied.created:
         response.status_code = 201
-        response.headers["Location"] = f"{PREFIX}/{integration.id}"
-    return integrations.redacted(integration)
+        response.headers["Location"] = f"{PREFIX}/{applied.integration.id}"
+    body = integrations.redacted(applied.integration)
+    flow = applied.flow_json()
+    if flow is not None:
+        body["bidirectional_registration"] = flow
+    return body
 
 
-@router.delete("/{integration_id}", status_code=204, responses=_ERRORS)
-async def delete_integration(integration_id: str, ctx: ContextDep) -> Response:
-    """Delete an integration with everything stored for it (sync states, log, dead letters)."""
-    await integrations.delete(ctx, integration_id)
+@router.delete("/{integration_id}", status_code=204, responses={**_ERRORS, **responses.errors(409)})
+async def delete_integration(integration_id: str, ctx: ContextDep, force: bool = False) -> Response:
+    """Delete an integration with everything stored for it (sync states, log, dead letters),
+    removing its Dataverse webhook first; 409 if that fails, unless `force=true`."""
+    await lifecycle.delete(ctx, integration_id, force=force)
     return Response(status_code=204)
+
+
+@router.post(
+    "/{integration_id}/bidirectional/{action}", responses={**_ERRORS, **responses.errors(409)}
+)
+async def bidirectional_action(
+    integration_id: str, action: Literal["enable", "disable"], ctx: ContextDep
+) -> dict[str, Any]:
+    """As `bidirectional enable|disable ID`: register (idempotently) or remove the Dataverse
+    webhook of the CRM → Didomi flow. Needs the System Administrator role in Dataverse."""
+    operation = bidirectional.enable if action == "enable" else bidirectional.disable
+    return (await operation(ctx, integration_id)).as_json()
+
+
+@router.get("/{integration_id}/bidirectional", responses=_ERRORS)
+async def bidirectional_status(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """As `bidirectional status ID`: what is recorded against what exists in Dataverse, with
+    the repair (`ok` is false when something must be fixed)."""
+    return (await bidirectional.status(ctx, integration_id)).as_json()
 
 
 @router.get("/{integration_id}/status", responses=_ERRORS)

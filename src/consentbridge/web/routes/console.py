@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from consentbridge.context import AppContext
-from consentbridge.operations import diagnostics, integrations, sync_status, tokens
+from consentbridge.operations import (
+    bidirectional,
+    diagnostics,
+    integrations,
+    lifecycle,
+    sync_status,
+    tokens,
+)
 from consentbridge.operations.errors import InvalidInput, Issue, OperationError, Unavailable
 from consentbridge.web import responses
 from consentbridge.web import session as sessions
@@ -177,6 +184,7 @@ async def integration_page(
             "document": _pretty(integrations.redacted(integration)),
             "status": await sync_status.status(ctx, integration_id),
             "dead_letters": await sync_status.dead_letters(ctx, integration_id),
+            "registration": await bidirectional.recorded(ctx, integration_id),
             "user": user,
             "log": log,
         }
@@ -195,6 +203,36 @@ async def replay(
         count = await sync_status.replay(ctx, integration_id, form.get("user") or None)
         summary = f"{count} dead letter(s) queued again."
         return _result(session, integration_id, "Replay", summary=summary)
+
+    return await _posted(request, ctx, session, act)
+
+
+@router.post("/integrations/{integration_id}/bidirectional/{action}")
+async def bidirectional_action(
+    integration_id: str,
+    action: Literal["enable", "disable", "status"],
+    request: Request,
+    ctx: ContextDep,
+    session: sessions.Session = SessionDep,
+) -> Response:
+    """Enable (or repair), disable or check the Dataverse webhook of the bidirectional flow."""
+
+    async def act(form: dict[str, str]) -> Response:
+        if action == "disable" and form.get("confirm") != "yes":
+            raise InvalidInput([Issue("confirm", "Tick the box to confirm removing the webhook.")])
+        operation = {
+            "enable": bidirectional.enable,
+            "disable": bidirectional.disable,
+            "status": bidirectional.status,
+        }[action]
+        report = await operation(ctx, integration_id)
+        return _result(
+            session,
+            integration_id,
+            f"Bidirectional {action}",
+            summary="OK" if report.ok else "Needs attention",
+            details="\n".join(report.lines),
+        )
 
     return await _posted(request, ctx, session, act)
 
@@ -240,7 +278,7 @@ async def delete(
     async def act(form: dict[str, str]) -> Response:
         if form.get("confirm") != "yes":
             raise InvalidInput([Issue("confirm", "Tick the box to confirm the deletion.")], 400)
-        await integrations.delete(ctx, integration_id)
+        await lifecycle.delete(ctx, integration_id, force=form.get("force") == "yes")
         return RedirectResponse("/console", status_code=303)
 
     return await _posted(request, ctx, session, act)
@@ -279,8 +317,19 @@ async def save(
         try:
             raw = unseal(parse_document_text(text), form.get("sealed"), ctx.secrets)
             if form.get("action") == "save":
-                integration, _ = await integrations.apply(ctx, raw)
-                return RedirectResponse(f"/console/integrations/{integration.id}", status_code=303)
+                applied = await lifecycle.apply(ctx, raw)
+                if applied.flow is not None or applied.flow_error is not None:
+                    lines = applied.flow.lines if applied.flow is not None else []
+                    return _result(
+                        session,
+                        applied.integration.id,
+                        "Saved",
+                        summary=applied.flow_error or "Saved; the Dataverse webhook is in line.",
+                        details="\n".join(lines) or None,
+                    )
+                return RedirectResponse(
+                    f"/console/integrations/{applied.integration.id}", status_code=303
+                )
             verdict = await integrations.check(ctx, raw)
         except InvalidInput as exc:
             verdict = integrations.Validation(None, exc.issues)
