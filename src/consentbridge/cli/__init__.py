@@ -62,6 +62,7 @@ def _hoist_db_option(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_db_option(list(sys.argv[1:] if argv is None else argv))
+    _register_commands(_command_name(args))
     try:
         # Without standalone mode, click returns a typer.Exit's code instead of exiting.
         code = app(args=args, standalone_mode=False)
@@ -92,19 +93,42 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-def _register_commands() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from consentbridge.cli import (  # noqa: F401
-        bidirectional,
-        diagnostics,
-        integrations,
-        sandbox,
-        service,
-        sync,
+# The module that adds each top-level command; importing one adds its commands to `app`.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "sandbox": ("sandbox",),
+    "serve": ("service",),
+    "worker": ("service",),
+    "integrations": ("integrations", "diagnostics"),
+    "status": ("sync",),
+    "deadletters": ("sync",),
+    "backfill": ("sync",),
+    "bidirectional": ("bidirectional",),
+}
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand in `args` (after the global options), if any."""
+    i = 0
+    while i < len(args):
+        if args[i] == "--db":
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            return args[i]
+    return None
+
+
+def _register_commands(command: str | None = None) -> None:
+    """Import the module of `command` only (the sandbox starts without loading the store and
+    the sync engine), or every module when the command is unknown or help is asked for."""
+    import importlib
+
+    modules = COMMAND_MODULES.get(command or "") or sorted(
+        {name for names in COMMAND_MODULES.values() for name in names}
     )
-
-
-_register_commands()
+    for name in modules:
+        importlib.import_module(f"consentbridge.cli.{name}")
 
 if __name__ == "__main__":
     main()
