@@ -64,6 +64,18 @@ def test_apply_prints_created_then_updated(cli: Cli, tmp_path: Path) -> None:
     assert (code, out) == (0, "updated acme-d365\n")
 
 
+def test_apply_with_the_flow_on_stores_then_says_why_the_webhook_was_not_registered(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONSENTBRIDGE_PUBLIC_URL", raising=False)
+    file = write(tmp_path / "acme.json", document(bidirectional=True))
+    code, out, err = cli("integrations", "apply", str(file))
+    assert (code, out) == (1, "created acme-d365\n")
+    assert err.startswith("error: Stored, but `bidirectional enable` failed: ")
+    assert "CONSENTBRIDGE_PUBLIC_URL" in err and err.count("\n") == 1
+    assert cli("integrations", "show", "acme-d365")[0] == 0
+
+
 def test_apply_reads_yaml(cli: Cli, tmp_path: Path) -> None:
     file = tmp_path / "acme.yaml"
     file.write_text(yaml.safe_dump(document()))

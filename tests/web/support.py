@@ -47,6 +47,7 @@ def document(
     *,
     webhook_client: str = WEBHOOK_CLIENT,
     webhook_secret: str = WEBHOOK_SECRET,
+    bidirectional: bool = False,
 ) -> dict[str, Any]:
     """CONTRACT §2 with every optional key; ids and webhook credentials as given."""
     doc = copy.deepcopy(CONTRACT)
@@ -54,6 +55,9 @@ def document(
     # The config tests' sample predates the mapping grammar's channel form.
     doc["config"]["properties"][2]["value"] = "consents_channels_email_enabled"
     doc["webhook_auth"] = {"client_id": webhook_client, "client_secret": webhook_secret}
+    # The instance is not reachable from tests: applying with the flow on would try to
+    # register the Dataverse webhook (covered against the sandbox in tests/e2e).
+    doc["bidirectional"] = bidirectional
     return doc
 
 
