@@ -74,3 +74,34 @@ def test_stats_shape(sandbox: BackgroundSandbox) -> None:
         "dataverse": {"sent": 0, "failed": 0},
         "didomi": {"sent": 0, "failed": 0},
     }
+
+
+def test_options_make_lastname_optional_like_the_real_service(sandbox: BackgroundSandbox) -> None:
+    with _client(sandbox) as client:
+        principals = client.get("/_sandbox/principals").json()
+        app = principals["apps"][0]
+        token = client.post(
+            f"/{principals['tenant_id']}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": app["client_id"],
+                "client_secret": app["client_secret"],
+                "scope": f"{sandbox.base_url}/.default",
+            },
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/_sandbox/options").json()["enforce_application_required"] is True
+        refused = client.post("/api/data/v9.2/contacts", json={"firstname": "Ann"}, headers=headers)
+        assert refused.status_code == 400 and "lastname" in refused.text
+        try:
+            shown = client.post("/_sandbox/options", json={"enforce_application_required": False})
+            assert shown.json()["enforce_application_required"] is False
+            created = client.post(
+                "/api/data/v9.2/contacts", json={"firstname": "Ann"}, headers=headers
+            )
+            assert created.status_code == 204
+            bad = client.post("/_sandbox/options", json={"enforce_application_required": "no"})
+            assert bad.status_code == 400 and "true or false" in bad.json()["error"]
+            assert client.post("/_sandbox/options", json={"nope": 1}).status_code == 400
+        finally:
+            client.post("/_sandbox/options", json={"enforce_application_required": True})

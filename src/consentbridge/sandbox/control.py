@@ -1,5 +1,6 @@
 """The sandbox control API under `/_sandbox/` (no auth, loopback only): stats, reset, faults,
-limits, principals, custom columns and per-row write history."""
+limits, principals, custom columns, per-row write history and the Dataverse emulator's options
+(`enforce_application_required`, webhook timeout and lanes, key activation delay)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class DataverseControl(Protocol):
     def reset(self) -> None: ...
     def add_column(self, spec: dict[str, Any]) -> dict[str, Any]: ...
     def history(self, table: str, row_id: str) -> list[dict[str, Any]] | None: ...
+    def configure(self, **options: Any) -> None: ...
+    def option_values(self) -> dict[str, Any]: ...
 
 
 class DidomiControl(Protocol):
@@ -158,6 +161,17 @@ def routes(state: SandboxState, dataverse: DataverseControl, didomi: DidomiContr
             return _bad(f"No {table} row with id {row_id} was ever written.", 404)
         return JSONResponse({"table": table, "id": row_id, "writes": writes})
 
+    async def options(request: Request) -> Response:
+        if request.method == "POST":
+            body = await _json_object(request)
+            if isinstance(body, JSONResponse):
+                return body
+            try:
+                dataverse.configure(**body)
+            except ValueError as exc:
+                return _bad(str(exc))
+        return JSONResponse(dataverse.option_values())
+
     table: list[tuple[str, Handler, list[str]]] = [
         ("/_sandbox/stats", stats, ["GET"]),
         ("/_sandbox/reset", reset, ["POST"]),
@@ -167,6 +181,7 @@ def routes(state: SandboxState, dataverse: DataverseControl, didomi: DidomiContr
         ("/_sandbox/principals/{client_id}", principal, ["PATCH", "DELETE"]),
         ("/_sandbox/columns", columns, ["POST"]),
         ("/_sandbox/history", history, ["GET"]),
+        ("/_sandbox/options", options, ["GET", "POST"]),
     ]
     return [
         Route(path, _loopback_only(handler), methods=methods) for path, handler, methods in table

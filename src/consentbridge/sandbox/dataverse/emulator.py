@@ -14,6 +14,7 @@ driven from one event loop (the server's): handlers and webhook lanes share it.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -140,6 +141,10 @@ class DataverseEmulator:
             return None
         entries = self.db.history.get((found.name, guid))
         return None if entries is None else [entry.public() for entry in entries]
+
+    def option_values(self) -> dict[str, Any]:
+        """The current tunables (options.py), as `/_sandbox/options` shows them."""
+        return dataclasses.asdict(self.options)
 
     def configure(self, **options: Any) -> None:
         """Change tunables (options.py); ValueError on an unknown option or a bad value."""
