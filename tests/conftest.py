@@ -1,4 +1,5 @@
-"""Shared database fixtures: a SQLite file per test, a fresh PostgreSQL database per test.
+"""Shared fixtures: a SQLite file per test, a fresh PostgreSQL database per test, and a
+sandbox per test module (reset per test) for tests of our clients against its real HTTPS.
 
 PostgreSQL tests run against the server named by ``CONSENTBRIDGE_TEST_PG_URL`` (e.g.
 ``postgresql://postgres@127.0.0.1:5432/test``); each gets its own ``cb_test_<hex>`` database,
@@ -18,6 +19,9 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from psycopg import sql
+
+from consentbridge.sandbox.server import BackgroundSandbox, start_in_thread
+from tests.support.sandbox import SandboxClient
 
 PG_URL_ENV = "CONSENTBRIDGE_TEST_PG_URL"
 REQUIRE_PG_ENV = "CONSENTBRIDGE_REQUIRE_PG"
@@ -69,3 +73,21 @@ def store_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+@pytest.fixture(scope="module")
+def module_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundSandbox]:
+    """A sandbox over real HTTPS, served from a thread, shared by the tests of one module."""
+    server = start_in_thread(tmp_path_factory.mktemp("module-sandbox"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_sandbox(module_sandbox: BackgroundSandbox) -> Iterator[SandboxClient]:
+    """The module's sandbox reset to its first start (no rows, faults or extra apps), and a
+    client of its control API, Web API and Didomi API."""
+    client = SandboxClient(module_sandbox.base_url, module_sandbox.ca_bundle)
+    client.reset()
+    yield client
+    client.close()

@@ -3,15 +3,19 @@ API calls with a session, and the control API."""
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from consentbridge.dataverse.auth import TokenProvider
+from consentbridge.dataverse.client import DataverseClient
 from tests.support.service import Expecting
 
 API = "/api/data/v9.2"
@@ -30,6 +34,12 @@ class SandboxClient:
         self.http.close()
 
     # control ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to the first start: no rows, no faults or limits, only the default app."""
+        self.x.post("/_sandbox/reset", expect=200)
+        self._tokens.clear()
+        self._didomi_token = None
+
     def principals(self) -> dict[str, Any]:
         body: dict[str, Any] = self.x.get("/_sandbox/principals").json()
         return body
@@ -55,6 +65,10 @@ class SandboxClient:
             "/_sandbox/principals", expect=201, json={"name": name, "roles": roles}
         ).json()
         return app
+
+    def set_roles(self, app: dict[str, Any], roles: list[str]) -> None:
+        """Change an app user's security roles (they apply from its next request on)."""
+        self.x.patch(f"/_sandbox/principals/{app['client_id']}", expect=200, json={"roles": roles})
 
     def history(self, contact_id: str) -> list[dict[str, Any]]:
         writes: list[dict[str, Any]] = self.x.get(
@@ -91,6 +105,15 @@ class SandboxClient:
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token(app)}", **kwargs.pop("headers", {})}
         return self.x.call(method, f"{API}/{path}", expect=expect, headers=headers, **kwargs)
+
+    def rows(
+        self, entity_set: str, select: str, filter_: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"$select": select, **({"$filter": filter_} if filter_ else {})}
+        rows: list[dict[str, Any]] = self.dv("GET", entity_set, expect=200, params=params).json()[
+            "value"
+        ]
+        return rows
 
     def create_contact(self, app: dict[str, Any] | None = None, **columns: Any) -> str:
         columns.setdefault("lastname", "Test")
@@ -207,3 +230,45 @@ def wait_until(
 
 def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+class RecordingTransport(httpx.AsyncHTTPTransport):
+    """The real HTTPS transport, noting every request it sends (retries too) as
+    ``(method, path below /api/data/v9.2/)``, in order."""
+
+    def __init__(self, ca_bundle: str | Path) -> None:
+        super().__init__(verify=ssl.create_default_context(cafile=str(ca_bundle)))
+        self.requests: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path.removeprefix(f"{API}/")))
+        return await super().handle_async_request(request)
+
+    @property
+    def writes(self) -> list[tuple[str, str]]:
+        return [(method, path) for method, path in self.requests if method != "GET"]
+
+
+@asynccontextmanager
+async def dataverse_client(
+    sandbox: SandboxClient, app: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[DataverseClient]:
+    """Our Dataverse client against the sandbox's Web API, signed in through its Entra ID as
+    `app` (default: the first app, System Administrator); `options` go to `DataverseClient`."""
+    principals = sandbox.principals()
+    app = app or principals["apps"][0]
+    tokens = TokenProvider(
+        client_id=app["client_id"],
+        client_secret=app["client_secret"],
+        authority=f"{sandbox.base_url}/{principals['tenant_id']}",
+        scope=f"{sandbox.base_url}/.default",
+        verify=sandbox.ca_bundle,
+    )
+    client = DataverseClient(
+        f"{sandbox.base_url}{API}", tokens, verify=sandbox.ca_bundle, **options
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await tokens.aclose()

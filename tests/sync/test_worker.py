@@ -32,6 +32,9 @@ class OfflineTokens:
     async def invalidate(self) -> None:
         return None
 
+    async def aclose(self) -> None:
+        return None
+
 
 @pytest.fixture(autouse=True)
 def offline_tokens(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -101,6 +101,8 @@ class TokenProvider:
         # in its constructor, which must neither block the event loop nor fail outside
         # `_acquire`'s error translation.
         self._app: msal.ConfidentialClientApplication | None = None
+        # The requests session msal sends through (it pins the CA bundle); `aclose` closes it.
+        self._session: requests.Session | None = None
         self._scope = scope
         self._lock = asyncio.Lock()
         self._token: str | None = None
@@ -110,14 +112,19 @@ class TokenProvider:
             session = _PinnedSession()
             session.verify = self._verify
             host = (urlsplit(self._authority).hostname or "").lower()
-            self._app = msal.ConfidentialClientApplication(
-                self._client_id,
-                client_credential=self._client_secret,
-                authority=self._authority,
-                http_client=session,
-                instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS,
-                timeout=30,
-            )
+            try:
+                app = msal.ConfidentialClientApplication(
+                    self._client_id,
+                    client_credential=self._client_secret,
+                    authority=self._authority,
+                    http_client=session,
+                    instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS,
+                    timeout=30,
+                )
+            except BaseException:
+                session.close()  # the discovery failed: nothing will ever use this session
+                raise
+            self._session, self._app = session, app
         return self._app
 
     def _acquire(self) -> dict[str, Any]:
@@ -140,6 +147,14 @@ class TokenProvider:
         token = str(result["access_token"])
         self._token = token
         return token
+
+    async def aclose(self) -> None:
+        """Close the HTTP session msal uses, and with it the pooled connections to the
+        authority; a later `token()` starts over with a new application object."""
+        async with self._lock:
+            session, self._session, self._app, self._token = self._session, None, None, None
+        if session is not None:
+            session.close()
 
     async def invalidate(self) -> None:
         """Forget cached tokens, after Dataverse answered 401 to one of them."""

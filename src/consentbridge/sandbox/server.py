@@ -20,6 +20,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8443
 DEFAULT_STATE_DIR = Path("var/sandbox")
 STARTUP_TIMEOUT_S = 20.0
+GRACEFUL_SHUTDOWN_S = 2
 
 
 @dataclass
@@ -86,6 +87,9 @@ def prepare_sandbox(
         access_log=False,
         lifespan="on",
         timeout_keep_alive=30,
+        # Stopping waits at most this long for open connections (keep-alive clients, requests
+        # held by injected faults) before closing them, so shutdown never hangs on a client.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         backlog=1024,
     )
     return PreparedSandbox(sandbox, tls, sock, uvicorn.Server(config))

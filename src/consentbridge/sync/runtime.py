@@ -38,6 +38,7 @@ class IntegrationRuntime:
 
     async def aclose(self) -> None:
         await self.dataverse.aclose()
+        await self.tokens.aclose()
         if self.didomi is not None:
             await self.didomi.aclose()
 

@@ -7,9 +7,10 @@ known) `x-ms-ratelimit-burst-remaining-xrm-requests`.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from consentbridge.sandbox.common import App
@@ -28,6 +29,10 @@ from consentbridge.sandbox.entra import TokenProblem, verify_token
 from consentbridge.sandbox.state import SandboxState
 
 UNAUTHORIZED_CODE = "0x80072560"
+# nginx's "client closed request": answered (to no one) when the client left mid-request.
+CLIENT_CLOSED_REQUEST = 499
+
+log = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -92,17 +97,28 @@ class Pipeline:
             caller = Caller(app, app.privileges())
             lowered = {k.lower(): v for k, v in request.headers.items()}
             ctx = Context(caller, origin, request_id, correlation_id=str(uuid.uuid4()))
+            body = await request.body()
             api_request = ApiRequest(
                 method=request.method,
                 path=request.path_params.get("path", ""),
                 query=parse_query(request.url.query),
                 headers=lowered,
-                body=await request.body(),
+                body=body,
                 ctx=ctx,
                 bypass=read_bypass(lowered, caller),
             )
         except DataverseError as exc:
             return error_response(exc)
+        except ClientDisconnect:
+            # A client that timed out or went away before its body arrived (common under
+            # injected latency and timeouts): nothing ran, and no one is left to answer.
+            log.debug(
+                "Dataverse %s /%s: the client disconnected before sending its whole body; "
+                "the request was not run.",
+                request.method,
+                request.path_params.get("path", ""),
+            )
+            return ApiResponse(CLIENT_CLOSED_REQUEST)
         response = await self.router.dispatch(api_request)
         await add_latency(faults, response.rows)
         return response
