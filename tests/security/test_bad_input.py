@@ -128,6 +128,29 @@ SPECIFIC: Final = {
         "huge MessageName is data, huge id": Bad(
             contact(PrimaryEntityId=None, MessageName=HUGE), 422, "PrimaryEntityId"
         ),
+        "PrimaryEntityId not a GUID": Bad(contact(PrimaryEntityId="x')"), 422, "PrimaryEntityId"),
+        "Depth a word": Bad(contact(Depth="deep"), 422, "Depth"),
+        "Depth an object": Bad(contact(Depth={"a": 1}), 422, "Depth"),
+        "Depth negative": Bad(contact(Depth=-1), 422, "Depth"),
+        "OperationId an object": Bad(contact(OperationId={"a": 1}), 422, "OperationId"),
+        "modifiedon not a date": Bad(attribute("modifiedon", "soonZ"), 422, "modifiedon"),
+        "modifiedon a number": Bad(attribute("modifiedon", 17), 422, "modifiedon"),
+        "a /Date()/ out of range": Bad(
+            attribute("modifiedon", "/Date(99999999999999999)/"), 422, "modifiedon"
+        ),
+        "option set values not a list": Bad(
+            attribute("donotbulkemail", {"__type": "OptionSetValueCollection:", "Values": 5}),
+            422,
+            "donotbulkemail",
+        ),
+        "option set value not an integer": Bad(
+            attribute("donotbulkemail", {"__type": "OptionSetValue:", "Value": "one"}),
+            422,
+            "donotbulkemail",
+        ),
+        "multi-select of strings": Bad(
+            attribute("donotbulkemail", ["a", "b"]), 422, "donotbulkemail"
+        ),
     },
     PUT: {
         "unknown key": Bad(document(ACME) | {"surprise": 1}, 422, "surprise"),
@@ -146,18 +169,6 @@ SPECIFIC: Final = {
         "another id in the body": Bad(document(ACME) | {"id": "other-d365"}, 422, "id"),
         "metacharacters in the body id": Bad(document(ACME) | {"id": "acme';--"}, 422, "id"),
     },
-}
-# Known bugs outside web/: dataverse/remote_context.py parse_context lets ValueError/TypeError
-# out (a 500) for these; they must become 422s naming the field, and then pass (strict xfail).
-KNOWN_5XX: Final = {
-    (DATAVERSE, "Depth a word"): Bad(contact(Depth="deep"), 422, "Depth"),
-    (DATAVERSE, "Depth an object"): Bad(contact(Depth={"a": 1}), 422, "Depth"),
-    (DATAVERSE, "modifiedon not a date"): Bad(attribute("modifiedon", "soonZ"), 422, "modifiedon"),
-    (DATAVERSE, "option set values not a list"): Bad(
-        attribute("donotbulkemail", {"__type": "OptionSetValueCollection:", "Values": 5}),
-        422,
-        "donotbulkemail",
-    ),
 }
 
 
@@ -197,14 +208,6 @@ CASES: Final = [
     pytest.param(route, bad, id=f"{route}: {name}")
     for route in (DIDOMI, DATAVERSE, PUT)
     for name, bad in {**COMMON, **SPECIFIC[route]}.items()
-] + [
-    pytest.param(
-        route,
-        bad,
-        id=f"{route}: {name}",
-        marks=pytest.mark.xfail(strict=True, reason="parse_context lets a ValueError out"),
-    )
-    for (route, name), bad in KNOWN_5XX.items()
 ]
 
 

@@ -1,15 +1,25 @@
 """Parsing of the `RemoteExecutionContext` JSON that Dataverse webhooks POST: key/value arrays,
 WCF `__type` hints (OptionSetValue, OptionSetValueCollection, EntityReference, Money) and
-`/Date(ms)/` dates, reduced to the changed columns of the contact."""
+`/Date(ms)/` dates, reduced to the changed columns of the contact.
+
+Whatever the body holds, parsing either returns a `ContactChange` or raises `ContextError`
+naming the field (the webhook route answers it as a 4xx); a value of the wrong type, a date
+out of range or a malformed typed value never escapes as another exception. Values without a
+type hint Dataverse would send (an unknown `__type`, a plain object) are kept as they are:
+only mapped columns are used, and the mapping reports values it cannot carry.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-DATE_RE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+DATE_RE = re.compile(r"^/Date\((-?\d{1,20})([+-]\d{4})?\)/$")
+TARGET_ATTRIBUTES = "InputParameters.Target.Attributes"
+IMAGE_ATTRIBUTES = "PostEntityImages.Attributes"
 
 
 class ContextError(ValueError):
@@ -37,38 +47,91 @@ class ContactChange:
     post_image: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_date(value: str) -> dt.datetime | None:
+def parse_date(value: str, path: str = "value") -> dt.datetime | None:
+    """`/Date(ms)/` (or its `\\/`-escaped form) → an aware UTC datetime; None for any other
+    string; `ContextError` for a `/Date(…)/` out of the representable range."""
     match = DATE_RE.match(value.replace("\\/", "/"))
     if not match:
         return None
-    return dt.datetime.fromtimestamp(int(match.group(1)) / 1000, tz=dt.UTC)
+    try:
+        return dt.datetime.fromtimestamp(int(match.group(1)) / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ContextError(
+            path, f"Field '{path}' holds a date out of range ({_shown(value)})."
+        ) from None
 
 
-def plain_value(value: Any) -> Any:
-    """A context value as the Web API would show it."""
+def _shown(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _option_value(item: object, path: str) -> int:
+    """One choice of a multi-select: an OptionSetValue object or a bare integer."""
+    value = item.get("Value") if isinstance(item, dict) else item
+    if not _is_int(value):
+        raise ContextError(
+            path, f"Field '{path}' must hold OptionSetValue choices; got {_shown(item)}."
+        )
+    assert isinstance(value, int)
+    return value
+
+
+def _option_list(items: object, path: str) -> str | None:
+    if not isinstance(items, list):
+        raise ContextError(
+            path, f"Field '{path}' must hold a list of OptionSetValue; got {_shown(items)}."
+        )
+    values = [_option_value(item, path) for item in items]
+    return ",".join(str(v) for v in values) if values else None
+
+
+def plain_value(value: Any, path: str = "value") -> Any:
+    """A context value as the Web API would show it; `ContextError` (naming `path`) when a
+    typed value is malformed."""
     if isinstance(value, str):
-        date = parse_date(value)
+        date = parse_date(value, path)
         return date.isoformat().replace("+00:00", "Z") if date else value
     if isinstance(value, dict):
         kind = str(value.get("__type", "")).split(":")[0]
         if kind == "OptionSetValue":
-            return value.get("Value")
+            inner = value.get("Value")
+            if inner is not None and not _is_int(inner):
+                raise ContextError(
+                    path, f"Field '{path}' is an OptionSetValue whose Value is not an integer."
+                )
+            return inner
         if kind == "Money":
-            return value.get("Value")
+            inner = value.get("Value")
+            if inner is not None and (
+                isinstance(inner, bool) or not isinstance(inner, int | float)
+            ):
+                raise ContextError(path, f"Field '{path}' is Money whose Value is not a number.")
+            return inner
         if kind == "EntityReference":
-            return value.get("Id")
+            inner = value.get("Id")
+            if inner is not None and not isinstance(inner, str):
+                raise ContextError(
+                    path, f"Field '{path}' is an EntityReference whose Id is not a string."
+                )
+            return inner
         if kind == "OptionSetValueCollection":
-            items = value.get("Values") or value.get("value") or []
-            return ",".join(str(plain_value(i)) for i in items) if items else None
+            items = value.get("Values", value.get("value"))
+            return None if items is None else _option_list(items, path)
         if "Value" in value and len(value) <= 2:
-            return value["Value"]
+            return plain_value(value["Value"], path)
     if isinstance(value, list):
-        ints = [plain_value(v) for v in value]
-        return ",".join(str(i) for i in ints) if ints else None
+        return _option_list(value, path)
     return value
 
 
 def key_values(items: Any, path: str) -> dict[str, Any]:
+    if items is None:
+        return {}
     if not isinstance(items, list):
         raise ContextError(path, f"Field '{path}' must be a list of key/value pairs.")
     out: dict[str, Any] = {}
@@ -78,50 +141,90 @@ def key_values(items: Any, path: str) -> dict[str, Any]:
     return out
 
 
+def _attributes(holder: object, path: str) -> dict[str, Any]:
+    """The `Attributes` of an entity (Target or image) as Web API values."""
+    if not isinstance(holder, dict):
+        return {}
+    return {
+        key: plain_value(value, f"{path}.{key}")
+        for key, value in key_values(holder.get("Attributes"), path).items()
+    }
+
+
+def _optional_string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ContextError(name, f"Field '{name}' must be a string; got {_shown(value)}.")
+    return value
+
+
+def _guid(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ContextError(name, f"Field '{name}' is required.")
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise ContextError(name, f"Field '{name}' must be a GUID; got {_shown(value)}.") from None
+
+
+def _depth(value: object) -> int:
+    if value is None:
+        return 1
+    if not _is_int(value):
+        raise ContextError("Depth", f"Field 'Depth' must be an integer; got {_shown(value)}.")
+    assert isinstance(value, int)
+    if value < 0:
+        raise ContextError("Depth", f"Field 'Depth' must not be negative; got {value}.")
+    return value or 1
+
+
+def _modified_on(value: object, path: str) -> dt.datetime | None:
+    """`modifiedon` after `plain_value`: an ISO 8601 string (a `/Date(…)/` became one)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    raise ContextError(
+        path,
+        f"Field '{path}' must be a date such as /Date(1735689600000)/; got {_shown(value)}.",
+    )
+
+
 def parse_context(body: Any) -> ContactChange:
     if not isinstance(body, dict):
         raise ContextError("body", "The body must be a RemoteExecutionContext JSON object.")
     message = body.get("MessageName")
-    if not isinstance(message, str):
+    if not isinstance(message, str) or not message:
         raise ContextError("MessageName", "Field 'MessageName' is required.")
-    entity_id = body.get("PrimaryEntityId")
-    if not isinstance(entity_id, str):
-        raise ContextError("PrimaryEntityId", "Field 'PrimaryEntityId' is required.")
-    inputs = key_values(body.get("InputParameters", []), "InputParameters")
-    target = inputs.get("Target")
-    changed: dict[str, Any] = {}
-    if isinstance(target, dict):
-        changed = {
-            k: plain_value(v)
-            for k, v in key_values(
-                target.get("Attributes", []), "InputParameters.Target.Attributes"
-            ).items()
-        }
+    entity_id = _guid(body.get("PrimaryEntityId"), "PrimaryEntityId")
+    target = key_values(body.get("InputParameters"), "InputParameters").get("Target")
+    changed = _attributes(target, TARGET_ATTRIBUTES)
     post_image: dict[str, Any] = {}
-    for image in key_values(body.get("PostEntityImages", []), "PostEntityImages").values():
-        if isinstance(image, dict):
-            attributes = key_values(image.get("Attributes", []), "PostEntityImages.Attributes")
-            post_image.update({k: plain_value(v) for k, v in attributes.items()})
-    modified = changed.get("modifiedon") or post_image.get("modifiedon")
-    operation = body.get("OperationId")
+    for image in key_values(body.get("PostEntityImages"), "PostEntityImages").values():
+        post_image.update(_attributes(image, IMAGE_ATTRIBUTES))
+    if changed.get("modifiedon") is not None:
+        modified_on = _modified_on(changed["modifiedon"], f"{TARGET_ATTRIBUTES}.modifiedon")
+    else:
+        modified_on = _modified_on(post_image.get("modifiedon"), f"{IMAGE_ATTRIBUTES}.modifiedon")
+    operation = _optional_string(body, "OperationId")
+    request_id = _optional_string(body, "RequestId")
     return ContactChange(
         message=message,
-        contact_id=entity_id.lower(),
-        initiating_user_id=str(body.get("InitiatingUserId") or "").lower(),
-        user_id=str(body.get("UserId") or "").lower(),
+        contact_id=entity_id,
+        initiating_user_id=(_optional_string(body, "InitiatingUserId") or "").lower(),
+        user_id=(_optional_string(body, "UserId") or "").lower(),
         # Empty when the context names no operation: a contact id is no dedupe key (it would
         # make every later change of the contact a "duplicate").
-        operation_id=str(operation or body.get("RequestId") or ""),
-        request_id=body.get("RequestId") if isinstance(body.get("RequestId"), str) else None,
+        operation_id=operation or request_id or "",
+        request_id=request_id,
         changed=changed,
-        modified_on=(
-            dt.datetime.fromisoformat(modified.replace("Z", "+00:00"))
-            if isinstance(modified, str) and modified.endswith("Z")
-            else None
-        ),
-        correlation_id=body.get("CorrelationId")
-        if isinstance(body.get("CorrelationId"), str)
-        else None,
-        depth=int(body.get("Depth") or 1),
+        modified_on=modified_on,
+        correlation_id=_optional_string(body, "CorrelationId"),
+        depth=_depth(body.get("Depth")),
         post_image=post_image,
     )
