@@ -16,6 +16,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -24,7 +25,11 @@ from consentbridge.config.settings import Settings
 from consentbridge.context import AppContext
 from consentbridge.listening import listen_tcp
 from consentbridge.metrics import metrics_for
+from consentbridge.operations import intake
 from consentbridge.sync.worker import Worker, WorkerConfig
+
+if TYPE_CHECKING:
+    from consentbridge.web.deps import Receivers
 
 log = logging.getLogger("consentbridge.serve")
 
@@ -112,7 +117,7 @@ async def run_service(
         if options.sandbox:
             banner += await _start_sandbox(ctx, options, public_url, servers, tasks)
         await _apply_config_files(ctx, options.config_files)
-        app = create_app(ctx)
+        app = create_app(ctx, receivers=_receivers())
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -190,6 +195,20 @@ async def _start_sandbox(
     return [f"sandbox: {line}" for line in prepared.banner()] + [
         f"demo integration: {demo.DEMO_ID} (contacts alice@example.com, bob@example.com)"
     ]
+
+
+def _receivers() -> Receivers | None:
+    """The webhook receivers: the real ones, unless a benchmark asked for unstored intake."""
+    from consentbridge.web.deps import Receivers
+
+    if os.environ.get(intake.UNSTORED_INTAKE_ENV) != "1":
+        return None
+    log.warning(
+        "%s=1: Didomi webhooks are answered 202 WITHOUT being stored (benchmark mode); "
+        "never set it outside benchmarks/intake.py",
+        intake.UNSTORED_INTAKE_ENV,
+    )
+    return Receivers(didomi=intake.receive_didomi_unstored)
 
 
 def _write_demo_env(

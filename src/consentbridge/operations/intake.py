@@ -19,6 +19,9 @@ from consentbridge.store.values import Direction, IntakeItem, LogEntry
 from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
 
 TO_DATAVERSE: Final[Direction] = "to_dataverse"
+UNSTORED_INTAKE_ENV: Final = "CONSENTBRIDGE_BENCH_UNSTORED_INTAKE"
+"""Set to 1 only by benchmarks/intake.py: ``serve`` then answers Didomi webhooks 202 without
+storing them (``receive_didomi_unstored``) and says so loudly at start-up."""
 
 
 async def require_integration(ctx: AppContext, integration_id: str) -> Integration:
@@ -28,8 +31,22 @@ async def require_integration(ctx: AppContext, integration_id: str) -> Integrati
     return integration
 
 
+# Parsed mappings by the identity of the integration's property list (held, so the id cannot
+# be reused while cached): parsing the path grammar for every webhook was ~10 % of intake.
+_PARSED: dict[int, tuple[object, list[Property]]] = {}
+_MAX_PARSED = 256
+
+
 def _properties(integration: Integration) -> list[Property]:
-    return [Property(p.id, p.value, p.transform) for p in integration.config.properties]
+    raw = integration.config.properties
+    cached = _PARSED.get(id(raw))
+    if cached is not None and cached[0] is raw:
+        return cached[1]
+    parsed = [Property(p.id, p.value, p.transform) for p in raw]
+    if len(_PARSED) >= _MAX_PARSED:
+        _PARSED.clear()
+    _PARSED[id(raw)] = (raw, parsed)
+    return parsed
 
 
 def _log(
@@ -130,15 +147,20 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
     )
 
 
-async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> dict[str, Any]:
-    """Merge one Didomi webhook into the store; returns what the 202 answer says."""
+async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> IntakeItem:
+    """Everything intake does to one Didomi webhook before the store: find the integration,
+    parse the payload, project it through the mapping."""
     integration = await require_integration(ctx, integration_id)
     try:
         change = parse_webhook(body)
     except PayloadError as exc:
         raise InvalidInput([Issue(exc.path, exc.message)]) from exc
-    now = time.time()
-    result = await ctx.intake(didomi_item(integration, change, now))
+    return didomi_item(integration, change, time.time())
+
+
+async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> dict[str, Any]:
+    """Merge one Didomi webhook into the store; returns what the 202 answer says."""
+    result = await ctx.intake(await prepare_didomi(ctx, integration_id, body))
     if result.changed:
         ctx.wake()
     return {
@@ -146,6 +168,17 @@ async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> 
         "duplicate": result.duplicate,
         "queued": result.changed,
     }
+
+
+async def receive_didomi_unstored(
+    ctx: AppContext, integration_id: str, body: object
+) -> dict[str, Any]:
+    """Benchmarks only: ``receive_didomi`` without the store write, so that
+    ``benchmarks/intake.py`` can measure the HTTP stack's ceiling (same app, middleware, token
+    check, parsing and projection). ``serve`` uses it only when ``UNSTORED_INTAKE_ENV`` is set;
+    nothing it answers is durable."""
+    await prepare_didomi(ctx, integration_id, body)
+    return {"accepted": True, "duplicate": False, "queued": False}
 
 
 async def receive_dataverse(

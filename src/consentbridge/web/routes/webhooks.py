@@ -20,8 +20,13 @@ from consentbridge.metrics import UNKNOWN_INTEGRATION, Metrics
 from consentbridge.operations import tokens
 from consentbridge.operations.errors import InvalidInput, NotFound, OperationError, Unauthorized
 from consentbridge.web import responses
-from consentbridge.web.body import PayloadTooLarge, check_declared_length, read_json
-from consentbridge.web.deps import ContextDep, MetricsDep, ReceiversDep, webhook_bearer
+from consentbridge.web.body import (
+    PayloadTooLarge,
+    check_declared_length,
+    check_url_text,
+    read_json,
+)
+from consentbridge.web.deps import webhook_bearer, webhook_services
 
 PREFIX: Final = "/webhooks/"
 router = APIRouter(tags=["webhooks"])
@@ -58,12 +63,7 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(webhook_beare
     openapi_extra=_JSON_BODY,
 )
 async def didomi_webhook(
-    integration_id: str,
-    request: Request,
-    ctx: ContextDep,
-    metrics: MetricsDep,
-    receivers: ReceiversDep,
-    credentials: BearerDep,
+    integration_id: str, request: Request, credentials: BearerDep
 ) -> dict[str, Any]:
     """Receive a Didomi webhook (`{"type", "parameters"}`, any of the six event types).
 
@@ -71,6 +71,8 @@ async def didomi_webhook(
     Answers 202 once the change is durably stored; a repeated delivery is accepted and
     applied once.
     """
+    check_url_text(request)
+    ctx, metrics, receivers = webhook_services(request)
 
     async def receive() -> dict[str, Any]:
         check_declared_length(request, ctx.settings.max_body_bytes)
@@ -88,18 +90,14 @@ async def didomi_webhook(
     responses=_RESPONSES,
     openapi_extra=_JSON_BODY,
 )
-async def dataverse_webhook(
-    integration_id: str,
-    request: Request,
-    ctx: ContextDep,
-    metrics: MetricsDep,
-    receivers: ReceiversDep,
-) -> dict[str, Any]:
+async def dataverse_webhook(integration_id: str, request: Request) -> dict[str, Any]:
     """Receive a Dataverse webhook (a `RemoteExecutionContext`) for the bidirectional flow.
 
     Authenticated by the key registered with the webhook in Dataverse (sent as a header or
     query parameter, as configured there). Answers 202 once the change is durably stored.
     """
+    check_url_text(request)
+    ctx, metrics, receivers = webhook_services(request)
 
     async def receive() -> dict[str, Any]:
         # read_json checks the declared length before reading (DeclaredSizeLimit leaves it
