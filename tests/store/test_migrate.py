@@ -83,3 +83,50 @@ async def test_a_newer_schema_revision_is_refused(store_url: str) -> None:
 
     with pytest.raises(SchemaMismatch, match="9999"):
         await Store.open(store_url)
+
+
+def _upgrade_to(revision: str) -> Any:
+    def run(connection: sa.Connection) -> None:
+        from alembic import command
+
+        from consentbridge.store.migrate import alembic_config
+
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+
+    return run
+
+
+async def test_a_store_of_the_first_release_is_upgraded_in_place_with_its_data(
+    store_url: str,
+) -> None:
+    # The first release's schema (revision 0001) with a change waiting to be written.
+    await _run_sync(store_url, _upgrade_to("0001"))
+    engine = create_engine(normalize_url(store_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO integrations (id, document, created_at, updated_at) "
+                    "VALUES ('acme', '{\"id\": \"acme\"}', 1, 1)"
+                )
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO sync_states (integration_id, direction, organization_user_id, "
+                    "columns, seq, written_seq, pending, status, attempts, next_attempt_at, "
+                    "pending_since, updated_at) VALUES ('acme', 'to_dataverse', 'ann@ex.com', "
+                    "'{\"donotbulkemail\": {\"value\": true}}', 1, 0, :t, 'pending', 0, 0, 1, 1)"
+                ),
+                {"t": True},
+            )
+    finally:
+        await engine.dispose()
+    store = await Store.open(store_url)  # migrates to head
+    try:
+        assert await store.get_integration("acme") == {"id": "acme"}
+        claimed = await store.claim_batch("acme", "to_dataverse", "w1", 10, 30.0, now=2.0)
+        assert [(c.organization_user_id, c.seq) for c in claimed] == [("ann@ex.com", 1)]
+    finally:
+        await store.close()
+    assert await _run_sync(store_url, _diff) == []
