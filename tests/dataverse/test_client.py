@@ -1,15 +1,18 @@
-"""The Dataverse client's request hook: every HTTP request, retries included, is reported as a
-fixed operation name and its status (0 when none came back)."""
+"""The Dataverse client against the sandbox's Web API over HTTPS: 5xx and 429 are retried, and
+its request hook reports every HTTP request, retries included, as a fixed operation name and
+its status (0 when none came back)."""
 
 from __future__ import annotations
 
-import httpx
+from typing import Any
+
 import pytest
 
 from consentbridge.dataverse.client import NO_RESPONSE, DataverseClient, operation_name
 from consentbridge.dataverse.errors import TransientError
+from tests.support.sandbox import SandboxClient, dataverse_client
 
-from .fakes import BASE, StaticTokens
+BASE = "https://org.example/api/data/v9.2"
 
 
 @pytest.mark.parametrize(
@@ -36,58 +39,42 @@ def test_operation_names_are_fixed_words_never_ids_or_values(
     assert operation_name(method, path) == expected
 
 
-def _client(
-    handler: httpx.MockTransport, seen: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
-) -> DataverseClient:
-    monkeypatch.setattr(DataverseClient, "_backoff", staticmethod(lambda attempt: 0.0))
-    return DataverseClient(
-        BASE,
-        StaticTokens(),  # type: ignore[arg-type]
-        transport=handler,
-        on_request=lambda operation, status: seen.append((operation, status)),
-    )
-
-
-async def test_each_attempt_is_reported_with_its_status(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = iter([503, 429, 200])
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        status = next(answers)
-        headers = {"Retry-After": "0"} if status == 429 else {}
-        return httpx.Response(status, json={"UserId": "u"}, headers=headers)
-
+async def test_each_attempt_is_reported_with_its_status(live_sandbox: SandboxClient) -> None:
+    # The sandbox answers 503, then 429 (Retry-After 1-2 s), then serves: each answer switches
+    # the injected fault for the next attempt.
+    script: list[dict[str, Any]] = [{"rate_503": 0, "rate_429": 1}, {"rate_429": 0}]
     seen: list[tuple[str, int]] = []
-    client = _client(httpx.MockTransport(handle), seen, monkeypatch)
-    try:
-        await client.who_am_i()
-    finally:
-        await client.aclose()
+
+    def observe(operation: str, status: int) -> None:
+        seen.append((operation, status))
+        if script:
+            live_sandbox.faults(**script.pop(0))
+
+    live_sandbox.faults(rate_503=1)
+    async with dataverse_client(live_sandbox, on_request=observe) as client:
+        who = await client.who_am_i()
     assert seen == [("who_am_i", 503), ("who_am_i", 429), ("who_am_i", 200)]
+    assert who.user_id == live_sandbox.principals()["apps"][0]["systemuserid"]
+    assert live_sandbox.stats()["dataverse"]["throttled"] == 1
 
 
 async def test_a_request_without_an_answer_is_reported_as_no_response(
-    monkeypatch: pytest.MonkeyPatch,
+    live_sandbox: SandboxClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
+    # Every request hangs for a second before the sandbox would answer; the client gives up
+    # after 0.3 s, six times (without waiting between attempts), then says it will retry later.
+    monkeypatch.setattr(DataverseClient, "_backoff", staticmethod(lambda attempt: 0.0))
+    live_sandbox.faults(timeout_rate=1, timeout_s=1)
     seen: list[tuple[str, int]] = []
-    client = _client(httpx.MockTransport(handle), seen, monkeypatch)
-    try:
-        with pytest.raises(TransientError):
+    async with dataverse_client(
+        live_sandbox, timeout_s=0.3, on_request=lambda op, status: seen.append((op, status))
+    ) as client:
+        with pytest.raises(TransientError, match="did not answer a read"):
             await client.get_json("contacts", what="a read")
-    finally:
-        await client.aclose()
-    assert seen and set(seen) == {("read", NO_RESPONSE)}
+    assert seen == [("read", NO_RESPONSE)] * 6
 
 
-async def test_without_a_hook_requests_still_work() -> None:
-    client = DataverseClient(
-        BASE,
-        StaticTokens(),  # type: ignore[arg-type]
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"value": []})),
-    )
-    try:
-        assert await client.get_json("contacts", what="a read") == {"value": []}
-    finally:
-        await client.aclose()
+async def test_without_a_hook_requests_still_work(live_sandbox: SandboxClient) -> None:
+    async with dataverse_client(live_sandbox) as client:
+        body = await client.get_json("contacts", what="a read")
+    assert body["value"] == []

@@ -1,10 +1,12 @@
-"""`bidirectional enable | disable | status` against an in-memory Dataverse: preflight first,
-idempotent, exact removal, and drift reported with the repair."""
+"""`bidirectional enable | disable | status` against the sandbox's Dataverse over HTTPS:
+preflight first, idempotent, exact removal, and drift reported with the repair. The public URL
+is a real receiver, so the key Dataverse sends with its deliveries can be checked."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -12,41 +14,65 @@ from cryptography.fernet import Fernet
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.validation import parse_integration
 from consentbridge.context import AppContext
-from consentbridge.dataverse.metadata import MetadataCache
+from consentbridge.dataverse.registration import AUTH_HEADER
 from consentbridge.operations import bidirectional, integrations
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import Conflict
-from consentbridge.sync.forward import ForwardRuntime
-from consentbridge.sync.runtime import IntegrationRuntime
-from tests.dataverse.fakes import FakeDataverse, StaticTokens
-from tests.support.bidirectional import DOCUMENT, INTEGRATION_ID, open_context
+from tests.e2e.conftest import integration_document
+from tests.support.bidirectional import DOCUMENT, INTEGRATION_ID, PROPERTIES, open_context
+from tests.support.receiver import Receiver, serve_receiver
+from tests.support.sandbox import SandboxClient, unique_email
 
-PUBLIC_URL = "https://cb.example"
+NAMED = f"startswith(name,'consentbridge:{INTEGRATION_ID}')"
+WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 
 
 @pytest.fixture
-async def ctx(tmp_path: Path) -> AsyncIterator[AppContext]:
-    context = await open_context(tmp_path, public_url=PUBLIC_URL)
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serve_receiver() as served:
+        yield served
+
+
+@pytest.fixture
+def document(live_sandbox: SandboxClient) -> dict[str, Any]:
+    """The integration of `DOCUMENT`'s mapping, wired to the sandbox."""
+    return integration_document(live_sandbox, PROPERTIES)
+
+
+@pytest.fixture
+async def ctx(
+    tmp_path: Path, document: dict[str, Any], receiver: Receiver
+) -> AsyncIterator[AppContext]:
+    context = await open_context(tmp_path, document, public_url=receiver.base_url)
     yield context
     await context.aclose()
 
 
-@pytest.fixture
-def dataverse(monkeypatch: pytest.MonkeyPatch) -> FakeDataverse:
-    fake = FakeDataverse()
+def endpoints(sandbox: SandboxClient) -> list[dict[str, Any]]:
+    return sandbox.rows("serviceendpoints", "serviceendpointid,name,url", NAMED)
 
-    def runtime_for(integration):  # type: ignore[no-untyped-def]
-        client = fake.client()
-        return IntegrationRuntime(
-            integration,
-            "test",
-            StaticTokens(),  # type: ignore[arg-type]
-            client,
-            ForwardRuntime(integration, client, MetadataCache(client)),
-        )
 
-    monkeypatch.setattr(bidirectional, "runtime_for", runtime_for)
-    return fake
+def steps(sandbox: SandboxClient) -> list[dict[str, Any]]:
+    return sandbox.rows(
+        "sdkmessageprocessingsteps",
+        "sdkmessageprocessingstepid,name,statecode,filteringattributes",
+        NAMED,
+    )
+
+
+def write_calls(sandbox: SandboxClient) -> int:
+    """Write requests the sandbox's Web API has received, refused ones included."""
+    by_operation: dict[str, int] = sandbox.stats()["dataverse"]["by_operation"]
+    return sum(n for name, n in by_operation.items() if name.startswith(WRITE_METHODS))
+
+
+async def delivered_key(sandbox: SandboxClient, receiver: Receiver) -> str:
+    """The key header of the delivery a new contact makes Dataverse send."""
+    count = len(receiver.bodies)
+    sandbox.create_contact(emailaddress1=unique_email())
+    await receiver.wait_for(count + 1, timeout_s=20)
+    assert receiver.paths[count] == f"/webhooks/dataverse/{INTEGRATION_ID}"
+    return receiver.headers[count][AUTH_HEADER]
 
 
 async def stored(ctx: AppContext) -> RegistrationRecord | None:
@@ -54,128 +80,129 @@ async def stored(ctx: AppContext) -> RegistrationRecord | None:
 
 
 async def test_enable_registers_the_webhook_and_records_it_with_an_encrypted_secret(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient, receiver: Receiver
 ) -> None:
     report = await bidirectional.enable(ctx, INTEGRATION_ID)
     assert report.ok and report.changed
     record = await stored(ctx)
     assert record is not None
-    (endpoint,) = dataverse.rows("serviceendpoints")
+    (endpoint,) = endpoints(live_sandbox)
     assert record.endpoint_id == endpoint["serviceendpointid"]
-    assert endpoint["url"] == f"{PUBLIC_URL}/webhooks/dataverse/{INTEGRATION_ID}"
+    assert endpoint["url"] == f"{receiver.base_url}/webhooks/dataverse/{INTEGRATION_ID}"
     secret = ctx.secrets.decrypt(record.secret).get_secret_value()
     assert len(secret) >= 32 and secret not in record.secret
-    assert secret in endpoint["authvalue"]
-    assert record.application_user_id == dataverse.user_id
+    assert await delivered_key(live_sandbox, receiver) == secret
+    assert record.application_user_id == live_sandbox.principals()["apps"][0]["systemuserid"]
     assert set(record.step_ids) == {"Create", "Update"}
+    assert sorted(s["sdkmessageprocessingstepid"] for s in steps(live_sandbox)) == sorted(
+        record.step_ids.values()
+    )
     assert "secret" not in (report.registration or {})
     assert report.lines[-1].startswith("The System Administrator role can now be removed")
     assert any(line.startswith("Column new_tier is one-way") for line in report.lines)
 
 
 async def test_enabling_twice_changes_nothing_and_says_so(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient
 ) -> None:
     await bidirectional.enable(ctx, INTEGRATION_ID)
     before = await ctx.store.get_registration(INTEGRATION_ID)
-    dataverse.requests.clear()
+    writes = write_calls(live_sandbox)
+    assert writes == 3  # the endpoint and two steps
     report = await bidirectional.enable(ctx, INTEGRATION_ID)
     assert not report.changed
     assert report.lines[0].startswith("Nothing to change")
-    assert dataverse.writes == []
+    assert write_calls(live_sandbox) == writes
     assert await ctx.store.get_registration(INTEGRATION_ID) == before
 
 
 async def test_a_changed_mapping_updates_the_step_filter_on_the_next_enable(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient, document: dict[str, Any]
 ) -> None:
     await bidirectional.enable(ctx, INTEGRATION_ID)
-    document = {
-        **DOCUMENT,
-        "config": {
-            **DOCUMENT["config"],
-            "properties": [
-                {
-                    "id": "donotphone",
-                    "value": "consents_purposes_phone_enabled",
-                    "transform": "not",
-                },
-            ],
-        },
-    }
-    await integrations.apply(ctx, document)
+    phone = {"id": "donotphone", "value": "consents_purposes_phone_enabled", "transform": "not"}
+    await integrations.apply(
+        ctx, {**document, "config": {**document["config"], "properties": [phone]}}
+    )
     status = await bidirectional.status(ctx, INTEGRATION_ID)
     assert not status.ok and any(p.startswith("drift:") for p in status.problems)
     report = await bidirectional.enable(ctx, INTEGRATION_ID)
     assert report.changed
     assert any("filtering attributes" in line for line in report.lines)
-    (update,) = [s for s in dataverse.rows("sdkmessageprocessingsteps") if "Update" in s["name"]]
+    (update,) = [s for s in steps(live_sandbox) if s["name"].endswith(":Update")]
     assert update["filteringattributes"] == "donotphone,emailaddress1"
+    assert (await bidirectional.status(ctx, INTEGRATION_ID)).ok
 
 
 async def test_enable_without_the_admin_role_fails_in_one_sentence_and_creates_nothing(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient
 ) -> None:
-    dataverse.privileges = {"prvReadContact", "prvWriteContact"}
+    live_sandbox.set_roles(live_sandbox.principals()["apps"][0], ["Salesperson"])
     with pytest.raises(Conflict) as caught:
         await bidirectional.enable(ctx, INTEGRATION_ID)
     message = str(caught.value)
     assert "System Administrator" in message and "prvCreateServiceEndpoint" in message
     assert message.count(". ") == 0
-    assert dataverse.writes == []
+    assert write_calls(live_sandbox) == 0
     assert await stored(ctx) is None
 
 
 async def test_enable_without_a_public_url_names_the_setting(
-    tmp_path: Path, dataverse: FakeDataverse
+    tmp_path: Path, live_sandbox: SandboxClient, document: dict[str, Any]
 ) -> None:
-    context = await open_context(tmp_path)
+    context = await open_context(tmp_path, document)
     try:
         with pytest.raises(Conflict, match="CONSENTBRIDGE_PUBLIC_URL"):
             await bidirectional.enable(context, INTEGRATION_ID)
     finally:
         await context.aclose()
-    assert dataverse.requests == []
+    stats = live_sandbox.stats()
+    assert (stats["entra"]["tokens"], stats["dataverse"]["requests"]) == (0, 0)
 
 
 async def test_a_failure_half_way_leaves_nothing_and_restores_the_record(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient, document: dict[str, Any]
 ) -> None:
-    dataverse.fail[("POST", "sdkmessageprocessingsteps")] = 400
-    with pytest.raises(Conflict):
+    # Dataverse refuses the Update step: it filters on a column the contact table lacks.
+    missing = {"id": "new_nosuchcolumn", "value": "consents_purposes_sms_enabled"}
+    config = {**document["config"], "properties": [*PROPERTIES, missing]}
+    await integrations.apply(ctx, {**document, "config": config})
+    with pytest.raises(Conflict, match="new_nosuchcolumn"):
         await bidirectional.enable(ctx, INTEGRATION_ID)
-    assert dataverse.rows("serviceendpoints") == []
+    assert endpoints(live_sandbox) == []
+    assert steps(live_sandbox) == []
     assert await stored(ctx) is None
 
 
 async def test_disable_removes_exactly_what_was_recorded_and_forgets_it(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient
 ) -> None:
     await bidirectional.enable(ctx, INTEGRATION_ID)
-    foreign = dataverse.add_contact(emailaddress1="keep@example.com")
+    foreign = live_sandbox.create_contact(emailaddress1="keep@example.com")
     report = await bidirectional.disable(ctx, INTEGRATION_ID)
     assert report.changed
-    assert dataverse.rows("serviceendpoints") == []
-    assert dataverse.rows("sdkmessageprocessingsteps") == []
-    assert foreign in dataverse.tables["contacts"]
+    assert endpoints(live_sandbox) == []
+    assert steps(live_sandbox) == []
+    assert live_sandbox.contact(foreign)["emailaddress1"] == "keep@example.com"
     assert await stored(ctx) is None
     again = await bidirectional.disable(ctx, INTEGRATION_ID)
     assert not again.changed and again.lines[0].startswith("Nothing to disable")
 
 
 async def test_disable_tolerates_rows_already_deleted_in_dataverse(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient
 ) -> None:
     await bidirectional.enable(ctx, INTEGRATION_ID)
-    dataverse.tables["sdkmessageprocessingsteps"].clear()
+    for step in steps(live_sandbox):
+        live_sandbox.dv(
+            "DELETE", f"sdkmessageprocessingsteps({step['sdkmessageprocessingstepid']})", expect=204
+        )
     report = await bidirectional.disable(ctx, INTEGRATION_ID)
     assert sum("already gone" in line for line in report.lines) == 2
-    assert dataverse.rows("serviceendpoints") == []
+    assert endpoints(live_sandbox) == []
 
 
-async def test_status_reports_a_healthy_registration(
-    ctx: AppContext, dataverse: FakeDataverse
-) -> None:
+async def test_status_reports_a_healthy_registration(ctx: AppContext) -> None:
     await bidirectional.enable(ctx, INTEGRATION_ID)
     report = await bidirectional.status(ctx, INTEGRATION_ID)
     assert report.ok and report.problems == []
@@ -183,18 +210,20 @@ async def test_status_reports_a_healthy_registration(
 
 
 async def test_status_finds_missing_disabled_and_extra_rows_and_says_how_to_repair(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient
 ) -> None:
     await bidirectional.enable(ctx, INTEGRATION_ID)
     record = await stored(ctx)
-    assert record is not None
-    steps = dataverse.tables["sdkmessageprocessingsteps"]
-    steps[record.step_ids["Update"]]["statecode"] = 1
-    del steps[record.step_ids["Create"]]
-    steps["stray"] = {
-        "sdkmessageprocessingstepid": "stray",
-        "name": "consentbridge:acme-d365:Create",
-    }
+    assert record is not None and record.endpoint_id is not None
+    live_sandbox.dv(
+        "PATCH",
+        f"sdkmessageprocessingsteps({record.step_ids['Update']})",
+        expect=204,
+        json={"statecode": 1, "statuscode": 2},
+        headers={"If-Match": "*"},
+    )
+    live_sandbox.dv("DELETE", f"sdkmessageprocessingsteps({record.step_ids['Create']})", expect=204)
+    live_sandbox.add_step(f"consentbridge:{INTEGRATION_ID}:Create", "Create", record.endpoint_id)
     report = await bidirectional.status(ctx, INTEGRATION_ID)
     kinds = sorted(p.split(":")[0] for p in report.problems)
     assert kinds == ["disabled", "extra", "missing"]
@@ -206,9 +235,7 @@ async def test_status_finds_missing_disabled_and_extra_rows_and_says_how_to_repa
     assert (await bidirectional.status(ctx, INTEGRATION_ID)).ok
 
 
-async def test_status_of_an_integration_never_enabled(
-    ctx: AppContext, dataverse: FakeDataverse
-) -> None:
+async def test_status_of_an_integration_never_enabled(ctx: AppContext) -> None:
     report = await bidirectional.status(ctx, INTEGRATION_ID)
     assert report.ok and "not enabled" in report.lines[0]
 
@@ -221,7 +248,7 @@ def test_one_way_columns_do_not_fire_the_update_step() -> None:
 
 
 async def test_a_key_that_can_no_longer_be_decrypted_is_replaced_by_enable(
-    ctx: AppContext, dataverse: FakeDataverse
+    ctx: AppContext, live_sandbox: SandboxClient, receiver: Receiver
 ) -> None:
     await bidirectional.enable(ctx, INTEGRATION_ID)
     record = await stored(ctx)
@@ -234,4 +261,4 @@ async def test_a_key_that_can_no_longer_be_decrypted_is_replaced_by_enable(
     renewed = await stored(ctx)
     assert renewed is not None and renewed.secret != other_key
     secret = ctx.secrets.decrypt(renewed.secret).get_secret_value()
-    assert secret in dataverse.rows("serviceendpoints")[0]["authvalue"]
+    assert await delivered_key(live_sandbox, receiver) == secret

@@ -47,14 +47,17 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
-async def open_context(tmp_path: Path, **settings: Any) -> AppContext:
+async def open_context(
+    tmp_path: Path, document: dict[str, Any] | None = None, **settings: Any
+) -> AppContext:
+    """A context on a SQLite file holding one integration: `document`, else `DOCUMENT`."""
     values = {
         "db_url": f"sqlite:///{tmp_path / 'cb.db'}",
         "secret_key": Fernet.generate_key().decode(),
         **settings,
     }
     ctx = await AppContext.open(Settings.from_env({}, **values))
-    await integrations.apply(ctx, json.loads(json.dumps(DOCUMENT)))
+    await integrations.apply(ctx, json.loads(json.dumps(document or DOCUMENT)))
     return ctx
 
 

@@ -115,11 +115,31 @@ class SandboxClient:
         ]
         return rows
 
+    def add_step(self, name: str, message: str, endpoint_id: str) -> str:
+        """An async post-operation step on `message` of contact calling a service endpoint,
+        registered by hand (as an administrator would in the Plug-in Registration Tool)."""
+        (sdkmessage,) = self.rows("sdkmessages", "sdkmessageid", f"name eq '{message}'")
+        (message_filter,) = self.rows(
+            "sdkmessagefilters",
+            "sdkmessagefilterid",
+            f"primaryobjecttypecode eq 'contact' and sdkmessageid/name eq '{message}'",
+        )
+        body = {
+            "name": name,
+            "mode": 1,
+            "stage": 40,
+            "rank": 1,
+            "sdkmessageid@odata.bind": f"/sdkmessages({sdkmessage['sdkmessageid']})",
+            "sdkmessagefilterid@odata.bind": (
+                f"/sdkmessagefilters({message_filter['sdkmessagefilterid']})"
+            ),
+            "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint_id})",
+        }
+        return _created_id(self.dv("POST", "sdkmessageprocessingsteps", expect=204, json=body))
+
     def create_contact(self, app: dict[str, Any] | None = None, **columns: Any) -> str:
         columns.setdefault("lastname", "Test")
-        response = self.dv("POST", "contacts", expect=204, json=columns, app=app)
-        entity = response.headers["OData-EntityId"]
-        return entity[entity.index("(") + 1 : entity.index(")")]
+        return _created_id(self.dv("POST", "contacts", expect=204, json=columns, app=app))
 
     def update_contact(
         self, contact_id: str, app: dict[str, Any] | None = None, **columns: Any
@@ -210,6 +230,11 @@ class SandboxClient:
                 },
             },
         )
+
+
+def _created_id(response: httpx.Response) -> str:
+    entity = response.headers["OData-EntityId"]
+    return str(entity[entity.index("(") + 1 : entity.index(")")])
 
 
 def wait_until(

@@ -1,31 +1,23 @@
 """Fixtures for the Dataverse emulator's tests: an emulator over a fresh sandbox state, an
 in-process Web API client holding a token of the default app (System Administrator), and a
-real webhook receiver on loopback."""
+real webhook receiver on loopback (`tests.support.receiver`)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from consentbridge.sandbox.common import App, Principals, new_app
 from consentbridge.sandbox.dataverse.emulator import DataverseEmulator
 from consentbridge.sandbox.entra import issue_token
 from consentbridge.sandbox.state import SandboxState
-from consentbridge.sandbox.tls import TlsFiles
+from tests.support.receiver import Receiver, serve_receiver
 
 BASE_URL = "https://127.0.0.1:8443"
 API = "/api/data/v9.2"
@@ -123,71 +115,6 @@ async def api(emulator: DataverseEmulator, state: SandboxState) -> AsyncIterator
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
         yield Api(http, state, state.principals.apps[0])
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: records every delivery; `statuses` scripts the next answers."""
-
-    base_url: str = ""
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    raw: list[bytes] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    queries: list[dict[str, str]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
-    hits: int = 0
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def url(self) -> str:
-        return f"{self.base_url}/hook"
-
-    def app(self) -> Starlette:
-        async def hook(request: Request) -> Response:
-            self.hits += 1
-            status = self.statuses.pop(0) if self.statuses else 200
-            body = await request.body()
-            self.raw.append(body)
-            self.headers.append(dict(request.headers))
-            self.queries.append(dict(request.query_params))
-            if 200 <= status < 300:
-                self.bodies.append(json.loads(body))
-            self.arrived.set()
-            return Response(status_code=status)
-
-        return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-
-    async def wait_for(self, count: int, timeout_s: float = 5.0) -> None:
-        async def enough() -> None:
-            while len(self.bodies) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-
-        await asyncio.wait_for(enough(), timeout_s)
-
-
-@asynccontextmanager
-async def serve_receiver(tls: TlsFiles | None = None) -> AsyncIterator[Receiver]:
-    """A Receiver served by uvicorn on 127.0.0.1:<free port>, over HTTPS when given TLS files."""
-    receiver = Receiver()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    scheme = "https" if tls else "http"
-    receiver.base_url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
-    tls_options: dict[str, Any] = {}
-    if tls is not None:
-        tls_options = {"ssl_certfile": str(tls.server_cert), "ssl_keyfile": str(tls.server_key)}
-    config = uvicorn.Config(receiver.app(), log_level="critical", lifespan="off", **tls_options)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield receiver
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @pytest.fixture
