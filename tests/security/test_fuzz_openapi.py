@@ -11,7 +11,6 @@ same path every time and finishes in seconds.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import zlib
 from collections.abc import Iterator
@@ -119,10 +118,6 @@ def service(
         yield Service(loop, ctx, client, document, headers, token)
         loop.run_until_complete(client.aclose())
         loop.run_until_complete(ctx.aclose())
-        # The one-off runtimes of test/preview leave MSAL's requests sessions open (their
-        # TokenProvider has no close); collecting them closes the sockets, so the sandbox
-        # need not wait for those connections when it stops.
-        gc.collect()
     finally:
         sandbox.close()
         loop.close()
