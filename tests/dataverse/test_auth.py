@@ -12,10 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from consentbridge.config.validation import parse_integration
-from consentbridge.dataverse.auth import TokenProvider
 from consentbridge.sync.runtime import build_runtime
 from tests.e2e.conftest import integration_document
-from tests.support.sandbox import SandboxClient
+from tests.support.sandbox import SandboxClient, token_provider
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="counts sockets through /proc"
@@ -66,15 +65,7 @@ async def test_closing_the_runtime_closes_the_msal_session(live_sandbox: Sandbox
 
 
 async def test_a_closed_token_provider_can_start_over(live_sandbox: SandboxClient) -> None:
-    principals = live_sandbox.principals()
-    app = principals["apps"][0]
-    tokens = TokenProvider(
-        client_id=app["client_id"],
-        client_secret=app["client_secret"],
-        authority=f"{live_sandbox.base_url}/{principals['tenant_id']}",
-        scope=f"{live_sandbox.base_url}/.default",
-        verify=live_sandbox.ca_bundle,
-    )
+    tokens = token_provider(live_sandbox)
     await tokens.aclose()  # never used: nothing to close
     await tokens.token()
     await tokens.aclose()

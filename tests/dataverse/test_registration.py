@@ -66,15 +66,6 @@ class Dataverse:
             NAMED,
         )
 
-    def change(self, entity_set: str, row_id: str, **columns: Any) -> None:
-        self.sandbox.dv(
-            "PATCH",
-            f"{entity_set}({row_id})",
-            expect=204,
-            json=columns,
-            headers={"If-Match": "*"},
-        )
-
     def delete(self, entity_set: str, row_id: str) -> None:
         self.sandbox.dv("DELETE", f"{entity_set}({row_id})", expect=204)
 
@@ -142,7 +133,7 @@ async def test_drifted_url_filter_and_disabled_step_are_patched_and_reported(
 ) -> None:
     first = await ensure_registration(dataverse.client, SPEC)
     update_id = first.step_ids["Update"]
-    dataverse.change(
+    dataverse.sandbox.update_row(
         "sdkmessageprocessingsteps",
         update_id,
         statecode=1,
@@ -173,7 +164,7 @@ async def test_an_unrecorded_endpoint_gets_its_key_set_again(dataverse: Datavers
         spec = WebhookSpec("acme", receiver.url, SPEC.secret, SPEC.filtering_attributes)
         first = await ensure_registration(dataverse.client, spec)
         stale = '<settings><setting name="x-consentbridge-key" value="stale" /></settings>'
-        dataverse.change("serviceendpoints", first.endpoint_id, authvalue=stale)
+        dataverse.sandbox.update_row("serviceendpoints", first.endpoint_id, authvalue=stale)
         again = await ensure_registration(dataverse.client, spec)
         assert again.endpoint_id == first.endpoint_id
         assert any("webhook key" in action for action in again.actions)

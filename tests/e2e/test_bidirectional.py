@@ -250,13 +250,7 @@ def test_status_reports_a_step_disabled_in_dataverse_and_enable_repairs_it(
 ) -> None:
     enable(service)
     step = registered(sandbox)["steps"][0]
-    sandbox.dv(
-        "PATCH",
-        f"sdkmessageprocessingsteps({step})",
-        expect=204,
-        json={"statecode": 1, "statuscode": 2},
-        headers={"If-Match": "*"},
-    )
+    sandbox.update_row("sdkmessageprocessingsteps", step, statecode=1, statuscode=2)
     status = bidirectional(service, "status", INTEGRATION_ID)
     assert status.returncode == 1
     assert "disabled" in status.stdout and f"bidirectional enable {INTEGRATION_ID}" in status.stdout

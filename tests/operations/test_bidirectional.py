@@ -215,13 +215,8 @@ async def test_status_finds_missing_disabled_and_extra_rows_and_says_how_to_repa
     await bidirectional.enable(ctx, INTEGRATION_ID)
     record = await stored(ctx)
     assert record is not None and record.endpoint_id is not None
-    live_sandbox.dv(
-        "PATCH",
-        f"sdkmessageprocessingsteps({record.step_ids['Update']})",
-        expect=204,
-        json={"statecode": 1, "statuscode": 2},
-        headers={"If-Match": "*"},
-    )
+    update = record.step_ids["Update"]
+    live_sandbox.update_row("sdkmessageprocessingsteps", update, statecode=1, statuscode=2)
     live_sandbox.dv("DELETE", f"sdkmessageprocessingsteps({record.step_ids['Create']})", expect=204)
     live_sandbox.add_step(f"consentbridge:{INTEGRATION_ID}:Create", "Create", record.endpoint_id)
     report = await bidirectional.status(ctx, INTEGRATION_ID)

@@ -144,9 +144,15 @@ class SandboxClient:
     def update_contact(
         self, contact_id: str, app: dict[str, Any] | None = None, **columns: Any
     ) -> None:
+        self.update_row("contacts", contact_id, app=app, **columns)
+
+    def update_row(
+        self, entity_set: str, row_id: str, app: dict[str, Any] | None = None, **columns: Any
+    ) -> None:
+        """PATCH an existing row (`If-Match: *`: never an upsert)."""
         self.dv(
             "PATCH",
-            f"contacts({contact_id})",
+            f"{entity_set}({row_id})",
             expect=204,
             json=columns,
             app=app,
@@ -274,21 +280,26 @@ class RecordingTransport(httpx.AsyncHTTPTransport):
         return [(method, path) for method, path in self.requests if method != "GET"]
 
 
-@asynccontextmanager
-async def dataverse_client(
-    sandbox: SandboxClient, app: dict[str, Any] | None = None, **options: Any
-) -> AsyncIterator[DataverseClient]:
-    """Our Dataverse client against the sandbox's Web API, signed in through its Entra ID as
-    `app` (default: the first app, System Administrator); `options` go to `DataverseClient`."""
+def token_provider(sandbox: SandboxClient, app: dict[str, Any] | None = None) -> TokenProvider:
+    """Our msal token provider against the sandbox's Entra ID, for `app` (default: the first)."""
     principals = sandbox.principals()
     app = app or principals["apps"][0]
-    tokens = TokenProvider(
+    return TokenProvider(
         client_id=app["client_id"],
         client_secret=app["client_secret"],
         authority=f"{sandbox.base_url}/{principals['tenant_id']}",
         scope=f"{sandbox.base_url}/.default",
         verify=sandbox.ca_bundle,
     )
+
+
+@asynccontextmanager
+async def dataverse_client(
+    sandbox: SandboxClient, app: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[DataverseClient]:
+    """Our Dataverse client against the sandbox's Web API, signed in through its Entra ID as
+    `app` (default: the first app, System Administrator); `options` go to `DataverseClient`."""
+    tokens = token_provider(sandbox, app)
     client = DataverseClient(
         f"{sandbox.base_url}{API}", tokens, verify=sandbox.ca_bundle, **options
     )
