@@ -11,7 +11,7 @@ from consentbridge.config.integration import Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.store import Store
-from consentbridge.store.batcher import IntakeBatcher
+from consentbridge.store.batcher import POSTGRESQL_FLUSHERS, IntakeBatcher
 from consentbridge.store.values import IntakeItem, IntakeResult
 
 
@@ -52,7 +52,8 @@ class AppContext:
     async def intake(self, item: IntakeItem) -> IntakeResult:
         """Store one received change; returns after the commit that holds it (group commit)."""
         if self._batcher is None:
-            self._batcher = IntakeBatcher(self.store)
+            flushers = POSTGRESQL_FLUSHERS if self.store.dialect == "postgresql" else 1
+            self._batcher = IntakeBatcher(self.store, flushers=flushers)
         return await self._batcher.submit(item)
 
     def wake(self) -> None:

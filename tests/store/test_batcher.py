@@ -39,3 +39,21 @@ async def test_one_unknown_integration_fails_only_its_own_caller(store: Store) -
     results = await asyncio.gather(*good, bad, return_exceptions=True)
     assert all(not isinstance(r, Exception) and r.changed for r in results[:5])
     assert isinstance(results[5], Exception)
+
+
+async def test_concurrent_flushers_lose_no_merge(store: Store) -> None:
+    """Groups in flight at once (as on PostgreSQL) still merge every change exactly once."""
+
+    def increment(old: dict[str, int] | None) -> dict[str, int]:
+        return {"n": (old or {"n": 0})["n"] + 1}
+
+    batcher = IntakeBatcher(store, flushers=4)
+    shared = [batcher.submit(item("hot", merge=increment, delivery_key=f"h{i}")) for i in range(60)]
+    spread = [batcher.submit(item(f"u{i}", {"c": i}, delivery_key=f"k{i}")) for i in range(200)]
+    results = await asyncio.gather(*shared, *spread)
+    assert all(r.changed and not r.duplicate for r in results)
+    hot = await store.get_state("acme", "to_dataverse", "hot")
+    assert hot is not None and (hot.columns, hot.seq) == ({"n": 60}, 60)
+    for i in range(200):
+        state = await store.get_state("acme", "to_dataverse", f"u{i}")
+        assert state is not None and state.columns == {"c": i}

@@ -4,6 +4,11 @@ Each caller still waits for the commit that contains its own change before it an
 the durability guarantee is unchanged; what changes is that N concurrent deliveries cost one
 transaction (one fsync on SQLite) instead of N. No artificial delay is added: while one group
 commits, the next group accumulates.
+
+``flushers`` groups may be in flight at once. SQLite has one writer, so one is all it can use;
+on PostgreSQL a transaction spends most of its time waiting for round trips, and with
+``POSTGRESQL_FLUSHERS`` the next group is sent while the previous one waits (the store locks
+rows in key order, so concurrent groups wait for each other rather than deadlock).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Protocol
 from consentbridge.store.values import IntakeItem, IntakeResult
 
 MAX_GROUP = 500
+POSTGRESQL_FLUSHERS = 4
 
 
 class IntakeStore(Protocol):
@@ -22,18 +28,22 @@ class IntakeStore(Protocol):
 
 
 class IntakeBatcher:
-    def __init__(self, store: IntakeStore, max_group: int = MAX_GROUP) -> None:
+    def __init__(self, store: IntakeStore, max_group: int = MAX_GROUP, flushers: int = 1) -> None:
         self._store = store
         self._max_group = max_group
+        self._max_flushers = max(1, flushers)
         self._pending: list[tuple[IntakeItem, asyncio.Future[IntakeResult]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
         self.groups = 0
 
     async def submit(self, item: IntakeItem) -> IntakeResult:
         future: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        # A flusher that is not done is suspended inside its loop and will see this item; a
+        # done one (even if its done-callback has not run yet) will not.
+        self._flushers = {task for task in self._flushers if not task.done()}
+        if len(self._flushers) < self._max_flushers:
+            self._flushers.add(asyncio.create_task(self._flush()))
         return await future
 
     async def _flush(self) -> None:

@@ -5,13 +5,24 @@ Every store operation is one transaction run through ``Database.write`` or ``Dat
 SQLite (``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite://`` in memory): the parent
 folder is created; WAL journal; ``busy_timeout`` so several processes (the CLI beside
 ``serve``) queue for the write lock instead of failing; foreign keys on. Writers inside one
-process are serialised by an asyncio lock and open their transaction with ``BEGIN IMMEDIATE``,
-so SQLite never answers "database is locked" to our own concurrency and never has to upgrade
-a read lock. ``synchronous`` defaults to ``FULL``: a commit is on disk before the store
-returns, so an acknowledged change survives power loss, not only a killed process. Measured on
-the development machine: one ``intake`` takes ~3.3 ms with FULL against ~2.8 ms with NORMAL
-(aiosqlite's per-statement thread hand-offs cost more than the fsync), and batches of 100
-reach ~8,000 items/s with either. ``NORMAL`` keeps every commit across a ``kill -9`` (the
+process are serialised and open their transaction with ``BEGIN IMMEDIATE``, so SQLite never
+answers "database is locked" to our own concurrency and never has to upgrade a read lock.
+
+A file database goes through a synchronous (pysqlite) twin of the engine. The operations'
+code is the same ``async`` function as on PostgreSQL; it is handed a ``SyncConnection`` whose
+methods never suspend, so it runs to completion in one go. Writes use the process's one writer
+connection: ``BEGIN IMMEDIATE`` and ``COMMIT`` (the fsync) on a writer thread, the statements
+in between on the event loop's thread (``Database._write_on_twin`` says why); reads run whole
+on two reader threads. Through aiosqlite every statement cost three or four hand-offs between
+the event loop and its thread (~40 per intake transaction, each ~50 µs of CPU plus a wait for
+the GIL), which capped webhook intake far below what SQLite can commit (benchmarks/intake.py).
+An in-memory database is one shared connection and keeps the aiosqlite engine, behind an
+asyncio lock.
+
+``synchronous`` defaults to ``FULL``: a commit is on disk before the store returns, so an
+acknowledged change survives power loss, not only a killed process; an fsync costs ~0.3 ms on
+the development machine, and group commit (``batcher.py``) shares it among all the webhooks
+that arrive together. ``NORMAL`` keeps every commit across a ``kill -9`` (the
 contract's guarantee) but may lose the last ones on power loss; pass
 ``sqlite_synchronous="NORMAL"`` to trade that for throughput on slow disks.
 
@@ -30,9 +41,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -96,12 +109,29 @@ def create_engine(
         assert url.database is not None
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url)
-    _install_sqlite_hooks(engine, sqlite_synchronous, wal=not is_memory(url))
+    _install_sqlite_hooks(engine.sync_engine, sqlite_synchronous, wal=not is_memory(url))
+    _SYNCHRONOUS[engine.sync_engine] = sqlite_synchronous
     return engine
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, synchronous: str, *, wal: bool) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+# The ``synchronous`` level each SQLite engine was made with, for its synchronous twin.
+_SYNCHRONOUS: weakref.WeakKeyDictionary[sa.Engine, str] = weakref.WeakKeyDictionary()
+
+
+def sync_twin(engine: AsyncEngine) -> sa.Engine | None:
+    """A pysqlite engine on the same file and with the same settings as the aiosqlite
+    ``engine``; None for PostgreSQL and for an in-memory database (which a second engine
+    could not share)."""
+    if engine.dialect.name != "sqlite" or is_memory(engine.url):
+        return None
+    synchronous = _SYNCHRONOUS.get(engine.sync_engine, DEFAULT_SQLITE_SYNCHRONOUS)
+    twin = sa.create_engine(engine.url.set(drivername="sqlite+pysqlite"))
+    _install_sqlite_hooks(twin, synchronous, wal=True)
+    return twin
+
+
+def _install_sqlite_hooks(engine: sa.Engine, synchronous: str, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take BEGIN away from the sqlite3 module so that we choose DEFERRED or IMMEDIATE.
         dbapi_connection.isolation_level = None
@@ -116,7 +146,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, synchronous: str, *, wal: bool) -
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         immediate = connection.get_execution_options().get(_IMMEDIATE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -167,8 +197,73 @@ async def retrying(
         delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
 
+class SyncConnection:
+    """A synchronous ``sa.Connection`` behind the ``AsyncConnection`` methods the store's
+    operations use. Its coroutines never suspend, so ``run_to_completion`` can run an
+    operation written for ``AsyncConnection`` on a plain thread, with no event loop."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.sync_connection = connection
+        self.dialect = connection.dialect
+
+    async def execute(
+        self,
+        statement: Any,
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return self.sync_connection.execute(
+            statement, parameters, execution_options=execution_options
+        )
+
+    async def scalar(
+        self,
+        statement: Any,
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return self.sync_connection.scalar(
+            statement, parameters, execution_options=execution_options
+        )
+
+    async def exec_driver_sql(
+        self,
+        statement: str,
+        parameters: Any = None,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return self.sync_connection.exec_driver_sql(statement, parameters, execution_options)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return fn(self.sync_connection, *args, **kwargs)
+
+
+def run_to_completion(awaitable: Awaitable[T]) -> T:
+    """The result of an awaitable that never suspends (one that awaits only a
+    ``SyncConnection``); ``RuntimeError`` if it tries to."""
+    steps = awaitable.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    steps.close()
+    raise RuntimeError(
+        "a store operation awaited something other than its connection; on SQLite it runs "
+        "on a thread of its own and may only await the connection's methods"
+    )
+
+
+def _in_transaction(engine: sa.Engine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    with engine.begin() as connection:
+        return run_to_completion(work(cast(AsyncConnection, SyncConnection(connection))))
+
+
 class Database:
     """An engine plus the rules for running one store operation as one transaction."""
+
+    READER_THREADS = 2
 
     def __init__(self, engine: AsyncEngine, *, retry_budget_s: float = RETRY_BUDGET_S) -> None:
         self.engine = engine
@@ -182,9 +277,18 @@ class Database:
         # An in-memory database is one shared connection: readers must queue too.
         memory = sqlite and is_memory(engine.url)
         self._read_lock = self._write_lock if memory else contextlib.nullcontext()
+        # A file database goes through its pysqlite twin (see the module docstring).
+        self._twin = sync_twin(engine)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._read_threads = ThreadPoolExecutor(
+            self.READER_THREADS, thread_name_prefix="store-reader"
+        )
+        self._write_connection: sa.Connection | None = None
 
     async def write(self, name: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in one write transaction (serialised per process on SQLite)."""
+        if self._twin is not None:
+            return await self._write_on_twin(self._twin, work)
 
         async def attempt() -> T:
             async with self._write_lock, self._writer.begin() as conn:
@@ -194,12 +298,68 @@ class Database:
 
     async def read(self, name: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in one read transaction (a consistent snapshot)."""
+        if self._twin is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._read_threads, _in_transaction, self._twin, work)
 
         async def attempt() -> T:
             async with self._read_lock, self.engine.begin() as conn:
                 return await work(conn)
 
         return await self._run(name, attempt)
+
+    async def _write_on_twin(
+        self, twin: sa.Engine, work: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> T:
+        """One write transaction on the process's one SQLite writer connection.
+
+        ``BEGIN IMMEDIATE`` (which may wait for another process's write lock) and ``COMMIT``
+        (the fsync) run on the writer thread; the statements in between run right here on the
+        event loop's thread, which blocks it for as long as SQLite takes to run them (a
+        millisecond or two for a group of webhooks). On a thread of their own they were
+        slower: sqlite3 lets go of the GIL for every statement and every row fetched, and each
+        time the thread then waited for the busy event loop to hand it back (up to 5 ms).
+        """
+        async with self._write_lock:
+            conn = self._write_connection
+            if conn is None:
+                conn = await self._on_writer_thread(
+                    twin.execution_options(**{_IMMEDIATE: True}).connect
+                )
+                self._write_connection = conn
+            try:
+                await self._on_writer_thread(conn.begin)
+                result = run_to_completion(work(cast(AsyncConnection, SyncConnection(conn))))
+                await self._on_writer_thread(conn.commit)
+            except BaseException:
+                self._abandon(conn)
+                raise
+            return result
+
+    async def _on_writer_thread(self, call: Callable[[], T]) -> T:
+        """``call()`` on the writer thread. If the caller is cancelled meanwhile, the call
+        still finishes before this returns (raising ``CancelledError``), so the connection is
+        never used by two threads at once."""
+        future = asyncio.get_running_loop().run_in_executor(self._write_thread, call)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            while not future.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(future)
+            raise
+
+    def _abandon(self, conn: sa.Connection) -> None:
+        """Roll back whatever ``conn`` has open; drop it if even that fails."""
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+        except Exception:
+            log.exception("store: the SQLite writer connection failed; opening a new one")
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+                conn.close()
+            self._write_connection = None
 
     async def ping(self) -> bool:
         """True if the database answers a query now; no retries (readiness must not lie)."""
@@ -216,4 +376,12 @@ class Database:
         return await retrying(name, attempt, budget_s=self.retry_budget_s)
 
     async def dispose(self) -> None:
+        loop = asyncio.get_running_loop()
+        connection, self._write_connection = self._write_connection, None
+        if connection is not None:
+            await loop.run_in_executor(self._write_thread, connection.close)
+        for threads in (self._write_thread, self._read_threads):
+            await loop.run_in_executor(None, threads.shutdown)
+        if self._twin is not None:
+            self._twin.dispose()
         await self.engine.dispose()

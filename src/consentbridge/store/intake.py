@@ -17,7 +17,6 @@ exactly one is applied.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -162,7 +161,7 @@ def _fold(state: _State | None, items: Sequence[IntakeItem]) -> tuple[_State | N
     dirty = False
     for item in items:
         old = None if state is None else state.columns
-        new = item.merge(copy.deepcopy(old))
+        new = item.merge(old)  # merges never modify their argument (IntakeItem.merge)
         if new is None or new == old:
             marks.append(_Mark(False, 0 if state is None else state.seq))
             continue

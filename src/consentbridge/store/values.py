@@ -58,7 +58,9 @@ class IntakeItem:
     """One received change to merge into a user's desired state.
 
     ``log`` is appended when the merge changed the state, ``log_unchanged`` when it did not
-    (e.g. an older version arriving late); neither for a duplicate delivery.
+    (e.g. an older version arriving late); neither for a duplicate delivery. ``merge`` gets the
+    stored columns themselves, not a copy, and must not modify them: it returns new columns,
+    or None for no change.
     """
 
     integration_id: str

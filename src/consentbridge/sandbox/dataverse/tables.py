@@ -38,15 +38,21 @@ class Table:
 
 @dataclass
 class HistoryEntry:
+    """One write to a row. ``at`` is Dataverse's own stamp (``modifiedon``, whole seconds);
+    ``committed_at`` is when the write became visible, in unix seconds to the microsecond, so
+    that benchmarks can time a change from its webhook to its row (benchmarks/latency.py)."""
+
     at: str
     systemuserid: str
     app: str
     operation: str
     columns: dict[str, object]
+    committed_at: float | None = None
 
     def public(self) -> dict[str, Any]:
         return {
             "at": self.at,
+            "committed_at": self.committed_at,
             "systemuserid": self.systemuserid,
             "app": self.app,
             "operation": self.operation,

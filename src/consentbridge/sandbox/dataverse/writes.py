@@ -8,6 +8,7 @@ and async webhooks after).
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -235,7 +236,9 @@ class Transactions:
             self.commit(txn)
 
     def commit(self, txn: Transaction) -> None:
+        committed_at = time.time()
         for table, row_id, entry in txn.history:
+            entry.committed_at = committed_at
             self.db.record(table, row_id, entry)
         if txn.history:
             self.stats.count("dataverse_rows_written", len(txn.history))
