@@ -31,6 +31,7 @@ from consentbridge.metrics import Metrics
 from consentbridge.store import Store
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
 from consentbridge.sync.forward import sync_to_dataverse
+from consentbridge.sync.linger import MAX_LINGER_S, fill_batch
 from consentbridge.sync.retry import RetryPolicy
 from consentbridge.sync.reverse import ReverseEngine
 from consentbridge.sync.runtime import IntegrationRuntime, RuntimeRegistry
@@ -57,6 +58,8 @@ class WorkerConfig:
     lease_s: float = LEASE_S
     lanes: int = LANES
     idle_poll_s: float = IDLE_POLL_S
+    # A short claim waits this long at most to fill up in a burst (sync/linger.py); 0: never.
+    max_linger_s: float = MAX_LINGER_S
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
@@ -101,12 +104,15 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()
+        self._filling: set[tuple[str, Direction]] = set()  # a lane is filling a batch of these
         self._busy: set[tuple[str, Direction]] = set()
         self.batches_done = 0
 
     def wake(self) -> None:
-        """Intake in this process calls this so new changes are picked up at once."""
-        self._wake.set()
+        """Intake in this process calls this so new changes are picked up at once (unless a
+        lane is filling a batch: it claims them itself, and the others stay idle)."""
+        if not self._filling:
+            self._wake.set()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -164,6 +170,8 @@ class Worker:
         return await self.registry.get(integration, document)
 
     async def _sync_batch(self, integration_id: str, direction: Direction, now: float) -> bool:
+        if (integration_id, direction) in self._filling:
+            return False  # another lane is filling a batch of it; do not split it
         runtime = await self._load(integration_id)
         if runtime is None:
             return False
@@ -177,6 +185,7 @@ class Worker:
         )
         if not claims:
             return False
+        claims = await self._fill(integration_id, direction, claims)
         keys = {c.key for c in claims}
         self._in_flight |= keys
         self._busy.add((integration_id, direction))
@@ -192,6 +201,31 @@ class Worker:
             self._in_flight -= keys
             self._busy.discard((integration_id, direction))
         return True
+
+    async def _fill(
+        self, integration_id: str, direction: Direction, claims: list[ClaimedState]
+    ) -> list[ClaimedState]:
+        """A short claim, topped up while changes keep arriving fast (sync/linger.py)."""
+        lane_key = (integration_id, direction)
+        if len(claims) >= self.config.batch_size or lane_key in self._filling:
+            return claims
+
+        async def claim(more: int) -> list[ClaimedState]:
+            return await self.store.claim_batch(
+                integration_id, direction, self.worker_id, more, self.config.lease_s, time.time()
+            )
+
+        self._filling.add(lane_key)
+        try:
+            return await fill_batch(
+                claims,
+                claim,
+                batch_size=self.config.batch_size,
+                max_linger_s=self.config.max_linger_s,
+            )
+        finally:
+            self._filling.discard(lane_key)
+            self._wake.set()  # what arrived meanwhile is for the other lanes now
 
     async def _renew_leases(self) -> None:
         interval = self.config.lease_s / 3
