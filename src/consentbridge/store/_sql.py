@@ -38,8 +38,27 @@ STATE_PK = sa.tuple_(
 
 
 def state_keys_in(keys: Iterable[StateKey]) -> sa.ColumnElement[bool]:
-    """``(integration_id, direction, organization_user_id) IN (...)`` for ``sync_states``."""
-    return STATE_PK.in_([(k.integration_id, k.direction, k.organization_user_id) for k in keys])
+    """The ``sync_states`` rows of ``keys``: per (integration, direction),
+    ``integration_id = … AND direction = … AND organization_user_id IN (…)``, OR-ed.
+
+    A primary-key lookup on both backends. The row-value form ``(integration_id, direction,
+    organization_user_id) IN (VALUES …)`` made SQLite walk the whole primary key instead, so
+    every intake group cost O(rows in the table) (benchmarks/intake.py).
+    """
+    users: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        users.setdefault((key.integration_id, key.direction), []).append(key.organization_user_id)
+    clauses = [
+        sa.and_(
+            sync_states.c.integration_id == integration_id,
+            sync_states.c.direction == direction,
+            sync_states.c.organization_user_id.in_(ids),
+        )
+        for (integration_id, direction), ids in users.items()
+    ]
+    if not clauses:
+        return sa.false()
+    return clauses[0] if len(clauses) == 1 else sa.or_(*clauses)
 
 
 def state_key(row: Any) -> StateKey:
