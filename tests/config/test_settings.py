@@ -23,6 +23,7 @@ def test_defaults_apply_to_an_empty_environment() -> None:
     assert settings.retry_max_age_s == 72 * 3600
     assert settings.batch_size == 500
     assert settings.lease_s == 60
+    assert settings.worker_lanes == 4
     assert settings.log_retention_days == 30
     assert settings.max_body_bytes == 1024 * 1024
 
@@ -39,6 +40,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_RETRY_MAX_AGE_S": "3600",
         "CONSENTBRIDGE_BATCH_SIZE": " 100 ",
         "CONSENTBRIDGE_LEASE_S": "0.5",
+        "CONSENTBRIDGE_WORKER_LANES": "12",
         "CONSENTBRIDGE_LOG_RETENTION_DAYS": "7",
         "CONSENTBRIDGE_MAX_BODY_BYTES": "2048",
     }
@@ -53,6 +55,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.public_url == "https://cb.example.com"
     assert settings.log_level == "DEBUG"
     assert (settings.retry_max_age_s, settings.batch_size, settings.lease_s) == (3600, 100, 0.5)
+    assert settings.worker_lanes == 12
     assert (settings.log_retention_days, settings.max_body_bytes) == (7, 2048)
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 

@@ -35,6 +35,7 @@ DEFAULT_LOG_LEVEL: Final = "INFO"
 DEFAULT_RETRY_MAX_AGE_S: Final = 72 * 3600.0
 DEFAULT_BATCH_SIZE: Final = 500
 DEFAULT_LEASE_S: Final = 60.0
+DEFAULT_WORKER_LANES: Final = 4
 DEFAULT_LOG_RETENTION_DAYS: Final = 30
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 
@@ -173,9 +174,17 @@ class Settings:
         default=DEFAULT_LEASE_S,
         metadata=_meta(_positive_seconds, "how long a claimed batch stays with its worker"),
     )
+    worker_lanes: int = field(
+        default=DEFAULT_WORKER_LANES,
+        metadata=_meta(
+            _positive_int, "batches a worker syncs at once (≥ its Dataverse concurrency to use it)"
+        ),
+    )
     log_retention_days: int = field(
         default=DEFAULT_LOG_RETENTION_DAYS,
-        metadata=_meta(_positive_int, "sync log entries older than this are deleted"),
+        metadata=_meta(
+            _positive_int, "sync log lines and delivery keys older than this are deleted (hourly)"
+        ),
     )
     max_body_bytes: int = field(
         default=DEFAULT_MAX_BODY_BYTES,

@@ -129,6 +129,11 @@ class DataverseClient:
         )
         self.requests_sent = 0
 
+    @property
+    def limiter(self) -> AdaptiveLimiter:
+        """The limiter of this client's application user (shared with its other clients)."""
+        return self._limiter
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

@@ -2,7 +2,12 @@
 `x-ms-dop-hint` allows, halve on a 429 and hold everyone until its `Retry-After` has passed.
 
 Dataverse's service protection counts per application user, so every client of one app user in
-this process shares one limiter (see `limiter_for`).
+this process shares one limiter (see `limiter_for`). Workers in several processes share more:
+their `SharedLimiter`s take their limit from a budget held in the store (see
+`consentbridge.sync.budget`), and only report what they see.
+
+Latency is not a growth signal: a Dataverse request's time depends mostly on how many rows it
+reads or writes, so it says little about load; 429s and `x-ms-dop-hint` do.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 INITIAL_CONCURRENCY = 2
 MAX_CONCURRENCY = 52  # Dataverse's documented concurrent-request limit per user
@@ -22,6 +28,7 @@ class AdaptiveLimiter:
         self.limit = max(1, initial)
         self.maximum = maximum
         self.in_flight = 0
+        self.waiting = 0  # callers inside `slot` that do not have one yet
         self._successes = 0
         self._paused_until = 0.0
         self._cond = asyncio.Condition()
@@ -30,25 +37,46 @@ class AdaptiveLimiter:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         async with self._cond:
-            while True:
-                pause = self._paused_until - time.monotonic()
-                if pause > 0:
-                    self._cond.release()
-                    try:
-                        await asyncio.sleep(pause)
-                    finally:
-                        await self._cond.acquire()
-                    continue
-                if self.in_flight < self.limit:
-                    break
-                await self._cond.wait()
+            self.waiting += 1
+            self._demand_seen()
+            try:
+                while True:
+                    pause = self._paused_until - time.monotonic()
+                    if pause > 0:
+                        self._cond.release()
+                        try:
+                            await asyncio.sleep(pause)
+                        finally:
+                            await self._cond.acquire()
+                        continue
+                    if self.in_flight < self.limit:
+                        break
+                    self._starved()
+                    await self._cond.wait()
+            finally:
+                self.waiting -= 1
+            self._in_flight_changes()
             self.in_flight += 1
         try:
             yield
         finally:
             async with self._cond:
+                self._in_flight_changes()
                 self.in_flight -= 1
                 self._cond.notify_all()
+
+    def note_backlog(self, slots: int) -> None:
+        """Work for this application user was left waiting that ``slots`` slots could run now
+        (a shared limiter asks for that much at its next report)."""
+
+    def _demand_seen(self) -> None:
+        """Hook: a caller asked for a slot (``in_flight + waiting`` just grew)."""
+
+    def _starved(self) -> None:
+        """Hook: a caller must wait because every slot is taken."""
+
+    def _in_flight_changes(self) -> None:
+        """Hook: ``in_flight`` is about to change."""
 
     def on_success(self, dop_hint: int | None) -> None:
         ceiling = min(self.maximum, dop_hint) if dop_hint else self.maximum
@@ -66,13 +94,148 @@ class AdaptiveLimiter:
         self._paused_until = max(self._paused_until, time.monotonic() + retry_after_s)
 
 
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """What a `SharedLimiter` saw since its last report."""
+
+    busy: float  # requests out, on average over the period
+    demand: int  # the most slots wanted at once (requests, or a backlog), this period or last
+    successes: int
+    wanted_more: bool  # every slot was busy and a request had to wait
+    dop_hint: int | None  # the last x-ms-dop-hint
+    throttled_at: float | None  # unix time of the last 429
+    throttled_in_flight: int  # requests this process had out when it came, that one included
+    retry_after_s: float  # its Retry-After
+
+
+class SharedLimiter(AdaptiveLimiter):
+    """An `AdaptiveLimiter` whose limit is this process's share of a budget that several
+    processes share (`consentbridge.sync.budget` keeps it): it counts what it sees for the next
+    report (`take_observations`) and obeys the share and pause that come back (`apply_share`).
+
+    Made ``managed``, it starts with no slot and asks for its share at once; otherwise, and
+    after `release`, it adapts on its own like an `AdaptiveLimiter` until a share arrives.
+    `urgent` is set when a report should not wait for the next period: after a 429 (so the
+    other processes learn of it), or when a caller waits while the share is 0.
+    """
+
+    def __init__(self, *, managed: bool = False) -> None:
+        super().__init__()
+        self.managed = managed
+        self.urgent = asyncio.Event()
+        if managed:
+            self.limit = 0
+            self.urgent.set()
+        self._reset_period()
+        self._previous_peak = 0
+
+    def _reset_period(self) -> None:
+        self._period_start = self._changed_at = time.monotonic()
+        self._request_seconds = 0.0
+        self._peak = 0
+        self._period_successes = 0
+        self._wanted_more = False
+        self._dop_hint: int | None = None
+        self._throttled_at: float | None = None
+        self._throttled_in_flight = 0
+        self._retry_after_s = 0.0
+
+    def _demand_seen(self) -> None:
+        self._peak = max(self._peak, self.in_flight + self.waiting)
+
+    def _in_flight_changes(self) -> None:
+        now = time.monotonic()
+        self._request_seconds += self.in_flight * (now - self._changed_at)
+        self._changed_at = now
+
+    def _starved(self) -> None:
+        self._wanted_more = True
+        if self.managed and self.limit == 0:
+            self.urgent.set()
+
+    def note_backlog(self, slots: int) -> None:
+        self._peak = max(self._peak, slots)
+
+    def on_success(self, dop_hint: int | None) -> None:
+        self._period_successes += 1
+        self._dop_hint = dop_hint or self._dop_hint
+        if not self.managed:
+            super().on_success(dop_hint)
+
+    def on_throttle(self, retry_after_s: float) -> None:
+        super().on_throttle(retry_after_s)  # this process slows down and pauses at once
+        self._throttled_at = time.time()
+        self._throttled_in_flight = max(self._throttled_in_flight, self.in_flight + 1)
+        self._retry_after_s = max(self._retry_after_s, retry_after_s)
+        self.urgent.set()
+
+    def take_observations(self) -> Observations:
+        """What was seen since the last call; starts a new period."""
+        peak = max(self._peak, self.in_flight + self.waiting)
+        seen = Observations(
+            busy=self._average_in_flight(),
+            demand=max(peak, self._previous_peak),
+            successes=self._period_successes,
+            wanted_more=self._wanted_more,
+            dop_hint=self._dop_hint,
+            throttled_at=self._throttled_at,
+            throttled_in_flight=self._throttled_in_flight,
+            retry_after_s=self._retry_after_s,
+        )
+        self._previous_peak = peak
+        self._reset_period()
+        return seen
+
+    def _average_in_flight(self) -> float:
+        self._in_flight_changes()
+        return self._request_seconds / max(1e-3, self._changed_at - self._period_start)
+
+    def restore(self, seen: Observations) -> None:
+        """Put back observations whose report failed, so the next one carries them."""
+        self._peak = max(self._peak, seen.demand)
+        self._period_successes += seen.successes
+        self._wanted_more = self._wanted_more or seen.wanted_more
+        self._dop_hint = self._dop_hint or seen.dop_hint
+        if seen.throttled_at is not None:
+            self._throttled_at = max(self._throttled_at or 0.0, seen.throttled_at)
+            self._throttled_in_flight = max(self._throttled_in_flight, seen.throttled_in_flight)
+            self._retry_after_s = max(self._retry_after_s, seen.retry_after_s)
+
+    async def apply_share(self, slots: int, blocked_until: float) -> None:
+        """Take ``slots`` as the limit and pause until ``blocked_until`` (unix time) if later."""
+        async with self._cond:
+            self.managed = True
+            self.limit = max(0, slots)
+            pause = blocked_until - time.time()
+            if pause > 0:
+                self._paused_until = max(self._paused_until, time.monotonic() + pause)
+            self._cond.notify_all()
+
+    async def release(self, limit: int = INITIAL_CONCURRENCY) -> None:
+        """Stop obeying a shared budget; adapt alone again from ``limit``."""
+        async with self._cond:
+            self.managed = False
+            self.limit = max(1, limit)
+            self._cond.notify_all()
+
+
 _LIMITERS: dict[tuple[int, str], AdaptiveLimiter] = {}
 
 
 def limiter_for(app_user_key: str) -> AdaptiveLimiter:
-    """The limiter of one application user (authority + client id) in this event loop."""
+    """The limiter of one application user in this event loop: the one `use_limiter` installed
+    (a worker's `SharedLimiter`), else a process-local `AdaptiveLimiter`."""
     key = (id(asyncio.get_running_loop()), app_user_key)
     limiter = _LIMITERS.get(key)
     if limiter is None:
         limiter = _LIMITERS[key] = AdaptiveLimiter()
     return limiter
+
+
+def use_limiter(app_user_key: str, limiter: AdaptiveLimiter | None) -> None:
+    """Make ``limiter`` the one `limiter_for` returns in this event loop (None: forget it)."""
+    key = (id(asyncio.get_running_loop()), app_user_key)
+    if limiter is None:
+        _LIMITERS.pop(key, None)
+    else:
+        _LIMITERS[key] = limiter

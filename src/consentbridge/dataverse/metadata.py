@@ -3,6 +3,7 @@ can be coerced to each column's type and mappings validated before anything is w
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -103,10 +104,15 @@ class MetadataCache:
         self._ttl_s = ttl_s
         self._columns: dict[str, ColumnInfo] | None = None
         self._read_at = 0.0
+        # One read at a time: a worker's lanes all start by asking for the columns.
+        self._lock = asyncio.Lock()
 
     async def columns(self, *, refresh: bool = False) -> dict[str, ColumnInfo]:
-        stale = time.monotonic() - self._read_at > self._ttl_s
-        if self._columns is None or refresh or stale:
-            self._columns = await read_contact_columns(self._client)
-            self._read_at = time.monotonic()
-        return self._columns
+        asked_at = time.monotonic()
+        async with self._lock:
+            fresh = self._columns is not None and self._read_at >= asked_at
+            stale = time.monotonic() - self._read_at > self._ttl_s
+            if self._columns is None or stale or (refresh and not fresh):
+                self._columns = await read_contact_columns(self._client)
+                self._read_at = time.monotonic()
+            return self._columns

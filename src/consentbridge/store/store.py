@@ -13,8 +13,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consentbridge.store import budget as budget_ops
 from consentbridge.store import claims, deadletters, intake, integrations, log, retention, status
 from consentbridge.store import outcomes as outcome_ops
+from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
 from consentbridge.store.engine import (
     DEFAULT_SQLITE_SYNCHRONOUS,
     RETRY_BUDGET_S,
@@ -233,6 +235,44 @@ class Store:
 
     async def append_log(self, entries: Sequence[LogEntry]) -> None:
         await self._db.write("append_log", lambda c: log.append_log(c, entries))
+
+    # Shared Dataverse budgets (see budget.py)
+
+    async def share_budget(
+        self,
+        app_user: AppUser,
+        worker_id: str,
+        *,
+        demand: int,
+        busy: float = 0.0,
+        in_use: int = 0,
+        initial: BudgetState,
+        adjust: Adjust,
+        lease_s: float,
+        now: float,
+    ) -> BudgetShare:
+        """Report to the application user's shared budget and take this worker's share."""
+        return await self._db.write(
+            "share_budget",
+            lambda c: budget_ops.share_budget(
+                c,
+                app_user,
+                worker_id,
+                demand=demand,
+                busy=busy,
+                in_use=in_use,
+                initial=initial,
+                adjust=adjust,
+                lease_s=lease_s,
+                now=now,
+            ),
+        )
+
+    async def release_budget(self, worker_id: str) -> int:
+        """Give back the worker's budget slots (graceful stop)."""
+        return await self._db.write(
+            "release_budget", lambda c: budget_ops.release_budget(c, worker_id)
+        )
 
     # Retention
 

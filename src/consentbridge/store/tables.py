@@ -13,6 +13,7 @@ Indexes are chosen for the hot paths at a million rows per integration:
 - ``ix_sync_states_dead``: dead-letter listing and count.
 - ``ix_sync_states_lease_owner``: renew/release one worker's leases.
 - ``ix_sync_log_user`` / ``ix_sync_log_at``: a user's log in order; retention pruning.
+- ``ix_dataverse_budget_leases_worker_id``: a stopping worker gives back its budget slots.
 
 Times are unix seconds in DOUBLE columns: cheap to compare, identical on both backends.
 """
@@ -157,6 +158,44 @@ counters = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
     sa.PrimaryKeyConstraint("integration_id", "direction", "name"),
     sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
+)
+
+# The shared Dataverse budget of each application user (Dataverse instance, Entra tenant,
+# client id; never a secret) and the slots each live worker holds of it: see ``budget.py``.
+_APP_USER = ("instance", "tenant_id", "client_id")
+
+dataverse_budgets = sa.Table(
+    "dataverse_budgets",
+    metadata,
+    sa.Column("instance", sa.Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("client_id", sa.Text, nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("ceiling", sa.Integer, nullable=True),
+    sa.Column("dop_hint", sa.Integer, nullable=True),
+    sa.Column("blocked_until", sa.Double, nullable=False),
+    sa.Column("cut_at", sa.Double, nullable=False),
+    sa.Column("grown_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint(*_APP_USER),
+)
+
+dataverse_budget_leases = sa.Table(
+    "dataverse_budget_leases",
+    metadata,
+    sa.Column("instance", sa.Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("client_id", sa.Text, nullable=False),
+    sa.Column("worker_id", sa.Text, nullable=False),
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("demand", sa.Integer, nullable=False),
+    sa.Column("busy", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint(*_APP_USER, "worker_id"),
+    sa.ForeignKeyConstraint(
+        list(_APP_USER), [f"dataverse_budgets.{c}" for c in _APP_USER], ondelete="CASCADE"
+    ),
+    sa.Index("ix_dataverse_budget_leases_worker_id", "worker_id"),
 )
 
 TENANT_TABLES = (sync_log, sync_states, deliveries, counters)

@@ -1,5 +1,7 @@
 """Short-lived clients for one-off operations (test, preview, backfill, registration); the
-workers keep long-lived ones in `RuntimeRegistry`."""
+workers keep long-lived ones in `RuntimeRegistry`. In a process that also runs a worker, their
+Dataverse requests go through that worker's limiter for the application user, so they count
+within its share of the shared budget (`sync/budget.py`)."""
 
 from __future__ import annotations
 

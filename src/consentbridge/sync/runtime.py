@@ -1,6 +1,7 @@
 """Per-integration runtime objects (token provider, Dataverse client, metadata cache), built
 from the stored document and rebuilt when the document changes. One limiter per application
-user is shared by every integration that uses the same Entra app."""
+user (Dataverse instance, tenant, client id) is shared by every integration that writes as it;
+in a worker it is that worker's share of the budget all workers share (`sync/budget.py`)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,18 @@ from typing import Any
 from consentbridge.config.integration import Integration
 from consentbridge.dataverse.auth import TokenProvider
 from consentbridge.dataverse.client import DataverseClient, RequestHook
-from consentbridge.dataverse.limiter import limiter_for
+from consentbridge.dataverse.limiter import AdaptiveLimiter, limiter_for
 from consentbridge.dataverse.metadata import MetadataCache
 from consentbridge.didomi.client import DidomiClient
+from consentbridge.store.budget import AppUser
+from consentbridge.sync.budget import app_user_of
 from consentbridge.sync.forward import ForwardRuntime
 
 DataverseObserver = Callable[[str, str, int], None]
 """Told of every Dataverse request: ``(integration_id, operation, status)`` (status 0: none)."""
+
+LimiterSource = Callable[[AppUser], AdaptiveLimiter]
+"""The limiter of an application user (a worker's: its share of the budget in the store)."""
 
 
 def _fingerprint(document: dict[str, Any]) -> str:
@@ -44,7 +50,10 @@ class IntegrationRuntime:
 
 
 def build_runtime(
-    integration: Integration, fingerprint: str, observer: DataverseObserver | None = None
+    integration: Integration,
+    fingerprint: str,
+    observer: DataverseObserver | None = None,
+    limiters: LimiterSource | None = None,
 ) -> IntegrationRuntime:
     cfg = integration.config
     verify: str | bool = cfg.ca_bundle or True
@@ -59,7 +68,7 @@ def build_runtime(
         integration.web_api_base,
         tokens,
         verify=verify,
-        limiter=limiter_for(f"{integration.authority}|{cfg.client_id}"),
+        limiter=_limiter(integration, limiters),
         on_request=_bound(observer, integration.id),
     )
     forward = ForwardRuntime(integration=integration, client=client, metadata=MetadataCache(client))
@@ -75,6 +84,11 @@ def build_runtime(
     return IntegrationRuntime(integration, fingerprint, tokens, client, forward, didomi)
 
 
+def _limiter(integration: Integration, limiters: LimiterSource | None) -> AdaptiveLimiter:
+    app_user = app_user_of(integration)
+    return limiters(app_user) if limiters is not None else limiter_for(str(app_user))
+
+
 def _bound(observer: DataverseObserver | None, integration_id: str) -> RequestHook | None:
     if observer is None:
         return None
@@ -83,11 +97,15 @@ def _bound(observer: DataverseObserver | None, integration_id: str) -> RequestHo
 
 class RuntimeRegistry:
     """Runtime objects by integration id, rebuilt when the stored document changes;
-    ``observer`` is told of every Dataverse request their clients send."""
+    ``observer`` is told of every Dataverse request their clients send, and ``limiters`` gives
+    each application user's limiter (default: this process's own, `limiter_for`)."""
 
-    def __init__(self, observer: DataverseObserver | None = None) -> None:
+    def __init__(
+        self, observer: DataverseObserver | None = None, limiters: LimiterSource | None = None
+    ) -> None:
         self._runtimes: dict[str, IntegrationRuntime] = {}
         self._observer = observer
+        self._limiters = limiters
 
     async def get(self, integration: Integration, document: dict[str, Any]) -> IntegrationRuntime:
         fingerprint = _fingerprint(document)
@@ -96,7 +114,7 @@ class RuntimeRegistry:
             return current
         if current is not None:
             await current.aclose()
-        runtime = build_runtime(integration, fingerprint, self._observer)
+        runtime = build_runtime(integration, fingerprint, self._observer, self._limiters)
         self._runtimes[integration.id] = runtime
         return runtime
 

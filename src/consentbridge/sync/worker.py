@@ -3,9 +3,13 @@ records each user's outcome. Any number of workers, in any number of processes a
 one store: claims are leased, so each user is handled by one worker at a time, and a crashed
 worker's leases simply expire.
 
-Each worker runs `LANES` claim→sync→record loops at once so that one slow batch (a throttled
+Each worker runs `lanes` claim→sync→record loops at once so that one slow batch (a throttled
 application user) does not stall the others; the per-application-user limiter in the Dataverse
-client decides how many requests are really in flight.
+client decides how many requests are really in flight. That limiter is this worker's share of a
+budget every worker of the same application user shares through the store (`sync/budget.py`).
+
+Every worker also prunes sync-log lines and delivery keys older than the retention setting,
+shortly after it starts and then every `PRUNE_EVERY_S`.
 
 Given the process's ``Metrics``, a worker counts the outcomes it reaches and the Dataverse
 requests its clients send; without them (tests, tools) it counts nothing.
@@ -17,9 +21,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,9 +33,11 @@ from consentbridge.config.errors import ConfigError
 from consentbridge.config.integration import Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
+from consentbridge.dataverse.limiter import AdaptiveLimiter
 from consentbridge.metrics import Metrics
 from consentbridge.store import Store
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
+from consentbridge.sync.budget import SharedBudgets
 from consentbridge.sync.forward import sync_to_dataverse
 from consentbridge.sync.linger import MAX_LINGER_S, fill_batch
 from consentbridge.sync.retry import RetryPolicy
@@ -42,10 +50,20 @@ BATCH_SIZE = 1000
 LEASE_S = 120.0
 LANES = 4
 IDLE_POLL_S = 0.5
+LOG_RETENTION_S = 30 * 86_400.0
+PRUNE_FIRST_S = 30.0
+PRUNE_EVERY_S = 3600.0
 
 Engine = Callable[
     [IntegrationRuntime, Sequence[ClaimedState], RetryPolicy], Awaitable[list[Outcome]]
 ]
+
+
+def enough_batches(slots: int) -> int:
+    """Batches a worker runs at once for one application user holding ``slots``: twice as many
+    (and one) keep them busy while batches are between requests — claiming, recording — and
+    one without any, so that its first request asks for a share."""
+    return 2 * slots + 1
 
 
 def new_worker_id() -> str:
@@ -61,14 +79,20 @@ class WorkerConfig:
     # A short claim waits this long at most to fill up in a burst (sync/linger.py); 0: never.
     max_linger_s: float = MAX_LINGER_S
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    # Sync-log lines and delivery keys older than this are deleted (None: never).
+    log_retention_s: float | None = LOG_RETENTION_S
+    prune_first_s: float = PRUNE_FIRST_S
+    prune_every_s: float = PRUNE_EVERY_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
-        """The batch size, lease and retry horizon the operator configured."""
+        """The batch size, lanes, lease, retry horizon and retention the operator configured."""
         return cls(
             batch_size=settings.batch_size,
             lease_s=settings.lease_s,
+            lanes=settings.worker_lanes,
             policy=RetryPolicy(max_age_s=settings.retry_max_age_s),
+            log_retention_s=settings.log_retention_days * 86_400.0,
         )
 
 
@@ -98,14 +122,17 @@ class Worker:
             "to_didomi": ReverseEngine(store),
         }
         self.metrics = metrics
+        self.budgets = SharedBudgets(store, self.worker_id)
         self.registry = RuntimeRegistry(
-            metrics.count_dataverse_request if metrics is not None else None
+            metrics.count_dataverse_request if metrics is not None else None,
+            self.budgets.limiter,
         )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()
         self._filling: set[tuple[str, Direction]] = set()  # a lane is filling a batch of these
         self._busy: set[tuple[str, Direction]] = set()
+        self._batches: Counter[AdaptiveLimiter] = Counter()  # batches running, by limiter
         self.batches_done = 0
 
     def wake(self) -> None:
@@ -119,16 +146,23 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
-        renewer = asyncio.create_task(self._renew_leases())
+        helpers = [
+            asyncio.create_task(self._renew_leases()),
+            asyncio.create_task(self.budgets.run()),
+            asyncio.create_task(self._prune_periodically()),
+        ]
         try:
             await asyncio.gather(*(self._lane() for _ in range(self.config.lanes)))
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(Exception):
                 await self.store.release_leases(self.worker_id, now=time.time())
             await self.registry.aclose()
+            await self.budgets.aclose()
 
     async def _lane(self) -> None:
         while not self._stopping.is_set():
@@ -175,6 +209,24 @@ class Worker:
         runtime = await self._load(integration_id)
         if runtime is None:
             return False
+        limiter = runtime.dataverse.limiter if direction == "to_dataverse" else None
+        if limiter is None:
+            return await self._claim_and_sync(runtime, integration_id, direction, now)
+        if self._batches[limiter] >= enough_batches(limiter.limit):
+            # Enough batches already keep this application user's slots busy: leave this one
+            # to a lane with other work, or to a worker with a free share of the budget, and
+            # ask for a share that would let every lane work.
+            limiter.note_backlog(self.config.lanes)
+            return False
+        self._batches[limiter] += 1
+        try:
+            return await self._claim_and_sync(runtime, integration_id, direction, now)
+        finally:
+            self._batches[limiter] -= 1
+
+    async def _claim_and_sync(
+        self, runtime: IntegrationRuntime, integration_id: str, direction: Direction, now: float
+    ) -> bool:
         claims = await self.store.claim_batch(
             integration_id,
             direction,
@@ -236,3 +288,20 @@ class Worker:
                     await self.store.renew_leases(
                         self.worker_id, list(self._in_flight), self.config.lease_s, time.time()
                     )
+
+    async def _prune_periodically(self) -> None:
+        """Retention: delete old sync-log lines and delivery keys now and then. Every worker
+        does it; the chunks are small transactions and a second pruner finds little left."""
+        retention_s = self.config.log_retention_s
+        if retention_s is None:
+            return
+        await asyncio.sleep(self.config.prune_first_s * random.uniform(0.5, 1.5))
+        while True:
+            try:
+                pruned = await self.store.prune(time.time(), retention_s, retention_s)
+            except Exception:
+                log.warning("pruning the sync log failed; will try again", exc_info=True)
+            else:
+                if any(pruned):
+                    log.info("pruned %d log lines and %d delivery keys", *pruned)
+            await asyncio.sleep(self.config.prune_every_s * random.uniform(0.9, 1.1))
