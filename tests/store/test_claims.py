@@ -131,7 +131,7 @@ async def test_a_claimed_and_finished_row_is_no_longer_due(store: Store) -> None
 async def test_the_claim_walks_the_due_index(store: Store) -> None:
     """The claim must find its rows by an index range scan, never by scanning the table."""
     db = store._db
-    statement = claim_statement(ACME, FORWARD, "w1", 10, LEASE, T0)
+    statement = claim_statement(ACME, FORWARD, "w1", 10, LEASE, T0, db.dialect)
     sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
     explain = "EXPLAIN QUERY PLAN " if db.dialect == "sqlite" else "EXPLAIN (COSTS OFF) "
     async with db.engine.connect() as conn:
