@@ -26,7 +26,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +39,7 @@ from benchmarks.report import Goal, Options, Report
 from consentbridge.store import Store
 from consentbridge.store.migrate import head_revision
 from consentbridge.store.values import ClaimedState, Outcome
-from tests.store.builders import entry, item
+from tests.store.builders import entry, item, outcome
 
 INTEGRATION = "history"
 FULL = {"users": 1_000_000, "log_rows": 10_000_000, "intake": 20_000}
@@ -316,19 +316,16 @@ async def _claim_and_record(store: Store) -> list[float]:
         )
         if not claims:
             return timings
-        outcomes = [
-            Outcome(
-                c.integration_id,
-                c.direction,
-                c.organization_user_id,
-                c.seq,
-                "written",
-                log=entry(c.organization_user_id, integration=INTEGRATION, at=now),
-            )
-            for c in claims
-        ]
-        await store.record_outcomes(worker, outcomes, time.time())
+        await store.record_outcomes(worker, _written(claims, now), time.time())
         timings.append((time.perf_counter() - started) * 1000)
+
+
+def _written(claims: Sequence[ClaimedState], now: float) -> list[Outcome]:
+    """Each claimed user written, with its log line."""
+    return [
+        outcome(c, "written", log=entry(c.organization_user_id, integration=INTEGRATION, at=now))
+        for c in claims
+    ]
 
 
 # -- the plans -----------------------------------------------------------------------------------
@@ -375,19 +372,7 @@ async def _plans(url: str) -> list[tuple[str, str, str]]:
             "due integrations": lambda: store.due_integrations("to_dataverse", time.time()),
             "claim": claim,
             "record": lambda: store.record_outcomes(
-                "plan",
-                [
-                    Outcome(
-                        c.integration_id,
-                        c.direction,
-                        c.organization_user_id,
-                        c.seq,
-                        "written",
-                        log=entry(c.organization_user_id, integration=INTEGRATION),
-                    )
-                    for c in claimed
-                ],
-                time.time(),
+                "plan", _written(claimed, time.time()), time.time()
             ),
             "user log": lambda: store.user_log(INTEGRATION, _user(7)),
             "status": lambda: store.status(INTEGRATION, time.time()),

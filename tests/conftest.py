@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from consentbridge.sandbox.server import BackgroundSandbox, start_in_thread
+from consentbridge.store import Store
 from tests.support.sandbox import SandboxClient
 
 PG_URL_ENV = "CONSENTBRIDGE_TEST_PG_URL"
@@ -91,3 +92,16 @@ def live_sandbox(module_sandbox: BackgroundSandbox) -> Iterator[SandboxClient]:
     client.reset()
     yield client
     client.close()
+
+
+@pytest.fixture
+async def two_stores(store_url: str) -> AsyncIterator[tuple[Store, Store]]:
+    """Two ``Store`` instances on one database of each backend: two processes, as far as the
+    database can tell."""
+    first = await Store.open(store_url)
+    second = await Store.open(store_url)
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()

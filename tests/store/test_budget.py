@@ -6,9 +6,8 @@ once; budgets of different application users are independent."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import pytest
 import sqlalchemy as sa
 
 from consentbridge.store import Store
@@ -25,17 +24,6 @@ LEASE_S = 6.0
 
 def fixed(concurrency: int) -> Callable[[BudgetState, int], BudgetState]:
     return lambda state, _allocated: BudgetState(concurrency, state.ceiling, state.dop_hint)
-
-
-@pytest.fixture
-async def stores(store_url: str) -> AsyncIterator[tuple[Store, Store]]:
-    first = await Store.open(store_url)
-    second = await Store.open(store_url)
-    try:
-        yield first, second
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def share(
@@ -86,9 +74,9 @@ def test_fair_shares_fill_the_modest_first_and_split_the_rest() -> None:
 
 
 async def test_the_first_worker_takes_what_it_needs_of_a_new_budget(
-    stores: tuple[Store, Store],
+    two_stores: tuple[Store, Store],
 ) -> None:
-    first, _ = stores
+    first, _ = two_stores
 
     got = await share(first, "w1", demand=4)
 
@@ -96,9 +84,9 @@ async def test_the_first_worker_takes_what_it_needs_of_a_new_budget(
 
 
 async def test_two_stores_on_one_database_share_one_budget(
-    stores: tuple[Store, Store], store_url: str
+    two_stores: tuple[Store, Store], store_url: str
 ) -> None:
-    first, second = stores
+    first, second = two_stores
     assert (await share(first, "w1", demand=10)).slots == 6
 
     # w2 may only take what w1 does not hold; w1 gives up its excess on its next refresh.
@@ -109,9 +97,9 @@ async def test_two_stores_on_one_database_share_one_budget(
 
 
 async def test_slots_still_busy_are_not_handed_to_another_worker(
-    stores: tuple[Store, Store], store_url: str
+    two_stores: tuple[Store, Store], store_url: str
 ) -> None:
-    first, second = stores
+    first, second = two_stores
     await share(first, "w1", demand=10)
     await share(second, "w2", demand=10, now=T0 + 1)
 
@@ -125,9 +113,9 @@ async def test_slots_still_busy_are_not_handed_to_another_worker(
 
 
 async def test_a_modest_worker_gets_its_demand_and_the_rest_goes_to_the_others(
-    stores: tuple[Store, Store],
+    two_stores: tuple[Store, Store],
 ) -> None:
-    first, second = stores
+    first, second = two_stores
     await share(first, "w1", demand=1)
     await share(second, "w2", demand=20)
     await share(first, "w1", demand=1)
@@ -136,10 +124,10 @@ async def test_a_modest_worker_gets_its_demand_and_the_rest_goes_to_the_others(
 
 
 async def test_a_silent_workers_slots_come_back_when_its_lease_expires(
-    stores: tuple[Store, Store],
+    two_stores: tuple[Store, Store],
     store_url: str,
 ) -> None:
-    first, second = stores
+    first, second = two_stores
     await share(first, "w1", demand=10)
     assert (await share(second, "w2", demand=10, now=T0 + LEASE_S - 1)).slots == 0
 
@@ -150,9 +138,9 @@ async def test_a_silent_workers_slots_come_back_when_its_lease_expires(
 
 
 async def test_a_stopping_worker_gives_its_slots_back_at_once(
-    stores: tuple[Store, Store],
+    two_stores: tuple[Store, Store],
 ) -> None:
-    first, second = stores
+    first, second = two_stores
     await share(first, "w1", demand=10)
     await share(first, "w1", demand=10, app=OTHER_APP)
 
@@ -162,9 +150,9 @@ async def test_a_stopping_worker_gives_its_slots_back_at_once(
 
 
 async def test_application_users_have_separate_budgets(
-    stores: tuple[Store, Store], store_url: str
+    two_stores: tuple[Store, Store], store_url: str
 ) -> None:
-    first, second = stores
+    first, second = two_stores
     await share(first, "w1", demand=10)
 
     got = await share(second, "w2", demand=10, app=OTHER_APP)
@@ -174,10 +162,10 @@ async def test_application_users_have_separate_budgets(
 
 
 async def test_concurrent_refreshes_never_hold_more_than_the_budget(
-    stores: tuple[Store, Store],
+    two_stores: tuple[Store, Store],
     store_url: str,
 ) -> None:
-    first, second = stores
+    first, second = two_stores
     workers = [(first if i % 2 else second, f"w{i}") for i in range(6)]
     for round_ in range(4):
         shares = await asyncio.gather(
@@ -190,9 +178,9 @@ async def test_concurrent_refreshes_never_hold_more_than_the_budget(
 
 
 async def test_the_adjusted_state_is_what_every_worker_then_reads(
-    stores: tuple[Store, Store],
+    two_stores: tuple[Store, Store],
 ) -> None:
-    first, second = stores
+    first, second = two_stores
     await first.share_budget(
         APP,
         "w1",

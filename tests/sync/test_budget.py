@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from consentbridge.config.integration import Integration
 from consentbridge.config.validation import parse_integration
-from consentbridge.dataverse.auth import TokenProvider
-from consentbridge.dataverse.client import DataverseClient
 from consentbridge.dataverse.errors import TransientError
 from consentbridge.dataverse.limiter import Observations, SharedLimiter
 from consentbridge.store import Store
@@ -28,10 +25,8 @@ from consentbridge.sync.budget import (
 )
 from consentbridge.sync.clients import runtime_for
 from consentbridge.sync.runtime import build_runtime
-from tests.e2e.conftest import integration_document, sandbox, sandbox_server
-from tests.support.sandbox import SandboxClient
-
-__all__ = ["sandbox", "sandbox_server"]
+from tests.e2e.conftest import integration_document
+from tests.support.sandbox import SandboxClient, dataverse_client
 
 T0 = 1_700_000_000.0
 FULL = Others(held=52, busy=52)  # the other workers hold and use the whole budget
@@ -189,83 +184,56 @@ async def test_a_429_is_reported_at_once_and_slows_this_process_before_the_repor
 # -- two workers on one store, against the sandbox -----------------------------------------------
 
 
-@pytest.fixture
-async def two_stores(store_url: str) -> AsyncIterator[tuple[Store, Store]]:
-    first = await Store.open(store_url)
-    second = await Store.open(store_url)
-    try:
-        yield first, second
-    finally:
-        await first.close()
-        await second.close()
-
-
 def _integration(sandbox: SandboxClient, integration_id: str = "acme-d365") -> Integration:
     properties = [{"id": "donotbulkemail", "value": "consents_purposes_newsletter_enabled"}]
     return parse_integration(integration_document(sandbox, properties, id=integration_id))
 
 
-def _client(budgets: SharedBudgets, integration: Integration) -> DataverseClient:
-    cfg = integration.config
-    tokens = TokenProvider(
-        client_id=cfg.client_id,
-        client_secret=cfg.client_secret.get_secret_value(),
-        authority=integration.authority,
-        scope=integration.token_scope,
-        verify=cfg.ca_bundle or True,
-    )
-    return DataverseClient(
-        integration.web_api_base,
-        tokens,
-        verify=cfg.ca_bundle or True,
-        limiter=budgets.limiter(app_user_of(integration)),
-        max_throttle_wait_s=0.5,  # give up after the first 429 (its Retry-After is 1 to 2 s)
-    )
-
-
 async def test_a_429_seen_by_one_worker_holds_the_other_until_retry_after(
-    sandbox: SandboxClient, two_stores: tuple[Store, Store]
+    live_sandbox: SandboxClient, two_stores: tuple[Store, Store]
 ) -> None:
     first_store, second_store = two_stores
-    integration = _integration(sandbox)
-    app_user = app_user_of(integration)
+    app_user = app_user_of(_integration(live_sandbox))
     first = SharedBudgets(first_store, "worker-a")
     second = SharedBudgets(second_store, "worker-b")
-    a, b = _client(first, integration), _client(second, integration)
+    # `a` gives up after its first 429 (whose Retry-After is 1 or 2 s).
+    a_client = dataverse_client(
+        live_sandbox, limiter=first.limiter(app_user), max_throttle_wait_s=0.5
+    )
+    b_client = dataverse_client(live_sandbox, limiter=second.limiter(app_user))
     keeper = asyncio.create_task(second.run())  # b's shares are kept fresh, as in a worker
     try:
-        await a.who_am_i()
-        assert (await first.refresh(app_user)).slots == 1
-
-        sandbox.faults(rate_429=1.0)
-        with pytest.raises(TransientError):
+        async with a_client as a, b_client as b:
             await a.who_am_i()
-        sandbox.faults(rate_429=0.0)
-        reported = await first.refresh(app_user)
-        assert reported.state.blocked_until > time.time() + 0.5
-        assert reported.state.concurrency == 1, "halved from the initial 2"
-        await first.aclose()  # a stops: its slot is free, the pause stays
+            assert (await first.refresh(app_user)).slots == 1
 
-        await b.who_am_i()
-        done = time.time()
-        assert second.shares[app_user].slots == 1
+            live_sandbox.faults(rate_429=1.0)
+            with pytest.raises(TransientError):
+                await a.who_am_i()
+            live_sandbox.faults(rate_429=0.0)
+            reported = await first.refresh(app_user)
+            assert reported.state.blocked_until > time.time() + 0.5
+            assert reported.state.concurrency == 1, "halved from the initial 2"
+            await first.aclose()  # a stops: its slot is free, the pause stays
+
+            await b.who_am_i()
+            done = time.time()
+            assert second.shares[app_user].slots == 1
     finally:
         keeper.cancel()
-        await a.aclose()
-        await b.aclose()
         await second.aclose()
 
     assert done >= reported.state.blocked_until, "b sent before the pause ended"
 
 
 async def test_runtimes_of_one_application_user_share_the_workers_limiter(
-    sandbox: SandboxClient, two_stores: tuple[Store, Store]
+    live_sandbox: SandboxClient, two_stores: tuple[Store, Store]
 ) -> None:
     store, _ = two_stores
     budgets = SharedBudgets(store, "worker-a")
-    integration = _integration(sandbox)
+    integration = _integration(live_sandbox)
     runtime = build_runtime(integration, "fp", limiters=budgets.limiter)
-    twin = build_runtime(_integration(sandbox, "second"), "fp", limiters=budgets.limiter)
+    twin = build_runtime(_integration(live_sandbox, "second"), "fp", limiters=budgets.limiter)
     one_off = runtime_for(integration)  # e.g. `integrations test` inside `serve`
     try:
         assert runtime.dataverse.limiter is twin.dataverse.limiter, "one app user, one limiter"

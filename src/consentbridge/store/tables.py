@@ -164,12 +164,15 @@ counters = sa.Table(
 # client id; never a secret) and the slots each live worker holds of it: see ``budget.py``.
 _APP_USER = ("instance", "tenant_id", "client_id")
 
+
+def _app_user_columns() -> list[sa.Column[str]]:
+    return [sa.Column(name, sa.Text, nullable=False) for name in _APP_USER]
+
+
 dataverse_budgets = sa.Table(
     "dataverse_budgets",
     metadata,
-    sa.Column("instance", sa.Text, nullable=False),
-    sa.Column("tenant_id", sa.Text, nullable=False),
-    sa.Column("client_id", sa.Text, nullable=False),
+    *_app_user_columns(),
     sa.Column("concurrency", sa.Integer, nullable=False),
     sa.Column("ceiling", sa.Integer, nullable=True),
     sa.Column("dop_hint", sa.Integer, nullable=True),
@@ -183,9 +186,7 @@ dataverse_budgets = sa.Table(
 dataverse_budget_leases = sa.Table(
     "dataverse_budget_leases",
     metadata,
-    sa.Column("instance", sa.Text, nullable=False),
-    sa.Column("tenant_id", sa.Text, nullable=False),
-    sa.Column("client_id", sa.Text, nullable=False),
+    *_app_user_columns(),
     sa.Column("worker_id", sa.Text, nullable=False),
     sa.Column("slots", sa.Integer, nullable=False),
     sa.Column("demand", sa.Integer, nullable=False),
