@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 Direction = Literal["to_dataverse", "to_didomi"]
 """``to_dataverse``: Didomi → CRM. ``to_didomi``: CRM → Didomi (bidirectional mode)."""
@@ -29,9 +29,11 @@ or ``None`` for "no change". It must be pure: it may be called more than once fo
 (an insert race or a retried transaction replays it against the fresh row)."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class StateKey:
-    """Identifies one desired-state row: one user of one integration in one direction."""
+class StateKey(NamedTuple):
+    """Identifies one desired-state row: one user of one integration in one direction.
+
+    A named tuple: intake hashes, sorts and compares thousands of these per second, and a
+    tuple does that in C where an ordered dataclass runs generated Python methods."""
 
     integration_id: str
     direction: Direction
