@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +75,8 @@ class Report:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         tmp.replace(path)
-        console = console or Console()
+        # Piped into a log, rich would wrap the table at 80 columns.
+        console = console or Console(width=None if sys.stdout.isatty() else 160)
         table = Table(title=self.title)
         for column in self.columns:
             table.add_column(column)

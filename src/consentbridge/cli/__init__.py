@@ -130,5 +130,6 @@ def _register_commands(command: str | None = None) -> None:
     for name in modules:
         importlib.import_module(f"consentbridge.cli.{name}")
 
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,222 @@
+"""`intake`: Didomi webhooks accepted per second with the durability guarantee, next to the same
+server answering 202 without storing (the HTTP stack's ceiling).
+
+Three `consentbridge serve --no-worker` processes run side by side: one with the benchmark-only
+switch `CONSENTBRIDGE_BENCH_UNSTORED_INTAKE=1` (same app, middleware, token check, JSON parsing
+and mapping projection; only the store write is skipped — `operations/intake.py`), one on SQLite
+(the embedded default, `synchronous=FULL`) and one on a fresh PostgreSQL database. Each is
+warmed up, then they are measured in turn, round after round (so a change in the machine's
+background load hits all three alike), each window posting `user.updated` webhooks for users
+never seen before over `CONNECTIONS` keep-alive connections, closed loop. The median window is
+reported.
+
+A 202 from the stored servers means the change is committed (group commit: the webhooks that
+arrive together share one transaction). Afterwards the store is read directly: it must hold one
+delivery per 202, or the benchmark reports the loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    SandboxProcess,
+    Wired,
+    cpu_seconds,
+    distinct_changes,
+    load_note,
+    median,
+    percentile,
+    serving,
+)
+from benchmarks.loadgen import LoadResult, run_closed
+from benchmarks.pg import scratch_database
+from benchmarks.report import Goal, Options, Report
+from consentbridge.operations.intake import UNSTORED_INTAKE_ENV
+from tests.reliability.fleet import _query as query_store
+
+CONNECTIONS = 64
+GOAL_RATE = 1500.0
+GOAL_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Size:
+    warmup: int
+    window: int
+    rounds: int
+
+
+FULL = Size(warmup=2_000, window=8_000, rounds=3)
+QUICK = Size(warmup=300, window=1_500, rounds=1)
+
+
+@dataclass
+class Config:
+    name: str
+    stored: bool
+    wired: Wired | None = None
+    windows: list[LoadResult] = field(default_factory=list)
+    server_cpu_s: list[float] = field(default_factory=list)
+    posted: int = 0
+    accepted: int = 0
+    in_store: int | None = None
+
+    @property
+    def rates(self) -> list[float]:
+        return [w.rate for w in self.windows]
+
+    @property
+    def rate(self) -> float:
+        return median(self.rates)
+
+    def cpu_ms_per_request(self) -> float:
+        total = sum(w.accepted for w in self.windows)
+        return sum(self.server_cpu_s) / total * 1000 if total else float("nan")
+
+    def latencies_ms(self) -> list[float]:
+        return [s * 1000 for w in self.windows for s in w.latencies_s]
+
+
+def run(options: Options) -> Report:
+    size = QUICK if options.quick else FULL
+    report = Report(
+        name="intake",
+        title=(
+            f"intake: webhooks accepted per second ({CONNECTIONS} keep-alive connections, "
+            f"median of {size.rounds} window(s) of {size.window:,})"
+        ),
+        columns=[
+            "server",
+            "accepted/s",
+            "windows",
+            "of ceiling",
+            "server CPU ms/req",
+            "p50 ms",
+            "p99 ms",
+            "202s in store",
+        ],
+    )
+    configs = [Config("no store (ceiling)", stored=False), Config("SQLite", stored=True)]
+    if options.pg_url:
+        configs.append(Config("PostgreSQL", stored=True))
+    else:
+        report.notes.append("PostgreSQL not measured: no --pg-url / CONSENTBRIDGE_TEST_PG_URL")
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cb-bench-intake-")))
+        sandbox_process = SandboxProcess(tmp / "sandbox").start()
+        stack.callback(sandbox_process.stop)
+        sandbox = sandbox_process.client()
+        stack.callback(sandbox.close)
+        for index, config in enumerate(configs):
+            db_url, env = None, {}
+            if config.name == "PostgreSQL":
+                assert options.pg_url is not None
+                db_url = stack.enter_context(scratch_database(options.pg_url, "cb_bench_intake"))
+            if not config.stored:
+                env[UNSTORED_INTAKE_ENV] = "1"
+            config.wired = stack.enter_context(
+                serving(tmp / f"service-{index}", sandbox, db_url=db_url, worker=False, env=env)
+            )
+        loadgen_cpu = loadgen_wall = 0.0
+        for config in configs:
+            _post(config, size.warmup, "warmup")
+        for round_ in range(size.rounds):
+            for config in configs:
+                result = _post(config, size.window, f"r{round_}", measure=True)
+                loadgen_cpu += result.cpu_s
+                loadgen_wall += result.elapsed_s
+                print(f"  intake: {config.name}: {result.rate:,.0f}/s", flush=True)
+        for config in configs:
+            if config.stored:
+                assert config.wired is not None
+                config.in_store = _deliveries_in_store(config.wired)
+    ceiling = configs[0].rate
+    for config in configs:
+        latencies = config.latencies_ms()
+        report.rows.append(
+            [
+                config.name,
+                round(config.rate),
+                ", ".join(f"{r:,.0f}" for r in config.rates),
+                f"{config.rate / ceiling:.0%}" if ceiling else "-",
+                round(config.cpu_ms_per_request(), 3),
+                round(percentile(latencies, 50), 1),
+                round(percentile(latencies, 99), 1),
+                "-" if config.in_store is None else f"{config.in_store:,} of {config.accepted:,}",
+            ]
+        )
+    for config in configs[1:]:
+        report.goals += [
+            Goal(
+                f"{config.name}: ≥ {GOAL_RATE:,.0f} durable webhooks/s",
+                f"{config.rate:,.0f}/s",
+                config.rate >= GOAL_RATE,
+            ),
+            Goal(
+                f"{config.name}: ≥ {GOAL_SHARE:.0%} of the no-store ceiling",
+                f"{config.rate / ceiling:.0%} of {ceiling:,.0f}/s" if ceiling else "no ceiling",
+                bool(ceiling) and config.rate >= GOAL_SHARE * ceiling,
+            ),
+            Goal(
+                f"{config.name}: every 202 is in the store",
+                f"{config.in_store} of {config.accepted} deliveries stored",
+                config.in_store == config.accepted,
+            ),
+        ]
+    report.data = {
+        "connections": CONNECTIONS,
+        "size": size.__dict__,
+        "configs": {
+            c.name: {
+                "rates": c.rates,
+                "median": c.rate,
+                "server_cpu_ms_per_request": c.cpu_ms_per_request(),
+                "p50_ms": percentile(c.latencies_ms(), 50),
+                "p99_ms": percentile(c.latencies_ms(), 99),
+                "accepted": c.accepted,
+                "in_store": c.in_store,
+            }
+            for c in configs
+        },
+        "loadgen_cpu_share": loadgen_cpu / loadgen_wall if loadgen_wall else None,
+    }
+    report.notes += [
+        "each window posts user.updated webhooks for users never seen before; `serve "
+        "--no-worker`, so nothing but intake runs in the service",
+        f"the ceiling server runs with {UNSTORED_INTAKE_ENV}=1: the same process and app, "
+        "everything but the store write",
+        load_note(loadgen_wall, loadgen_cpu),
+        "server CPU ms/req: the service process's user+system CPU per accepted webhook (for "
+        "PostgreSQL, the database server's own CPU is not included)",
+    ]
+    if options.quick:
+        report.notes.append("--quick: one short window each; numbers are only a smoke test")
+    return report
+
+
+def _post(config: Config, count: int, tag: str, *, measure: bool = False) -> LoadResult:
+    wired = config.wired
+    assert wired is not None
+    requests = wired.requests(distinct_changes(count, f"intake-{tag}-{len(config.windows)}"))
+    before = cpu_seconds(wired.service.pid)
+    result = asyncio.run(run_closed(wired.service.base_url, requests, connections=CONNECTIONS))
+    config.posted += result.requests
+    config.accepted += result.accepted
+    if measure:
+        config.windows.append(result)
+        config.server_cpu_s.append(cpu_seconds(wired.service.pid) - before)
+    return result
+
+
+def _deliveries_in_store(wired: Wired) -> int | None:
+    rows: list[tuple[Any, ...]] = query_store(
+        wired.service.db_url,
+        f"SELECT count(*) FROM deliveries WHERE integration_id = '{wired.integration_id}'",
+    )
+    return int(rows[0][0]) if rows else None
