@@ -105,7 +105,7 @@ async def test_mapped_changed_columns_are_stored_with_the_modifiedon_stamp(ctx: 
     assert row.columns["donotbulkemail"] == {
         "v": True,
         "ver": None,
-        "ts": modified.timestamp(),
+        "ts": modified.timestamp() + 0.999,  # the end of its modifiedon second
         "src": "dataverse",
     }
     assert "firstname" not in row.columns  # not mapped

@@ -5,7 +5,13 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consentbridge.sync.merge import EVENT_KEY, Stamp, desired_values, merge_columns
+from consentbridge.sync.merge import (
+    EVENT_KEY,
+    Stamp,
+    dataverse_change_time,
+    desired_values,
+    merge_columns,
+)
 
 
 def test_first_change_creates_every_column() -> None:
@@ -78,3 +84,27 @@ def test_final_state_is_independent_of_delivery_order(
         state_a, state_b = apply(sequence), apply(shuffled)
         assert isinstance(state_a, dict) and isinstance(state_b, dict)
         assert state_a["c"]["v"] == state_b["c"]["v"]
+
+
+def test_a_crm_change_in_the_same_second_after_a_didomi_change_wins() -> None:
+    # Didomi stamped 12:00:00.400; the rep saved at 12:00:00.700, which modifiedon shows as
+    # 12:00:00 and whose webhook arrived at .750.
+    didomi = merge_columns(None, {"donotemail": False}, Stamp(None, 1000.4, "didomi")).columns
+    crm = Stamp(None, dataverse_change_time(1000.0, arrived=1000.75), "dataverse")
+    assert crm.ts == 1000.75
+    assert merge_columns(didomi, {"donotemail": True}, crm).applied == {"donotemail": True}
+
+
+def test_a_dataverse_change_is_stamped_no_later_than_its_second_or_its_arrival() -> None:
+    assert dataverse_change_time(1000.0, arrived=1000.2) == 1000.2
+    assert dataverse_change_time(1000.0, arrived=1009.0) == 1000.999
+    assert dataverse_change_time(1000.0, arrived=990.0) == 1000.0  # a clock behind Dataverse's
+    assert dataverse_change_time(1000.25, arrived=1009.0) == 1000.25  # sub-second: as given
+    assert dataverse_change_time(None, arrived=1009.0) == 1009.0
+
+
+def test_two_crm_changes_in_one_second_keep_their_order_of_arrival() -> None:
+    first = Stamp(None, dataverse_change_time(1000.0, arrived=1000.3), "dataverse")
+    second = Stamp(None, dataverse_change_time(1000.0, arrived=1000.6), "dataverse")
+    state = merge_columns(None, {"donotemail": True}, first).columns
+    assert merge_columns(state, {"donotemail": False}, second).applied == {"donotemail": False}

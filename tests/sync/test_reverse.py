@@ -17,7 +17,6 @@ import pytest
 from consentbridge.context import AppContext
 from consentbridge.operations.reverse_intake import receive_contact_change
 from consentbridge.store import IntakeItem, Outcome
-from consentbridge.store.values import iso_utc
 from consentbridge.sync.merge import Stamp, merge_columns
 from consentbridge.sync.retry import RetryPolicy
 from consentbridge.sync.reverse import ReverseEngine, event_id
@@ -120,8 +119,11 @@ async def test_a_crm_change_becomes_one_consent_event_through_the_reverse_mappin
     (event,) = flow.didomi.events.values()
     assert event["user"] == {"organization_user_id": ADA}
     assert event["consents"] == {"purposes": [{"id": "newsletter", "enabled": False}]}
-    assert event["created_at"] == "2025-03-01T12:00:00.000Z"
-    assert event["id"] == event_id(INTEGRATION_ID, ADA, {"donotbulkemail": (True, T1.timestamp())})
+    # modifiedon has whole seconds: the change is stamped with the end of its second.
+    assert event["created_at"] == "2025-03-01T12:00:00.999Z"
+    assert event["id"] == event_id(
+        INTEGRATION_ID, ADA, {"donotbulkemail": (True, T1.timestamp() + 0.999)}
+    )
 
 
 async def test_sent_values_are_recorded_so_the_didomi_echo_writes_nothing(flow: Flow) -> None:
@@ -238,7 +240,9 @@ async def test_a_truncated_payload_is_re_read_with_its_modifiedon(flow: Flow) ->
     (sent,) = await flow.step()
     assert sent.kind == "written"
     (event,) = flow.didomi.events.values()
-    assert event["created_at"] == iso_utc(modified.timestamp())
+    # No later than the end of the modifiedon second, nor than the re-read.
+    created = dt.datetime.fromisoformat(event["created_at"].replace("Z", "+00:00"))
+    assert modified <= created <= modified + dt.timedelta(seconds=0.999)
     assert {p["id"]: p["enabled"] for p in event["consents"]["purposes"]} == {
         "newsletter": False,
         "email": True,

@@ -26,7 +26,7 @@ from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import InvalidInput, Issue, Unauthorized, Unavailable
 from consentbridge.operations.intake import require_integration
 from consentbridge.store.values import Direction, IntakeItem, LogEntry
-from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+from consentbridge.sync.merge import EVENT_KEY, Stamp, dataverse_change_time, merge_columns
 from consentbridge.sync.placeholders import CONTACT_KEY, REREAD_KEY, placeholder_key
 
 TO_DIDOMI: Final[Direction] = "to_didomi"
@@ -160,7 +160,9 @@ def contact_item(
     values = {c: v for c, v in change.changed.items() if c in mapped}
     if not values and not truncated:
         return None
-    ts = change.modified_on.timestamp() if change.modified_on is not None else now
+    ts = dataverse_change_time(
+        change.modified_on.timestamp() if change.modified_on is not None else None, now
+    )
     stamp = Stamp(None, ts, "dataverse")
     placeholder = truncated or user is None
     event = f"dataverse.{change.message.lower()}"

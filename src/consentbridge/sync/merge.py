@@ -8,6 +8,11 @@ columns it sets; per column, it wins only when its stamp is newer than the store
 - otherwise the later `ts` wins (events carry `created_at`/`updated_at`, Dataverse changes
   `modifiedon`; a change without a timestamp is stamped with its arrival time).
 
+Dataverse's `modifiedon` has whole seconds while Didomi stamps milliseconds, so a Dataverse
+change is stamped with the latest instant it can have happened: the end of its `modifiedon`
+second, or its arrival if that is earlier (`dataverse_change_time`). Otherwise a rep's change
+made in the same second as, but after, a Didomi change would count as older and be dropped.
+
 Equal stamps never win, so a duplicate or a replayed change is a no-op. Stamps advance even when
 the value is equal, so a late older change cannot slip in afterwards.
 """
@@ -22,6 +27,15 @@ ColumnState = dict[str, Any]
 # Reserved keys in a desired state start with "~" (never a Dataverse logical name):
 # EVENT_KEY holds the type of the last change merged, so the sync log can name it.
 EVENT_KEY = "~event"
+
+
+def dataverse_change_time(modified_on: float | None, arrived: float) -> float:
+    """When a Dataverse change happened, as closely as `modifiedon` and its arrival tell."""
+    if modified_on is None:
+        return arrived
+    if modified_on != int(modified_on):
+        return modified_on  # sub-second precision: take it as it is
+    return min(modified_on + 0.999, max(arrived, modified_on))
 
 
 @dataclass(frozen=True, slots=True)

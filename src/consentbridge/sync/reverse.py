@@ -50,7 +50,7 @@ from consentbridge.store.values import (
     StateRow,
     iso_utc,
 )
-from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+from consentbridge.sync.merge import EVENT_KEY, Stamp, dataverse_change_time, merge_columns
 from consentbridge.sync.placeholders import (
     CONTACT_KEY,
     PLACEHOLDER_PREFIX,
@@ -306,9 +306,10 @@ class ReverseBatch:
             modified = row.get("modifiedon")
             if isinstance(modified, str):
                 with contextlib.suppress(ValueError):
-                    reread_ts = dt.datetime.fromisoformat(
-                        modified.replace("Z", "+00:00")
-                    ).timestamp()
+                    reread_ts = dataverse_change_time(
+                        dt.datetime.fromisoformat(modified.replace("Z", "+00:00")).timestamp(),
+                        self.now,
+                    )
         event = plan.claim.columns.get(EVENT_KEY)
         return IntakeItem(
             integration_id=self.integration.id,
@@ -381,7 +382,7 @@ class ReverseBatch:
             if isinstance(held, dict) and not Stamp(None, ts, SOURCE).beats(held):
                 plan.notes.append(
                     f"conflict on {column}: Didomi's change ({_stamp_text(held)}) is newer than "
-                    f"this Dataverse change (modifiedon {iso_utc(ts)}), so Didomi's value "
+                    f"this Dataverse change (modifiedon {iso_utc(int(ts))}), so Didomi's value "
                     f"{held.get('v')!r} is kept and {value!r} is dropped"
                 )
                 continue
