@@ -3,6 +3,7 @@ hooks into this process's workers."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class AppContext:
     secrets: SecretBox
     wake_workers: list[Callable[[], None]] = field(default_factory=list)
     _integrations: dict[str, tuple[float, Integration | None]] = field(default_factory=dict)
+    _loading: dict[str, asyncio.Future[Integration | None]] = field(default_factory=dict)
     _batcher: IntakeBatcher | None = None
 
     # Webhooks arrive by the thousand per second; reading and decrypting the integration for
@@ -35,14 +37,41 @@ class AppContext:
         now = time.monotonic()
         if cached is not None and now - cached[0] < self.INTEGRATION_TTL_S:
             return cached[1]
-        document = await self.store.get_integration(integration_id)
-        integration = self.secrets.decrypt_document(document) if document is not None else None
-        self._integrations[integration_id] = (now, integration)
+        # When the entry expires, every webhook in flight misses at once: one reads the store
+        # and the others wait for it, instead of each opening a connection of its own.
+        loading = self._loading.get(integration_id)
+        if loading is not None:
+            try:
+                return await asyncio.shield(loading)
+            except asyncio.CancelledError:
+                if not loading.cancelled():
+                    raise  # this caller was cancelled
+                # the reader was cancelled: read it ourselves
+        future: asyncio.Future[Integration | None] = asyncio.get_running_loop().create_future()
+        self._loading[integration_id] = future
+        try:
+            document = await self.store.get_integration(integration_id)
+            integration = self.secrets.decrypt_document(document) if document is not None else None
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # marks it retrieved: the waiters re-raise it
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            current = self._loading.get(integration_id) is future
+            if current:
+                del self._loading[integration_id]
+        if current:  # not forgotten meanwhile, so not older than a change made here
+            self._integrations[integration_id] = (now, integration)
+        future.set_result(integration)
         return integration
 
     def forget(self, integration_id: str) -> None:
         """Drop a cached integration after it was changed or deleted in this process."""
         self._integrations.pop(integration_id, None)
+        self._loading.pop(integration_id, None)  # a read in flight may predate the change
 
     @classmethod
     async def open(cls, settings: Settings) -> AppContext:
