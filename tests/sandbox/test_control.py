@@ -65,6 +65,33 @@ def test_limits_and_faults_are_applied(sandbox: BackgroundSandbox) -> None:
     assert sandbox.sandbox.state.faults.rate_429 == 0.1
 
 
+def test_a_lost_answer_fault_over_https_stores_the_event_and_answers_504(
+    sandbox: BackgroundSandbox,
+) -> None:
+    didomi = sandbox.sandbox.state.principals.didomi
+    org = {"organization_id": didomi.organization_id}
+    event = {"id": "lost-1", "user": {"organization_user_id": "ada"}, "consents": {}}
+    with _client(sandbox) as client:
+        assert (
+            client.post("/_sandbox/faults", json={"didomi_lose_answer_rate": 2}).status_code == 400
+        )
+        faults = client.post("/_sandbox/faults", json={"didomi_lose_answer_rate": 1}).json()
+        assert faults["didomi_lose_answer_rate"] == 1
+        session = client.post(
+            "/v1/sessions",
+            json={"type": "api-key", "key": didomi.api_key, "secret": didomi.api_secret},
+        )
+        headers = {"Authorization": f"Bearer {session.json()['access_token']}"}
+        lost = client.post("/v1/consents/events", params=org, json=event, headers=headers)
+        assert lost.status_code == 504
+        again = client.post("/v1/consents/events", params=org, json=event, headers=headers)
+        assert again.status_code == 409
+        stats = client.get("/_sandbox/stats").json()["didomi"]
+        assert (stats["events_created"], stats["answers_lost"]) == (1, 1)
+        client.post("/_sandbox/reset").raise_for_status()
+        assert client.get("/_sandbox/faults").json()["didomi_lose_answer_rate"] == 0
+
+
 def test_stats_shape(sandbox: BackgroundSandbox) -> None:
     with _client(sandbox) as client:
         stats = client.get("/_sandbox/stats").json()

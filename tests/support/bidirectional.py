@@ -1,21 +1,18 @@
 """Builders for the unit tests of the bidirectional flow: an `AppContext` on a SQLite file with
-one integration, a recorded registration, Dataverse webhook bodies and an in-memory Didomi."""
+one integration, a recorded registration and Dataverse webhook bodies."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.fernet import Fernet
 
 from consentbridge.config.settings import Settings
 from consentbridge.context import AppContext
-from consentbridge.didomi.client import DidomiClient
 from consentbridge.operations import integrations
 from consentbridge.operations.bidirectional import RegistrationRecord
 
@@ -122,46 +119,3 @@ def webhook_body(
             }
         ]
     return body
-
-
-@dataclass
-class FakeDidomi:
-    """Consent events by id (a duplicate id answers 409, as Didomi does)."""
-
-    events: dict[str, dict[str, Any]] = field(default_factory=dict)
-    calls: list[int] = field(default_factory=list)  # events per POST
-    fail_status: int | None = None
-    lose_answers: int = 0  # calls whose events are stored but whose answer is a 504
-    users: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def client(self) -> DidomiClient:
-        return DidomiClient(
-            base_url=DIDOMI_BASE,
-            api_key="key",
-            api_secret="didomi-secret",
-            organization_id="acme",
-            transport=httpx.MockTransport(self.handle),
-        )
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if path.endswith("/sessions"):
-            return httpx.Response(201, json={"access_token": "session"})
-        if path.endswith("/consents/events") and request.method == "POST":
-            if self.fail_status is not None:
-                return httpx.Response(self.fail_status, json={"message": "refused"})
-            body = json.loads(request.content)
-            batch = body if isinstance(body, list) else [body]
-            self.calls.append(len(batch))
-            if any(event["id"] in self.events for event in batch):
-                return httpx.Response(409, json={"message": "event already exists"})
-            for event in batch:
-                self.events[event["id"]] = event
-            if self.lose_answers:
-                self.lose_answers -= 1
-                return httpx.Response(504, json={"message": "gateway timeout"})
-            return httpx.Response(201, json=body)
-        if "/consents/users/" in path:
-            user = self.users.get(path.rsplit("/", 1)[-1])
-            return httpx.Response(200, json=user) if user else httpx.Response(404, json={})
-        return httpx.Response(404, json={"message": f"no route {path}"})

@@ -6,8 +6,8 @@ from __future__ import annotations
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -50,6 +50,16 @@ class SandboxClient:
 
     def faults(self, **faults: float) -> None:
         self.x.post("/_sandbox/faults", expect=200, json=faults)
+
+    @contextmanager
+    def faulted(self, **faults: float) -> Iterator[None]:
+        """Inject `faults` for the block; their previous values come back even if it fails."""
+        before = self.x.get("/_sandbox/faults").json()
+        self.faults(**faults)
+        try:
+            yield
+        finally:
+            self.faults(**{name: before[name] for name in faults})
 
     def limits(self, **limits: float) -> None:
         self.x.post("/_sandbox/limits", expect=200, json=limits)
@@ -211,6 +221,14 @@ class SandboxClient:
             "POST", "consents/events", expect=201, json=event
         ).json()
         return created
+
+    def didomi_events(self, user: str) -> list[dict[str, Any]]:
+        """The consent events Didomi holds for the user with this organization_user_id (the
+        confirmed GDPR ones, oldest first; none for an unknown user)."""
+        events: list[dict[str, Any]] = self.didomi(
+            "GET", "consents/events", expect=200, params={"organization_user_id": user}
+        ).json()
+        return events
 
     def didomi_user(self, user: str) -> dict[str, Any]:
         body: dict[str, Any] = self.didomi(

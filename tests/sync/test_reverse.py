@@ -1,8 +1,11 @@
 """Reverse sync: CRM changes become Didomi consent events — once, only when Didomi does not hold
 them already, never over a newer Didomi change — and are remembered so Didomi's echo is inert.
 
-Contacts are read from the sandbox's Dataverse over HTTPS; Didomi is the in-memory `FakeDidomi`
-(it can lose an answer after storing the events, which the sandbox cannot)."""
+Both sides are the sandbox over real HTTPS: contacts are read from its Dataverse, and events go
+to its Didomi API through the `DidomiClient` that `build_runtime` builds, as in the product. What
+was sent is read back from the sandbox (`GET /v1/consents/events`, `/_sandbox/stats`); outages
+and lost answers are the sandbox's Didomi faults (`didomi_error_rate`,
+`didomi_lose_answer_rate`), set only for the step that meets them."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 import pytest
 
 from consentbridge.context import AppContext
+from consentbridge.didomi.client import MAX_ATTEMPTS
 from consentbridge.operations.reverse_intake import receive_contact_change
 from consentbridge.store import IntakeItem, Outcome
 from consentbridge.sync.merge import Stamp, merge_columns
@@ -26,7 +30,6 @@ from tests.support.bidirectional import (
     INTEGRATION_ID,
     PROPERTIES,
     SECRET,
-    FakeDidomi,
     open_context,
     record_registration,
     webhook_body,
@@ -39,20 +42,27 @@ WORKER = "worker-1"
 
 
 class Flow:
-    """The store, the sandbox's Dataverse and a fake Didomi, and one reverse worker step at a
+    """The store and the sandbox (Dataverse and Didomi), and one reverse worker step at a
     time."""
 
     def __init__(
-        self,
-        ctx: AppContext,
-        runtime: IntegrationRuntime,
-        didomi: FakeDidomi,
-        dataverse: SandboxClient,
+        self, ctx: AppContext, runtime: IntegrationRuntime, sandbox: SandboxClient
     ) -> None:
         self.ctx = ctx
         self.runtime = runtime
-        self.didomi = didomi
-        self.dataverse = dataverse
+        self.sandbox = sandbox
+
+    def events(self, user: str = ADA) -> list[dict[str, Any]]:
+        """The consent events the sandbox's Didomi holds for `user`."""
+        return self.sandbox.didomi_events(user)
+
+    def didomi_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.sandbox.stats()["didomi"]
+        return stats
+
+    def event_posts(self) -> int:
+        """`POST /v1/consents/events` calls the sandbox received (retries included)."""
+        return int(self.didomi_stats()["by_operation"].get("POST consents/events", 0))
 
     async def crm_change(self, attributes: dict[str, Any], **kwargs: Any) -> None:
         await receive_contact_change(
@@ -100,12 +110,10 @@ async def flow(tmp_path: Path, live_sandbox: SandboxClient) -> AsyncIterator[Flo
     await record_registration(ctx)
     integration = await ctx.integration(INTEGRATION_ID)
     assert integration is not None
-    runtime = build_runtime(integration, "test")  # tokens and Web API: the sandbox's
+    runtime = build_runtime(integration, "test")  # Entra, Web API and Didomi: the sandbox's
     assert runtime.didomi is not None
-    await runtime.didomi.aclose()
-    didomi = FakeDidomi()
-    runtime.didomi = didomi.client()
-    yield Flow(ctx, runtime, didomi, live_sandbox)
+    assert runtime.didomi.base_url == f"{live_sandbox.base_url}/v1"
+    yield Flow(ctx, runtime, live_sandbox)
     await runtime.aclose()
     await ctx.aclose()
 
@@ -116,19 +124,21 @@ async def test_a_crm_change_becomes_one_consent_event_through_the_reverse_mappin
     await flow.crm_change({"donotbulkemail": True, "emailaddress1": ADA}, modified=T1)
     (outcome,) = await flow.step()
     assert outcome.kind == "written"
-    (event,) = flow.didomi.events.values()
-    assert event["user"] == {"organization_user_id": ADA}
-    assert event["consents"] == {"purposes": [{"id": "newsletter", "enabled": False}]}
+    (event,) = flow.events()
+    assert event["user"]["organization_user_id"] == ADA
+    assert event["consents"]["purposes"] == [{"id": "newsletter", "enabled": False}]
     # modifiedon has whole seconds: the change is stamped with the end of its second.
     assert event["created_at"] == "2025-03-01T12:00:00.999Z"
     assert event["id"] == event_id(
         INTEGRATION_ID, ADA, {"donotbulkemail": (True, T1.timestamp() + 0.999)}
     )
+    assert flow.sandbox.didomi_user(ADA)["consents"]["purposes"][0]["enabled"] is False
 
 
 async def test_sent_values_are_recorded_so_the_didomi_echo_writes_nothing(flow: Flow) -> None:
     await flow.crm_change({"donotbulkemail": True, "emailaddress1": ADA}, modified=T1)
     await flow.step()
+    assert len(flow.events()) == 1
     assert await flow.forward_value(ADA, "donotbulkemail") is True
     # Didomi's user.updated echo: newer stamp, same value — no value change for Dataverse.
     row = await flow.ctx.store.get_state(INTEGRATION_ID, "to_dataverse", ADA)
@@ -141,11 +151,17 @@ async def test_a_lost_answer_from_didomi_does_not_duplicate_the_event(
     flow: Flow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("consentbridge.didomi.client._backoff", lambda attempt: 0.0)
-    flow.didomi.lose_answers = 1  # stored, but the answer is a 504: the client sends again
     await flow.crm_change({"donotbulkemail": True, "emailaddress1": ADA}, modified=T1)
-    (outcome,) = await flow.step()
+    # Didomi stores the events but the answer is a gateway's 504: the client sends again, gets
+    # 409 for the batch, then 409 for the event alone — which counts as done.
+    with flow.sandbox.faulted(didomi_lose_answer_rate=1):
+        (outcome,) = await flow.step()
     assert outcome.kind == "written"
-    assert len(flow.didomi.events) == 1
+    assert len(flow.events()) == 1
+    stats = flow.didomi_stats()
+    assert (stats["answers_lost"], stats["events_created"]) == (1, 1)
+    assert flow.event_posts() == 3
+    assert await flow.forward_value(ADA, "donotbulkemail") is True
 
 
 async def test_a_batch_redone_after_a_crash_never_duplicates_an_event(
@@ -160,11 +176,12 @@ async def test_a_batch_redone_after_a_crash_never_duplicates_an_event(
     with pytest.raises(RuntimeError):
         await flow.step()
     monkeypatch.undo()
-    assert len(flow.didomi.events) == 1
+    (sent,) = flow.events()
     # The lease expires and another worker redoes the batch: same event id, Didomi says 409.
     (outcome,) = await flow.step(now=time.time() + 120, worker="worker-2")
     assert outcome.kind == "written"
-    assert len(flow.didomi.events) == 1
+    assert [e["id"] for e in flow.events()] == [sent["id"]]
+    assert flow.didomi_stats()["events_created"] == 1
     assert await flow.forward_value(ADA, "donotbulkemail") is True
 
 
@@ -173,7 +190,8 @@ async def test_a_value_didomi_already_holds_is_not_sent(flow: Flow) -> None:
     await flow.crm_change({"donotbulkemail": True, "emailaddress1": ADA}, modified=T1)
     (outcome,) = await flow.step()
     assert outcome.kind == "unchanged"
-    assert flow.didomi.events == {}
+    assert flow.event_posts() == 0
+    assert flow.events() == []
 
 
 async def test_a_newer_didomi_change_wins_and_the_loser_is_logged_with_both_stamps(
@@ -184,7 +202,8 @@ async def test_a_newer_didomi_change_wins_and_the_loser_is_logged_with_both_stam
     await flow.crm_change({"donotbulkemail": True, "emailaddress1": ADA}, modified=T1)
     (outcome,) = await flow.step()
     assert outcome.kind == "skipped"
-    assert flow.didomi.events == {}
+    assert flow.event_posts() == 0
+    assert flow.events() == []
     assert outcome.log is not None
     assert "conflict on donotbulkemail" in outcome.log.reason
     assert "2025-03-01T12:00:30.000Z (version 5)" in outcome.log.reason
@@ -197,27 +216,29 @@ async def test_an_older_didomi_state_loses_to_the_crm_change(flow: Flow) -> None
     await flow.crm_change({"donotbulkemail": True, "emailaddress1": ADA}, modified=T1)
     (outcome,) = await flow.step()
     assert outcome.kind == "written"
-    assert len(flow.didomi.events) == 1
+    (event,) = flow.events()
+    assert event["consents"]["purposes"] == [{"id": "newsletter", "enabled": False}]
     assert await flow.forward_value(ADA, "donotbulkemail") is True
 
 
 async def test_a_one_way_column_is_listed_and_not_sent(flow: Flow) -> None:
     await flow.crm_change({"new_tier": 1, "donotemail": False, "emailaddress1": ADA})
     (outcome,) = await flow.step()
-    (event,) = flow.didomi.events.values()
-    assert event["consents"] == {"purposes": [{"id": "email", "enabled": True}]}
+    (event,) = flow.events()
+    assert event["consents"]["purposes"] == [{"id": "email", "enabled": True}]
     assert outcome.log is not None and "new_tier is one-way" in outcome.log.reason
 
 
 async def test_a_placeholder_is_resolved_by_contact_id_and_moved_to_its_user(flow: Flow) -> None:
-    contact = flow.dataverse.create_contact(emailaddress1=ADA)
+    contact = flow.sandbox.create_contact(emailaddress1=ADA)
     await flow.crm_change({"donotbulkemail": True}, contact_id=contact, modified=T1)
     (moved,) = await flow.step()
     assert moved.organization_user_id == f"contact:{contact}" and moved.kind == "unchanged"
-    assert flow.didomi.events == {}
+    assert flow.event_posts() == 0
     (sent,) = await flow.step()  # the moved change, now under the real user
     assert sent.organization_user_id == ADA and sent.kind == "written"
-    assert len(flow.didomi.events) == 1
+    assert len(flow.events()) == 1
+    assert flow.events(f"contact:{contact}") == []
     placeholder = await flow.ctx.store.get_state(INTEGRATION_ID, "to_didomi", f"contact:{contact}")
     assert placeholder is not None and not placeholder.pending
 
@@ -225,10 +246,8 @@ async def test_a_placeholder_is_resolved_by_contact_id_and_moved_to_its_user(flo
 async def test_a_truncated_payload_is_re_read_with_its_modifiedon(flow: Flow) -> None:
     # new_tier is mapped but the sandbox's contact has no such column: the re-read must not
     # select it, or Dataverse would refuse the whole lookup.
-    contact = flow.dataverse.create_contact(
-        emailaddress1=ADA, donotbulkemail=True, donotemail=False
-    )
-    modified = dt.datetime.fromisoformat(flow.dataverse.contact(contact)["modifiedon"])
+    contact = flow.sandbox.create_contact(emailaddress1=ADA, donotbulkemail=True, donotemail=False)
+    modified = dt.datetime.fromisoformat(flow.sandbox.contact(contact)["modifiedon"])
     await receive_contact_change(
         flow.ctx,
         INTEGRATION_ID,
@@ -239,7 +258,7 @@ async def test_a_truncated_payload_is_re_read_with_its_modifiedon(flow: Flow) ->
     await flow.step()
     (sent,) = await flow.step()
     assert sent.kind == "written"
-    (event,) = flow.didomi.events.values()
+    (event,) = flow.events()
     # No later than the end of the modifiedon second, nor than the re-read.
     created = dt.datetime.fromisoformat(event["created_at"].replace("Z", "+00:00"))
     assert modified <= created <= modified + dt.timedelta(seconds=0.999)
@@ -254,25 +273,42 @@ async def test_a_placeholder_of_a_deleted_contact_is_skipped(flow: Flow) -> None
     (outcome,) = await flow.step()
     assert outcome.kind == "skipped"
     assert outcome.log is not None and "no longer exists" in outcome.log.reason
+    assert flow.event_posts() == 0
 
 
 async def test_a_didomi_outage_is_retried_later(
     flow: Flow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("consentbridge.didomi.client._backoff", lambda attempt: 0.0)
-    flow.didomi.fail_status = 503
     await flow.crm_change({"donotbulkemail": True, "emailaddress1": ADA})
-    (outcome,) = await flow.step(RetryPolicy(base_delay_s=60))
+    with flow.sandbox.faulted(didomi_error_rate=1):  # every consent call answers 503
+        (outcome,) = await flow.step(RetryPolicy(base_delay_s=60))
     assert outcome.kind == "retry" and outcome.next_attempt_at is not None
+    assert flow.event_posts() == MAX_ATTEMPTS  # the client's own retries, then the engine's
+    assert flow.events() == []
     assert await flow.forward_value(ADA, "donotbulkemail") is None  # nothing recorded as sent
 
 
-async def test_an_event_didomi_refuses_becomes_a_dead_letter(flow: Flow) -> None:
-    flow.didomi.fail_status = 400
+async def test_an_event_didomi_refuses_becomes_a_dead_letter(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Didomi refuses an event with an empty id (400), and the event becomes a dead letter.
+
+    The engine cannot build an event the sandbox refuses: its mapping only builds well-formed
+    events, and the sandbox, holding no purpose configuration, accepts any purpose id (real
+    Didomi refuses an unknown one). So the test empties the engine's event id — the only thing
+    it changes; the event still goes through the real `DidomiClient` over HTTPS, and the 400
+    is the sandbox's own validation."""
+    monkeypatch.setattr("consentbridge.sync.reverse.event_id", lambda *args: "")
     await flow.crm_change({"donotbulkemail": True, "emailaddress1": ADA})
     (outcome,) = await flow.step()
     assert outcome.kind == "dead"
     assert outcome.log is not None and outcome.log.outcome == "dead_letter"
+    assert outcome.error is not None and "(400)" in outcome.error
+    assert "must not be empty" in outcome.error  # Didomi's own message, passed on
+    assert flow.event_posts() == 1  # refused: not retried
+    assert flow.events() == []
+    assert await flow.forward_value(ADA, "donotbulkemail") is None
 
 
 async def test_events_go_out_in_calls_of_at_most_one_hundred(flow: Flow) -> None:
@@ -280,5 +316,8 @@ async def test_events_go_out_in_calls_of_at_most_one_hundred(flow: Flow) -> None
         await flow.crm_change({"donotbulkemail": True, "emailaddress1": f"u{n}@example.com"})
     outcomes = await flow.step()
     assert {o.kind for o in outcomes} == {"written"}
-    assert flow.didomi.calls == [100, 50]
-    assert len(flow.didomi.events) == 150
+    # Two calls for 150 events: the sandbox refuses a call of more than 100 (400), so the
+    # split was at most 100 per call.
+    assert flow.event_posts() == 2
+    assert flow.didomi_stats()["events_created"] == 150
+    assert len(flow.events("u0@example.com")) == len(flow.events("u149@example.com")) == 1

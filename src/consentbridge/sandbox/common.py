@@ -228,7 +228,10 @@ class Faults:
 
     Dataverse faults: `rate_429`, `rate_503`, `timeout_rate` (the request hangs for
     `timeout_s` and then the connection gets a 504-like failure), `latency_ms` plus
-    `latency_per_row_ms` per row read or written. Didomi faults: `didomi_error_rate` (503).
+    `latency_per_row_ms` per row read or written. Didomi faults: `didomi_error_rate` (503
+    before anything is done), `didomi_latency_ms`, and `didomi_lose_answer_rate`: a write that
+    succeeded (its events or changes are stored) is answered 504 Gateway Time-out instead, as
+    when a gateway gives up waiting while the service carries on.
     """
 
     rate_429: float = 0.0
@@ -239,6 +242,7 @@ class Faults:
     latency_per_row_ms: float = 0.0
     didomi_error_rate: float = 0.0
     didomi_latency_ms: float = 0.0
+    didomi_lose_answer_rate: float = 0.0
 
     def public(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -261,6 +265,7 @@ class Stats:
             self.dataverse_by_app: dict[str, int] = defaultdict(int)
             self.didomi_requests = 0
             self.didomi_events_created = 0
+            self.didomi_answers_lost = 0
             self.didomi_by_operation: dict[str, int] = defaultdict(int)
             self.webhooks: dict[str, dict[str, int]] = {
                 "dataverse": {"sent": 0, "failed": 0},
@@ -301,6 +306,7 @@ class Stats:
                 "didomi": {
                     "requests": self.didomi_requests,
                     "events_created": self.didomi_events_created,
+                    "answers_lost": self.didomi_answers_lost,
                     "by_operation": dict(self.didomi_by_operation),
                 },
                 "webhooks": {k: dict(v) for k, v in self.webhooks.items()},

@@ -49,6 +49,37 @@ async def test_sessions_are_spared_by_the_error_rate(
     assert response.status_code == 201
 
 
+async def test_a_lost_answer_keeps_the_write_and_answers_504(
+    client: httpx.AsyncClient, org: dict[str, str], state: SandboxState, stats: Stats
+) -> None:
+    state.faults.didomi_lose_answer_rate = 1.0
+    event = {"id": "ev-1", "user": {"organization_user_id": "ada"}, "consents": {}}
+    lost = await client.post("/v1/consents/events", params=org, json=[event])
+    assert lost.status_code == 504
+    assert "504 Gateway Time-out" in lost.text  # a gateway's page, not a Didomi body
+    # The event was stored all the same: the retry is refused as a duplicate, and a refused
+    # write (nothing done) is answered as it is.
+    again = await client.post("/v1/consents/events", params=org, json=[event])
+    assert (again.status_code, again.json()["name"]) == (409, "Conflict")
+    # Reads are spared.
+    events = await client.get("/v1/consents/events", params={**org, "organization_user_id": "ada"})
+    assert events.status_code == 200
+    assert [e["id"] for e in events.json()] == ["ev-1"]
+    assert stats.didomi_events_created == 1
+    assert stats.public()["didomi"]["answers_lost"] == 1
+
+
+async def test_sessions_are_spared_by_the_lose_answer_rate(
+    client: httpx.AsyncClient, state: SandboxState
+) -> None:
+    state.faults.didomi_lose_answer_rate = 1.0
+    didomi = state.principals.didomi
+    session = await client.post(
+        "/v1/sessions", json={"type": "api-key", "key": didomi.api_key, "secret": didomi.api_secret}
+    )
+    assert session.status_code == 201
+
+
 async def test_latency_is_added_to_each_call(
     client: httpx.AsyncClient, org: dict[str, str], state: SandboxState
 ) -> None:

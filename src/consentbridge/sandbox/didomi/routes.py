@@ -7,6 +7,12 @@ anything is read or written (sessions stay reliable so that faults exercise the 
 not token minting); the bearer token is checked (401); `organization_id` must be given (400)
 and be the sandbox organization (403 Forbidden, as for an organization the key cannot access).
 Unknown paths answer a Didomi-style 404 and known paths with another method 405.
+
+A `didomi_lose_answer_rate` share of the writes that succeed (`POST`, `PATCH`, `DELETE`;
+sessions spared) keeps its effect — events stored, users changed, webhooks queued — but is
+answered `504 Gateway Time-out` with a gateway's HTML page instead of the API's answer: the
+client cannot tell whether its write happened and must retry it safely (counted in
+`answers_lost`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from consentbridge.sandbox.didomi import auth, inputs
@@ -31,6 +37,12 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 # Every route accepts every method; the pipeline answers 405 itself, with a Didomi body.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
+# What a load balancer sends when the service behind it did not answer in time.
+GATEWAY_TIMEOUT_PAGE = (
+    "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    "<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 @dataclass(frozen=True)
@@ -67,9 +79,18 @@ class Pipeline:
                     raise DidomiError(503, "The service is temporarily unavailable (injected).")
                 auth.authenticate(self._state, request)
                 self._check_organization(request)
-            return await handler(request)
+            response = await handler(request)
         except DidomiError as exc:
             return exc.response()
+        if (
+            endpoint.authenticated
+            and request.method in WRITE_METHODS
+            and response.status_code < 300
+            and random.random() < faults.didomi_lose_answer_rate
+        ):
+            stats.count("didomi_answers_lost")
+            return HTMLResponse(GATEWAY_TIMEOUT_PAGE, status_code=504)
+        return response
 
     def _check_organization(self, request: Request) -> None:
         organization_id = request.query_params.get("organization_id")
