@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import Request
+from fastapi.security import HTTPBearer
 
 from consentbridge.context import AppContext
 from consentbridge.metrics import UNKNOWN_INTEGRATION, metrics_for
 from consentbridge.operations import tokens
+from consentbridge.web.routes.webhooks import bearer_token
 
 from .support import WEBHOOK_CLIENT, WEBHOOK_SECRET, user_updated
 
@@ -195,3 +198,28 @@ async def test_dataverse_webhook_bounds_its_body(client: httpx.AsyncClient, acme
     too_large = await client.post(f"/webhooks/dataverse/{acme}", content=b" " * (MIB + 1))
     too_deep = await client.post(f"/webhooks/dataverse/{acme}", content=nested(5000))
     assert (too_large.status_code, too_deep.status_code) == (413, 400)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Bearer abc",
+        "bearer abc",
+        "BEARER  abc ",
+        "Basic abc",
+        "abc",
+        "Bearer abc def",
+        " Bearer abc",
+    ],
+)
+async def test_the_didomi_route_reads_the_bearer_token_as_fastapis_http_bearer_does(
+    header: str | None,
+) -> None:
+    headers = [] if header is None else [(b"authorization", header.encode())]
+    request = Request({"type": "http", "headers": headers})
+    expected = await HTTPBearer(auto_error=False)(request)
+    assert bearer_token(request) == (expected.credentials if expected is not None else None)

@@ -3,6 +3,8 @@ includes one router per surface (``routes/``); errors are mapped once (``errors.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, FastAPI
 
 from consentbridge import __version__
@@ -40,6 +42,7 @@ def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAP
     # webhook routes check it first thing themselves (one dependency fewer on the hot path).
     checked = [Depends(refuse_nul_in_url)]
     app.include_router(webhooks.router)
+    _document_webhook_security(app)
     for router in (
         oauth.router,
         admin.router,
@@ -49,3 +52,17 @@ def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAP
     ):
         app.include_router(router, dependencies=checked)
     return app
+
+
+def _document_webhook_security(app: FastAPI) -> None:
+    """Add the webhook token's scheme to the schema's components (see ``webhooks.py``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes.update(webhooks.SECURITY_SCHEMES)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
