@@ -38,7 +38,7 @@ from benchmarks.loadgen import LoadResult, run_closed
 from benchmarks.pg import scratch_database
 from benchmarks.report import Goal, Options, Report
 from consentbridge.operations.intake import UNSTORED_INTAKE_ENV
-from tests.reliability.fleet import _query as query_store
+from tests.reliability.fleet import query_store
 
 CONNECTIONS = 64
 GOAL_RATE = 1500.0

@@ -99,7 +99,7 @@ class Fleet:
             "SELECT lease_owner, count(*) FROM sync_states "
             "WHERE lease_owner IS NOT NULL AND lease_until > {now} GROUP BY lease_owner"
         )
-        rows = _query(self.db_url, query.format(now=repr(time.time())))
+        rows = query_store(self.db_url, query.format(now=repr(time.time())))
         held: Counter[int] = Counter()
         for owner, count in rows:
             parts = str(owner).split(":")
@@ -118,7 +118,7 @@ class Fleet:
         return False
 
 
-def _query(db_url: str, sql: str) -> list[tuple[Any, ...]]:
+def query_store(db_url: str, sql: str) -> list[tuple[Any, ...]]:
     """A read straight from the store's database (never through the service)."""
     try:
         if db_url.startswith("sqlite:///"):
