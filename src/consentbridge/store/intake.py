@@ -17,13 +17,14 @@ exactly one is applied.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consentbridge.store import intake_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
 from consentbridge.store.errors import UnknownIntegration
 from consentbridge.store.integrations import missing_integrations
@@ -101,6 +102,24 @@ async def _record_deliveries(conn: AsyncConnection, items: Sequence[IntakeItem])
             fresh[index] = False
         else:
             first[delivery] = index
+    ordered = sorted(first)
+    if conn.dialect.name == "postgresql" and ordered:
+        recorded = await intake_pg.record_deliveries(
+            conn, [(i, k, items[first[i, k]].now) for i, k in ordered]
+        )
+    else:
+        recorded = await _record_deliveries_sqlite(conn, items, first, ordered)
+    for delivery, index in first.items():
+        fresh[index] = delivery in recorded
+    return fresh
+
+
+async def _record_deliveries_sqlite(
+    conn: AsyncConnection,
+    items: Sequence[IntakeItem],
+    first: dict[tuple[str, str], int],
+    ordered: list[tuple[str, str]],
+) -> set[tuple[str, str]]:
     recorded: set[tuple[str, str]] = set()
     d = deliveries.c
     # Parameters apart from the statement (an executemany): SQLAlchemy caches its compiled
@@ -110,7 +129,7 @@ async def _record_deliveries(conn: AsyncConnection, items: Sequence[IntakeItem])
         .on_conflict_do_nothing(index_elements=[d.integration_id, d.delivery_key])
         .returning(d.integration_id, d.delivery_key)
     )
-    for chunk in chunks(sorted(first)):
+    for chunk in chunks(ordered):
         rows = await conn.execute(
             record,
             [
@@ -119,12 +138,13 @@ async def _record_deliveries(conn: AsyncConnection, items: Sequence[IntakeItem])
             ],
         )
         recorded.update((row[0], row[1]) for row in rows)
-    for delivery, index in first.items():
-        fresh[index] = delivery in recorded
-    return fresh
+    return recorded
 
 
 async def _lock_states(conn: AsyncConnection, keys: Sequence[StateKey]) -> dict[StateKey, _State]:
+    """The stored rows of ``keys`` (sorted), locked; SQLite has one writer, so no lock."""
+    if conn.dialect.name == "postgresql":
+        return {state_key(row): _stored(row) for row in await intake_pg.lock_states(conn, keys)}
     found: dict[StateKey, _State] = {}
     for chunk in chunks(keys):
         rows = await conn.execute(
@@ -140,20 +160,22 @@ async def _lock_states(conn: AsyncConnection, keys: Sequence[StateKey]) -> dict[
             )
             .where(state_keys_in(chunk))
             .order_by(*STATE_PK.clauses)
-            .with_for_update()
         )
-        for row in rows:
-            found[state_key(row)] = _State(
-                columns=row.columns,
-                seq=row.seq,
-                pending=row.pending,
-                pending_since=row.pending_since,
-                next_attempt_at=row.next_attempt_at,
-                lease_until=row.lease_until,
-                updated_at=row.updated_at,
-                stored=True,
-            )
+        found.update((state_key(row), _stored(row)) for row in rows)
     return found
+
+
+def _stored(row: Any) -> _State:
+    return _State(
+        columns=row.columns,
+        seq=row.seq,
+        pending=row.pending,
+        pending_since=row.pending_since,
+        next_attempt_at=row.next_attempt_at,
+        lease_until=row.lease_until,
+        updated_at=row.updated_at,
+        stored=True,
+    )
 
 
 def _fold(state: _State | None, items: Sequence[IntakeItem]) -> tuple[_State | None, list[_Mark]]:
@@ -191,7 +213,8 @@ async def _insert_new(conn: AsyncConnection, changed: dict[StateKey, _State]) ->
     """Insert the rows that did not exist; the keys another transaction inserted first."""
     new = sorted(k for k, v in changed.items() if not v.stored)
     if conn.dialect.name == "postgresql" and new:
-        return await _insert_new_unnest(conn, new, changed)
+        inserted = await intake_pg.insert_states(conn, _pg_rows(new, changed))
+        return [key for key in new if key not in inserted]
     lost: list[StateKey] = []
     create = (
         insert(conn, sync_states)
@@ -205,46 +228,23 @@ async def _insert_new(conn: AsyncConnection, changed: dict[StateKey, _State]) ->
     return lost
 
 
-# On PostgreSQL the new rows go in as one array per column: the statement's text is the same
-# whatever the group's size, so psycopg parses it once. A multi-row VALUES list (SQLAlchemy's
-# insertmanyvalues) is a new text of ~400 bytes per row for every group, which psycopg parses
-# in Python each time: an eighth of the intake server's CPU (benchmarks/intake.py, py-spy).
-_INSERT_UNNEST = sa.text(
-    """
-    INSERT INTO sync_states (
-        integration_id, direction, organization_user_id, columns, seq, written_seq, pending,
-        status, attempts, next_attempt_at, pending_since, updated_at
-    )
-    SELECT i, d, u, CAST(c AS json), s, 0, true, 'pending', 0, n, p, t
-    FROM unnest(
-        CAST(:i AS text[]), CAST(:d AS text[]), CAST(:u AS text[]), CAST(:c AS text[]),
-        CAST(:s AS bigint[]), CAST(:n AS float8[]), CAST(:p AS float8[]), CAST(:t AS float8[])
-    ) AS v(i, d, u, c, s, n, p, t)
-    ON CONFLICT (integration_id, direction, organization_user_id) DO NOTHING
-    RETURNING integration_id, direction, organization_user_id
-    """
-)
-
-
-async def _insert_new_unnest(
-    conn: AsyncConnection, new: list[StateKey], changed: dict[StateKey, _State]
-) -> list[StateKey]:
-    states = [changed[key] for key in new]
-    rows = await conn.execute(
-        _INSERT_UNNEST,
-        {
-            "i": [key.integration_id for key in new],
-            "d": [key.direction for key in new],
-            "u": [key.organization_user_id for key in new],
-            "c": [json.dumps(state.columns) for state in states],
-            "s": [state.seq for state in states],
-            "n": [state.next_attempt_at for state in states],
-            "p": [state.pending_since for state in states],
-            "t": [state.updated_at for state in states],
-        },
-    )
-    inserted = {state_key(row) for row in rows}
-    return [key for key in new if key not in inserted]
+def _pg_rows(
+    keys: Sequence[StateKey], changed: dict[StateKey, _State]
+) -> list[tuple[StateKey, dict[str, Any]]]:
+    """The values ``intake_pg.insert_states`` and ``update_states`` take, in key order."""
+    return [
+        (
+            key,
+            {
+                "c": state.columns,
+                "s": state.seq,
+                "n": state.next_attempt_at,
+                "p": state.pending_since,
+                "t": state.updated_at,
+            },
+        )
+        for key, state in ((key, changed[key]) for key in keys)
+    ]
 
 
 def _insert_values(key: StateKey, state: _State) -> dict[str, object]:
@@ -295,6 +295,10 @@ _UPDATE = (
 
 
 async def _update_existing(conn: AsyncConnection, changed: dict[StateKey, _State]) -> None:
+    if conn.dialect.name == "postgresql":
+        if changed:
+            await intake_pg.update_states(conn, _pg_rows(sorted(changed), changed))
+        return
     params = [
         {
             "k_integration_id": key.integration_id,
