@@ -26,13 +26,15 @@ that arrive together. ``NORMAL`` keeps every commit across a ``kill -9`` (the
 contract's guarantee) but may lose the last ones on power loss; pass
 ``sqlite_synchronous="NORMAL"`` to trade that for throughput on slow disks.
 
-PostgreSQL (``postgresql://user@host:5432/db``, driven by psycopg 3): pooled connections are
-pinged before use, and an operation that loses its connection (server restart, failover,
-killed backend) or is chosen as a deadlock victim is retried with backoff for up to
-``RETRY_BUDGET_S``. A retry re-runs the whole transaction, so it is safe. Only a commit whose
-acknowledgement was lost runs twice: a keyed delivery is then a duplicate, an outcome finds
-its lease gone, a claim leases rows that will expire; an unkeyed intake merges again (merges
-are pure and version-checked) and ``append_log`` may repeat a line.
+PostgreSQL (``postgresql://user@host:5432/db``, driven by psycopg 3): an operation that loses
+its connection (server restart, failover, killed backend) or is chosen as a deadlock victim is
+retried with backoff for up to ``RETRY_BUDGET_S``. Pooled connections are not pinged before
+use: a ping is a round trip per transaction, and a dead connection already fails the
+operation's first statement, which invalidates the pool and retries on a fresh connection. A
+retry re-runs the whole transaction, so it is safe. Only a commit whose acknowledgement was
+lost runs twice: a keyed delivery is then a duplicate, an outcome finds its lease gone, a
+claim leases rows that will expire; an unkeyed intake merges again (merges are pure and
+version-checked) and ``append_log`` may repeat a line.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def create_engine(
         connect_args = (
             {} if "application_name" in url.query else {"application_name": "consentbridge"}
         )
-        return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        return create_async_engine(url, connect_args=connect_args)
     if sqlite_synchronous not in ("NORMAL", "FULL", "EXTRA"):
         raise ValueError(
             f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}"

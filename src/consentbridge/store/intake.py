@@ -58,9 +58,6 @@ class _Mark:
 async def intake_many(conn: AsyncConnection, items: Sequence[IntakeItem]) -> list[IntakeResult]:
     if not items:
         return []
-    missing = await missing_integrations(conn, {item.integration_id for item in items})
-    if missing:
-        raise UnknownIntegration(min(missing))
     fresh = await _record_deliveries(conn, items)
     groups: dict[StateKey, list[IntakeItem]] = {}
     for item, is_fresh in zip(items, fresh, strict=True):
@@ -91,7 +88,9 @@ def _key(item: IntakeItem) -> StateKey:
 
 
 async def _record_deliveries(conn: AsyncConnection, items: Sequence[IntakeItem]) -> list[bool]:
-    """Per item, False if its delivery key was seen before (in the store or earlier in items)."""
+    """Per item, False if its delivery key was seen before (in the store or earlier in items).
+
+    Raises ``UnknownIntegration`` if an item's integration is not stored."""
     fresh = [True] * len(items)
     first: dict[tuple[str, str], int] = {}
     for index, item in enumerate(items):
@@ -103,12 +102,18 @@ async def _record_deliveries(conn: AsyncConnection, items: Sequence[IntakeItem])
         else:
             first[delivery] = index
     ordered = sorted(first)
-    if conn.dialect.name == "postgresql" and ordered:
-        recorded = await intake_pg.record_deliveries(
-            conn, [(i, k, items[first[i, k]].now) for i, k in ordered]
+    integration_ids = {item.integration_id for item in items}
+    if conn.dialect.name == "postgresql":
+        missing, recorded = await intake_pg.record_deliveries(
+            conn, integration_ids, [(i, k, items[first[i, k]].now) for i, k in ordered]
         )
     else:
-        recorded = await _record_deliveries_sqlite(conn, items, first, ordered)
+        missing = await missing_integrations(conn, integration_ids)
+        recorded = (
+            set() if missing else await _record_deliveries_sqlite(conn, items, first, ordered)
+        )
+    if missing:
+        raise UnknownIntegration(min(missing))
     for delivery, index in first.items():
         fresh[index] = delivery in recorded
     return fresh
@@ -231,19 +236,19 @@ async def _insert_new(conn: AsyncConnection, changed: dict[StateKey, _State]) ->
 def _pg_rows(
     keys: Sequence[StateKey], changed: dict[StateKey, _State]
 ) -> list[tuple[StateKey, dict[str, Any]]]:
-    """The values ``intake_pg.insert_states`` and ``update_states`` take, in key order."""
+    """The values ``intake_pg.insert_states`` takes, in key order."""
     return [
         (
             key,
             {
-                "c": state.columns,
-                "s": state.seq,
-                "n": state.next_attempt_at,
-                "p": state.pending_since,
-                "t": state.updated_at,
+                "c": changed[key].columns,
+                "s": changed[key].seq,
+                "n": changed[key].next_attempt_at,
+                "p": changed[key].pending_since,
+                "t": changed[key].updated_at,
             },
         )
-        for key, state in ((key, changed[key]) for key in keys)
+        for key in keys
     ]
 
 
@@ -295,10 +300,6 @@ _UPDATE = (
 
 
 async def _update_existing(conn: AsyncConnection, changed: dict[StateKey, _State]) -> None:
-    if conn.dialect.name == "postgresql":
-        if changed:
-            await intake_pg.update_states(conn, _pg_rows(sorted(changed), changed))
-        return
     params = [
         {
             "k_integration_id": key.integration_id,

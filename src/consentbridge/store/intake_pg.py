@@ -10,7 +10,8 @@ statement reads its rows with ``json_to_recordset`` from a single JSON document,
   Python every time) and psycopg's text arrays (every JSON string escaped by a regex) were
   each a tenth or more of the intake server's CPU (``benchmarks/intake.py``, py-spy).
 
-Row order is the caller's: rows are inserted and locked in key order, as on SQLite.
+Rows are inserted and locked in key order (code-point order, as Python sorts), so concurrent
+groups never deadlock.
 """
 
 from __future__ import annotations
@@ -28,26 +29,46 @@ from consentbridge.store.values import StateKey
 
 _s = sync_states.c
 
+# Checks that the integrations exist and records the delivery keys in one round trip. If one
+# is missing nothing is inserted: the caller raises and the transaction rolls back.
 _RECORD_DELIVERIES = sa.text(
     """
-    INSERT INTO deliveries (integration_id, delivery_key, received_at)
-    SELECT i, k, r FROM json_to_recordset(CAST(:rows AS json)) AS v(i text, k text, r float8)
-    ON CONFLICT (integration_id, delivery_key) DO NOTHING
-    RETURNING integration_id, delivery_key
+    WITH wanted AS (
+        SELECT id FROM json_array_elements_text(CAST(:integrations AS json)) AS w(id)
+    ), missing AS (
+        SELECT id FROM wanted
+        WHERE NOT EXISTS (SELECT FROM integrations AS t WHERE t.id = wanted.id)
+    ), recorded AS (
+        INSERT INTO deliveries (integration_id, delivery_key, received_at)
+        SELECT i, k, r FROM json_to_recordset(CAST(:rows AS json)) AS v(i text, k text, r float8)
+        WHERE NOT EXISTS (SELECT FROM missing)
+        ORDER BY i COLLATE "C", k COLLATE "C"
+        ON CONFLICT (integration_id, delivery_key) DO NOTHING
+        RETURNING integration_id, delivery_key
+    )
+    SELECT integration_id, delivery_key FROM recorded
+    UNION ALL
+    SELECT id, NULL FROM missing
     """
 )
 
-# LockRows runs above the sort, so rows are locked in key order: two groups that share users
-# wait for each other instead of deadlocking.
+# One primary-key lookup per key, in key order: whatever the planner's statistics say (none,
+# if autovacuum is off), this never becomes a hash join over the whole table, and rows are
+# locked in the order of the sorted keys, so two groups that share users wait for each other
+# instead of deadlocking. COLLATE "C" sorts as Python sorts str (by code point).
 _LOCK_STATES = sa.text(
     """
     SELECT s.integration_id, s.direction, s.organization_user_id, s.columns, s.seq, s.pending,
            s.pending_since, s.next_attempt_at, s.lease_until, s.updated_at
-    FROM sync_states AS s
-    JOIN json_to_recordset(CAST(:keys AS json)) AS k(i text, d text, u text)
-      ON s.integration_id = k.i AND s.direction = k.d AND s.organization_user_id = k.u
-    ORDER BY s.integration_id, s.direction, s.organization_user_id
-    FOR UPDATE OF s
+    FROM (
+        SELECT i, d, u FROM json_to_recordset(CAST(:keys AS json)) AS k(i text, d text, u text)
+        ORDER BY i COLLATE "C", d COLLATE "C", u COLLATE "C"
+    ) AS k
+    CROSS JOIN LATERAL (
+        SELECT * FROM sync_states AS t
+        WHERE t.integration_id = k.i AND t.direction = k.d AND t.organization_user_id = k.u
+        FOR UPDATE
+    ) AS s
     """
 ).columns(
     _s.integration_id,
@@ -72,36 +93,41 @@ _INSERT_STATES = sa.text(
     )
     SELECT i, d, u, c, s, 0, true, 'pending', 0, n, p, t
     FROM json_to_recordset(CAST(:rows AS json)) AS {_STATE_RECORD}
+    ORDER BY i COLLATE "C", d COLLATE "C", u COLLATE "C"
     ON CONFLICT (integration_id, direction, organization_user_id) DO NOTHING
     RETURNING integration_id, direction, organization_user_id
     """
 )
 
-_UPDATE_STATES = sa.text(
-    f"""
-    UPDATE sync_states AS s
-    SET columns = v.c, seq = v.s, pending = true, status = 'pending', attempts = 0,
-        next_attempt_at = v.n, pending_since = v.p, first_failed_at = NULL, updated_at = v.t
-    FROM json_to_recordset(CAST(:rows AS json)) AS {_STATE_RECORD}
-    WHERE s.integration_id = v.i AND s.direction = v.d AND s.organization_user_id = v.u
-    """
-)
 
-
-def _document(rows: Sequence[dict[str, Any]]) -> str:
+def _document(rows: Sequence[object]) -> str:
     # allow_nan=False: PostgreSQL's JSON has no NaN; a store time is never one.
     return json.dumps(rows, allow_nan=False, separators=(",", ":"))
 
 
 async def record_deliveries(
-    conn: AsyncConnection, deliveries: Sequence[tuple[str, str, float]]
-) -> set[tuple[str, str]]:
-    """Insert (integration, delivery key, received at) rows; the keys that were new."""
+    conn: AsyncConnection,
+    integration_ids: set[str],
+    deliveries: Sequence[tuple[str, str, float]],
+) -> tuple[set[str], set[tuple[str, str]]]:
+    """Those of ``integration_ids`` that are not stored, and, if none is missing, the
+    (integration, delivery key) pairs of ``deliveries`` (with their received-at times) that
+    were new and are now recorded."""
     rows = await conn.execute(
         _RECORD_DELIVERIES,
-        {"rows": _document([{"i": i, "k": k, "r": r} for i, k, r in deliveries])},
+        {
+            "integrations": _document(sorted(integration_ids)),
+            "rows": _document([{"i": i, "k": k, "r": r} for i, k, r in deliveries]),
+        },
     )
-    return {(row[0], row[1]) for row in rows}
+    missing: set[str] = set()
+    recorded: set[tuple[str, str]] = set()
+    for integration_id, delivery_key in rows:
+        if delivery_key is None:
+            missing.add(integration_id)
+        else:
+            recorded.add((integration_id, delivery_key))
+    return missing, recorded
 
 
 async def lock_states(conn: AsyncConnection, keys: Sequence[StateKey]) -> list[sa.Row[Any]]:
@@ -126,17 +152,11 @@ async def insert_states(
     """Insert new pending rows (``ON CONFLICT DO NOTHING``); the keys actually inserted.
 
     Each value holds the ``_STATE_RECORD`` fields but the key: ``c`` columns, ``s`` seq,
-    ``n`` next attempt, ``p`` pending since, ``t`` updated at."""
+    ``n`` next attempt, ``p`` pending since, ``t`` updated at. (Existing rows are updated
+    through an executemany of primary-key UPDATEs: an ``UPDATE … FROM json_to_recordset``
+    is a join the planner may turn into a scan of the whole table.)"""
     result = await conn.execute(_INSERT_STATES, {"rows": _document(_keyed(rows))})
     return {state_key(row) for row in result}
-
-
-async def update_states(
-    conn: AsyncConnection, rows: Sequence[tuple[StateKey, dict[str, Any]]]
-) -> None:
-    """Mark existing (already locked) rows pending with new columns; values as for
-    ``insert_states``."""
-    await conn.execute(_UPDATE_STATES, {"rows": _document(_keyed(rows))})
 
 
 def _keyed(rows: Sequence[tuple[StateKey, dict[str, Any]]]) -> list[dict[str, Any]]:
