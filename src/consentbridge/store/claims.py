@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consentbridge.store import keyed_pg
 from consentbridge.store._sql import chunks, state_keys_in
 from consentbridge.store.tables import integrations, sync_states
 from consentbridge.store.values import ClaimedState, Direction, StateKey
@@ -118,11 +119,31 @@ async def claim_batch(
     )
 
 
+# One primary-key UPDATE per held row (an executemany: one round trip on psycopg).
+_RENEW_BY_KEY = (
+    sa.update(sync_states)
+    .where(
+        _s.integration_id == sa.bindparam("k_i"),
+        _s.direction == sa.bindparam("k_d"),
+        _s.organization_user_id == sa.bindparam("k_u"),
+    )
+    .values(lease_until=sa.bindparam("until"), next_attempt_at=sa.bindparam("until"))
+)
+
+
 async def renew_leases(
     conn: AsyncConnection, worker_id: str, keys: Sequence[StateKey], lease_s: float, now: float
 ) -> int:
     """Extend the worker's leases on ``keys``; how many it still held."""
     until = now + lease_s
+    if conn.dialect.name == "postgresql":
+        held = sorted(await keyed_pg.lock_held(conn, worker_id, set(keys)))
+        if held:
+            await conn.execute(
+                _RENEW_BY_KEY,
+                [{"k_i": i, "k_d": d, "k_u": u, "until": until} for i, d, u in held],
+            )
+        return len(held)
     renewed = 0
     for chunk in chunks(sorted(keys)):
         result = await conn.execute(

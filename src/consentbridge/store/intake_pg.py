@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store._sql import state_key
+from consentbridge.store.keyed_pg import keys_document, locked_by_key
 from consentbridge.store.tables import sync_states
 from consentbridge.store.values import StateKey
 
@@ -52,24 +53,20 @@ _RECORD_DELIVERIES = sa.text(
     """
 )
 
-# One primary-key lookup per key, in key order: whatever the planner's statistics say (none,
-# if autovacuum is off), this never becomes a hash join over the whole table, and rows are
-# locked in the order of the sorted keys, so two groups that share users wait for each other
-# instead of deadlocking. COLLATE "C" sorts as Python sorts str (by code point).
-_LOCK_STATES = sa.text(
-    """
-    SELECT s.integration_id, s.direction, s.organization_user_id, s.columns, s.seq, s.pending,
-           s.pending_since, s.next_attempt_at, s.lease_until, s.updated_at
-    FROM (
-        SELECT i, d, u FROM json_to_recordset(CAST(:keys AS json)) AS k(i text, d text, u text)
-        ORDER BY i COLLATE "C", d COLLATE "C", u COLLATE "C"
-    ) AS k
-    CROSS JOIN LATERAL (
-        SELECT * FROM sync_states AS t
-        WHERE t.integration_id = k.i AND t.direction = k.d AND t.organization_user_id = k.u
-        FOR UPDATE
-    ) AS s
-    """
+# Rows locked by one primary-key lookup per key (``keyed_pg``): whatever the statistics say.
+_LOCK_STATES = locked_by_key(
+    [
+        "integration_id",
+        "direction",
+        "organization_user_id",
+        "columns",
+        "seq",
+        "pending",
+        "pending_since",
+        "next_attempt_at",
+        "lease_until",
+        "updated_at",
+    ]
 ).columns(
     _s.integration_id,
     _s.direction,
@@ -132,18 +129,7 @@ async def record_deliveries(
 
 async def lock_states(conn: AsyncConnection, keys: Sequence[StateKey]) -> list[sa.Row[Any]]:
     """The stored rows of ``keys``, locked ``FOR UPDATE`` in key order."""
-    result = await conn.execute(
-        _LOCK_STATES,
-        {
-            "keys": _document(
-                [
-                    {"i": k.integration_id, "d": k.direction, "u": k.organization_user_id}
-                    for k in keys
-                ]
-            )
-        },
-    )
-    return list(result)
+    return list(await conn.execute(_LOCK_STATES, {"keys": keys_document(keys)}))
 
 
 async def insert_states(

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consentbridge.store import keyed_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
 from consentbridge.store.log import append_log
 from consentbridge.store.tables import counters, sync_states
@@ -115,6 +116,8 @@ async def record_outcomes(
 
 
 async def _lock_held(conn: AsyncConnection, worker_id: str, keys: set[StateKey]) -> set[StateKey]:
+    if conn.dialect.name == "postgresql":
+        return await keyed_pg.lock_held(conn, worker_id, keys)
     held: set[StateKey] = set()
     for chunk in chunks(sorted(keys)):
         rows = await conn.execute(

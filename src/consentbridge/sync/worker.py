@@ -130,7 +130,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()
-        self._filling: set[tuple[str, Direction]] = set()  # a lane is filling a batch of these
+        self._filling: set[tuple[str, Direction]] = set()  # a lane is claiming a batch of these
         self._busy: set[tuple[str, Direction]] = set()
         self._batches: Counter[AdaptiveLimiter] = Counter()  # batches running, by limiter
         self.batches_done = 0
@@ -227,17 +227,9 @@ class Worker:
     async def _claim_and_sync(
         self, runtime: IntegrationRuntime, integration_id: str, direction: Direction, now: float
     ) -> bool:
-        claims = await self.store.claim_batch(
-            integration_id,
-            direction,
-            self.worker_id,
-            self.config.batch_size,
-            self.config.lease_s,
-            now,
-        )
+        claims = await self._claim(integration_id, direction, now)
         if not claims:
             return False
-        claims = await self._fill(integration_id, direction, claims)
         keys = {c.key for c in claims}
         self._in_flight |= keys
         self._busy.add((integration_id, direction))
@@ -254,21 +246,44 @@ class Worker:
             self._busy.discard((integration_id, direction))
         return True
 
-    async def _fill(
-        self, integration_id: str, direction: Direction, claims: list[ClaimedState]
+    async def _claim(
+        self, integration_id: str, direction: Direction, now: float
     ) -> list[ClaimedState]:
-        """A short claim, topped up while changes keep arriving fast (sync/linger.py)."""
+        """A batch of due users; a short one is topped up while changes keep arriving fast
+        (sync/linger.py).
+
+        One lane at a time claims for an integration: the check and the mark below have no
+        ``await`` between them. Two lanes that claimed together would split a burst into a
+        filling batch and a small one sent at once — two Dataverse requests for a handful of
+        users (the burst benchmark measured 5.4 requests per 1,000 changes that way)."""
         lane_key = (integration_id, direction)
-        if len(claims) >= self.config.batch_size or lane_key in self._filling:
-            return claims
-
-        async def claim(more: int) -> list[ClaimedState]:
-            return await self.store.claim_batch(
-                integration_id, direction, self.worker_id, more, self.config.lease_s, time.time()
-            )
-
+        if lane_key in self._filling:
+            return []
         self._filling.add(lane_key)
+        lingered = False
         try:
+            claims = await self.store.claim_batch(
+                integration_id,
+                direction,
+                self.worker_id,
+                self.config.batch_size,
+                self.config.lease_s,
+                now,
+            )
+            if not claims or len(claims) >= self.config.batch_size:
+                return claims
+
+            async def claim(more: int) -> list[ClaimedState]:
+                return await self.store.claim_batch(
+                    integration_id,
+                    direction,
+                    self.worker_id,
+                    more,
+                    self.config.lease_s,
+                    time.time(),
+                )
+
+            lingered = True
             return await fill_batch(
                 claims,
                 claim,
@@ -277,7 +292,8 @@ class Worker:
             )
         finally:
             self._filling.discard(lane_key)
-            self._wake.set()  # what arrived meanwhile is for the other lanes now
+            if lingered:
+                self._wake.set()  # what arrived meanwhile is for the other lanes now
 
     async def _renew_leases(self) -> None:
         interval = self.config.lease_s / 3
