@@ -3,6 +3,7 @@ direction and kind, and binds each integration's id to its Dataverse request hoo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from consentbridge.operations import intake, integrations
 from consentbridge.store.values import ClaimedState, Outcome
 from consentbridge.sync.retry import RetryPolicy
 from consentbridge.sync.runtime import IntegrationRuntime
-from consentbridge.sync.worker import Worker
+from consentbridge.sync.worker import Worker, WorkerConfig
 from tests.web.support import document, make_settings, user_updated
 
 OUTCOMES = "consentbridge_sync_outcomes_total"
@@ -124,3 +125,58 @@ async def test_the_registry_reports_requests_under_the_integration_id(ctx: AppCo
     assert sample(name, {"integration": "acme-d365", "operation": "batch", "status": "429"}) == 1
     labels = {"integration": "acme-d365", "operation": "batch", "status": "no_response"}
     assert sample(name, labels) == 1
+
+
+class SlowClaims:
+    """The real store, where a claim takes a moment (as on a busy database); records how many
+    claims were in progress at once."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._store = ctx.store
+        self.in_progress = 0
+        self.most_at_once = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def claim_batch(self, *args: object) -> list[ClaimedState]:
+        self.in_progress += 1
+        self.most_at_once = max(self.most_at_once, self.in_progress)
+        try:
+            await asyncio.sleep(0.05)
+            claimed: list[ClaimedState] = await self._store.claim_batch(*args)  # type: ignore[arg-type]
+            return claimed
+        finally:
+            self.in_progress -= 1
+
+
+async def test_one_lane_at_a_time_claims_for_an_integration(ctx: AppContext) -> None:
+    # In a burst, two lanes claiming together split what is due into a batch that fills up
+    # and a small one sent at once: two Dataverse requests for a handful of users.
+    for user in ("a@example.com", "b@example.com", "c@example.com"):
+        await intake.receive_didomi(ctx, "acme-d365", user_updated(user))
+    batches: list[int] = []
+
+    async def engine(
+        runtime: IntegrationRuntime, claims: Sequence[ClaimedState], policy: RetryPolicy
+    ) -> list[Outcome]:
+        batches.append(len(claims))
+        return [
+            Outcome(c.integration_id, c.direction, c.organization_user_id, c.seq, "written")
+            for c in claims
+        ]
+
+    store = SlowClaims(ctx)
+    worker = Worker(
+        store,  # type: ignore[arg-type]
+        ctx.secrets,
+        WorkerConfig(batch_size=500, max_linger_s=0.2),
+        engines={"to_dataverse": engine},
+    )
+    try:
+        first, second = await asyncio.gather(worker.run_once(), worker.run_once())
+    finally:
+        await worker.registry.aclose()
+    assert store.most_at_once == 1
+    assert sorted([first, second]) == [False, True]
+    assert batches == [3]
