@@ -8,8 +8,9 @@ write; duplicate deliveries are recorded once and change nothing.
 
 Modules: ``store`` (the ``Store`` facade), ``engine`` (URLs, pragmas, transactions, reconnect),
 ``tables`` (schema), ``migrate`` + ``migrations/`` (Alembic), and one module per concern with
-the SQL of its operations: ``integrations``, ``intake``, ``claims``, ``outcomes``,
-``deadletters``, ``status``, ``log``, ``retention``.
+the SQL of its operations: ``integrations``, ``intake`` (with ``intake_pg``, its PostgreSQL
+statements), ``claims``, ``outcomes``, ``deadletters``, ``status``, ``log``, ``retention``;
+``keyed_pg`` finds rows by a list of keys on PostgreSQL whatever the planner's statistics.
 """
 
 from consentbridge.store.errors import (
