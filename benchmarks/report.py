@@ -129,6 +129,16 @@ def machine() -> dict[str, Any]:
             ).stdout.strip()
             or None
         )
+        # A run on uncommitted changes says so: its numbers are not that commit's.
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        if commit and changed:
+            commit += "+uncommitted changes"
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
