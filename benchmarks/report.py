@@ -129,9 +129,10 @@ def machine() -> dict[str, Any]:
             ).stdout.strip()
             or None
         )
-        # A run on uncommitted changes says so: its numbers are not that commit's.
+        # A run on uncommitted changes (other than results) says so: its numbers are not that
+        # commit's.
         changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":!results"],
             capture_output=True,
             text=True,
             check=False,
