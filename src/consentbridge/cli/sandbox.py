@@ -29,7 +29,10 @@ def sandbox(
         raise CommandError(
             f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port."
         ) from exc
-    for line in prepared.banner():
-        typer.echo(line)
-    sys.stdout.flush()
-    asyncio.run(prepared.serve())
+
+    def print_banner() -> None:
+        for line in prepared.banner():
+            typer.echo(line)
+        sys.stdout.flush()
+
+    asyncio.run(prepared.serve(on_started=print_banner))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +63,17 @@ class PreparedSandbox:
             f"didomi_api_secret: {principals.didomi.api_secret}",
         ]
 
-    async def serve(self) -> None:
-        await self.server.serve(sockets=[self.sock])
+    async def serve(self, on_started: Callable[[], None] | None = None) -> None:
+        """Serve until stopped; ``on_started`` runs once the server is up — and handles
+        SIGINT/SIGTERM itself, so a caller that signals after seeing the banner cannot catch
+        the process half-started (where a signal could leave it hanging)."""
+        task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        if on_started is not None:
+            while not self.server.started and not task.done():
+                await asyncio.sleep(0.01)
+            if self.server.started:
+                on_started()
+        await task
 
 
 def prepare_sandbox(
