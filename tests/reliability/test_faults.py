@@ -30,7 +30,12 @@ from tests.support.sandbox import SandboxClient, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(RUN_TIMEOUT_S)]
 
-DATAVERSE_FAULTS = {"rate_429": 0.1, "rate_503": 0.05, "timeout_rate": 0.02, "timeout_s": 1.0}
+DATAVERSE_FAULTS = {"rate_429": 0.2, "rate_503": 0.05, "timeout_rate": 0.02, "timeout_s": 1.0}
+# Small batches, so that the run makes enough Dataverse requests for the faults to be sure to
+# hit: 300 users in batches of 25 are at least 24 requests, and the chance that none of them
+# is a 429 is below 0.8^24 = 0.5 % (in practice there are several times as many). With the
+# default batches, a run once made 17 requests and drew no 429 at all.
+FAULTS_ENV = {"CONSENTBRIDGE_BATCH_SIZE": "25"}
 # 100 Didomi calls at 10 % failures: the chance that none fails is 3e-5.
 DIDOMI_USERS = 100 if CHAOS else 25
 DIDOMI_EVENTS_PER_USER = 4
@@ -111,7 +116,7 @@ def test_exact_state_under_throttling_errors_timeouts_expiring_tokens_and_didomi
         f"via-didomi-{i:03d}-{rng.randrange(10**9)}@example.com" for i in range(DIDOMI_USERS)
     ]
     contact_ids = create_contacts(sandbox, workload.users + didomi_users, prepare_sandbox(sandbox))
-    fleet = Fleet(tmp_path).start(sandbox, register_webhook=True)
+    fleet = Fleet(tmp_path, env=FAULTS_ENV).start(sandbox, register_webhook=True)
     sandbox.limits(token_lifetime_s=30)
     sandbox.faults(**DATAVERSE_FAULTS, didomi_error_rate=0.1)
     try:
