@@ -153,16 +153,7 @@ async def _lock_states(conn: AsyncConnection, keys: Sequence[StateKey]) -> dict[
     found: dict[StateKey, _State] = {}
     for chunk in chunks(keys):
         rows = await conn.execute(
-            sa.select(
-                *STATE_PK.clauses,
-                _s.columns,
-                _s.seq,
-                _s.pending,
-                _s.pending_since,
-                _s.next_attempt_at,
-                _s.lease_until,
-                _s.updated_at,
-            )
+            sa.select(*(_s[name] for name in intake_pg.LOCKED_COLUMNS))
             .where(state_keys_in(chunk))
             .order_by(*STATE_PK.clauses)
         )

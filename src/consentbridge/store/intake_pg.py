@@ -54,31 +54,21 @@ _RECORD_DELIVERIES = sa.text(
 )
 
 # Rows locked by one primary-key lookup per key (``keyed_pg``): whatever the statistics say.
-_LOCK_STATES = locked_by_key(
-    [
-        "integration_id",
-        "direction",
-        "organization_user_id",
-        "columns",
-        "seq",
-        "pending",
-        "pending_since",
-        "next_attempt_at",
-        "lease_until",
-        "updated_at",
-    ]
-).columns(
-    _s.integration_id,
-    _s.direction,
-    _s.organization_user_id,
-    _s.columns,
-    _s.seq,
-    _s.pending,
-    _s.pending_since,
-    _s.next_attempt_at,
-    _s.lease_until,
-    _s.updated_at,
+LOCKED_COLUMNS = (
+    "integration_id",
+    "direction",
+    "organization_user_id",
+    "columns",
+    "seq",
+    "pending",
+    "pending_since",
+    "next_attempt_at",
+    "lease_until",
+    "updated_at",
 )
+"""What intake reads of a user's row (the key first), on either backend."""
+
+_LOCK_STATES = locked_by_key(LOCKED_COLUMNS).columns(*(_s[name] for name in LOCKED_COLUMNS))
 
 _STATE_RECORD = "v(i text, d text, u text, c json, s bigint, n float8, p float8, t float8)"
 
