@@ -28,6 +28,8 @@ GENERATE_KEY_HINT: Final = (
     'print(Fernet.generate_key().decode())"'
 )
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("auto", "json", "text")
+LOG_USER_ID_MODES: Final = ("hashed", "plain")
 
 DEFAULT_DB_URL: Final = "sqlite:///./var/consentbridge.db"
 DEFAULT_SECRET_KEY_FILE: Final = Path("./var/secret.key")
@@ -89,6 +91,20 @@ def _log_level(value: object) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _log_format(value: object) -> str:
+    text = _text(value).strip().lower()
+    if text not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}")
+    return text
+
+
+def _log_user_ids(value: object) -> str:
+    text = _text(value).strip().lower()
+    if text not in LOG_USER_ID_MODES:
+        raise ValueError(f"must be one of {', '.join(LOG_USER_ID_MODES)}")
+    return text
 
 
 def _positive_int(value: object) -> int:
@@ -159,6 +175,14 @@ class Settings:
     log_level: str = field(
         default=DEFAULT_LOG_LEVEL,
         metadata=_meta(_log_level, f"log level, one of {', '.join(LOG_LEVELS)}"),
+    )
+    log_format: str = field(
+        default="auto",
+        metadata=_meta(_log_format, "log lines as json, text, or auto (json unless a terminal)"),
+    )
+    log_user_ids: str = field(
+        default="hashed",
+        metadata=_meta(_log_user_ids, "organization_user_id in logs: hashed (sha256) or plain"),
     )
     retry_max_age_s: float = field(
         default=DEFAULT_RETRY_MAX_AGE_S,

@@ -1,0 +1,191 @@
+"""Structured logs: one line per event that matters, as JSON or as readable text.
+
+Every module logs through ``get_logger(name)``, which returns an ``EventLogger``: an event name
+(dotted, lowercase: ``webhook.accepted``, ``batch.written``) plus keyword fields::
+
+    log = get_logger("consentbridge.worker")
+    log.info("batch.written", integration="acme", users=500, requests=1, ms=84)
+
+``configure`` (called once by ``serve``, ``worker`` and the CLI) picks the format: JSON lines
+when stdout is not a terminal (``{"ts", "level", "event", "logger", "integration", …}``),
+``HH:MM:SS level event key=value …`` on a terminal; ``CONSENTBRIDGE_LOG_FORMAT=json|text``
+overrides the choice. ``organization_user_id`` is usually an email address, so log fields that
+carry one go through ``user_ref``: a short SHA-256 digest unless ``CONSENTBRIDGE_LOG_USER_IDS``
+is ``plain``. Secrets never reach a log line: callers pass no secret fields, and values are
+rendered with ``str``/JSON only (a ``SecretStr`` prints as ``**********``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, Final, Literal, TextIO
+
+LogFormat = Literal["json", "text"]
+UserIdMode = Literal["hashed", "plain"]
+
+LOG_FORMATS: Final = ("auto", "json", "text")
+USER_ID_MODES: Final = ("hashed", "plain")
+
+# The attribute of a LogRecord that carries the event's fields.
+_FIELDS: Final = "cb_fields"
+_HANDLER_NAME: Final = "consentbridge"
+
+_user_id_mode: UserIdMode = "hashed"
+
+
+class EventLogger:
+    """A named logger whose messages are events with fields (see the module docstring)."""
+
+    __slots__ = ("_logger",)
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    @property
+    def name(self) -> str:
+        return self._logger.name
+
+    def enabled_for(self, level: int) -> bool:
+        return self._logger.isEnabledFor(level)
+
+    def log(self, level: int, event: str, /, *, exc_info: bool = False, **fields: Any) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})
+
+    def debug(self, event: str, /, **fields: Any) -> None:
+        self.log(logging.DEBUG, event, **fields)
+
+    def info(self, event: str, /, **fields: Any) -> None:
+        self.log(logging.INFO, event, **fields)
+
+    def warning(self, event: str, /, *, exc_info: bool = False, **fields: Any) -> None:
+        self.log(logging.WARNING, event, exc_info=exc_info, **fields)
+
+    def error(self, event: str, /, *, exc_info: bool = False, **fields: Any) -> None:
+        self.log(logging.ERROR, event, exc_info=exc_info, **fields)
+
+
+def get_logger(name: str) -> EventLogger:
+    """The event logger called ``name`` (``consentbridge.<area>``)."""
+    return EventLogger(logging.getLogger(name))
+
+
+def user_ref(organization_user_id: str | None) -> str | None:
+    """How a log line names a user: ``sha256:<16 hex>`` of the id, or the id itself when the
+    process was configured with ``user_ids="plain"``. The digest is unsalted so that lines of
+    several processes (and a grep for a known address's digest) line up."""
+    if organization_user_id is None:
+        return None
+    if _user_id_mode == "plain":
+        return organization_user_id
+    digest = hashlib.sha256(organization_user_id.encode("utf-8")).hexdigest()[:16]
+    return f"sha256:{digest}"
+
+
+def configure(
+    *,
+    level: str = "INFO",
+    log_format: str = "auto",
+    user_ids: str = "hashed",
+    stream: TextIO | None = None,
+) -> LogFormat:
+    """Send ``consentbridge.*`` logs to ``stream`` (stdout) in the chosen format; returns the
+    format used. Safe to call again (the handler is replaced, not added twice)."""
+    global _user_id_mode
+    out = stream if stream is not None else sys.stdout
+    chosen: LogFormat
+    if log_format == "auto":
+        chosen = "text" if _isatty(out) else "json"
+    elif log_format in ("json", "text"):
+        chosen = log_format  # type: ignore[assignment]
+    else:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+    if user_ids not in USER_ID_MODES:
+        raise ValueError(f"user id mode must be one of {', '.join(USER_ID_MODES)}")
+    _user_id_mode = user_ids  # type: ignore[assignment]
+
+    root = logging.getLogger("consentbridge")
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Our handler writes every line once; the root logger's (if any) would repeat it.
+    root.propagate = False
+    return chosen
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields of a record: an event's keyword fields, or nothing for a plain message."""
+    fields = getattr(record, _FIELDS, None)
+    return dict(fields) if isinstance(fields, Mapping) else {}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    at = dt.datetime.fromtimestamp(record.created, tz=dt.UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``event``, ``logger``, then the fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+            "logger": record.name,
+        }
+        for key, value in record_fields(record).items():
+            if key not in line:
+                line[key] = _plain(value)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            line["error"] = f"{type(exc).__name__}: {exc}"
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+
+
+class TextFormatter(logging.Formatter):
+    """``06:21:14 info  batch.written integration=acme users=500 …`` for a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = dt.datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        parts = [at, f"{record.levelname.lower():<7}", record.getMessage()]
+        for key, value in record_fields(record).items():
+            shown = _plain(value)
+            text = shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False)
+            if isinstance(shown, str) and (not text or " " in text or '"' in text):
+                text = json.dumps(text, ensure_ascii=False)
+            parts.append(f"{key}={text}")
+        out = " ".join(parts)
+        if record.exc_info and record.exc_info[1] is not None:
+            out += "\n" + self.formatException(record.exc_info)
+        return out
