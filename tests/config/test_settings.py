@@ -37,6 +37,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_ADMIN_TOKEN": "admin-token-123",
         "CONSENTBRIDGE_PUBLIC_URL": "https://cb.example.com/",
         "CONSENTBRIDGE_LOG_LEVEL": "debug",
+        "CONSENTBRIDGE_LOG_FORMAT": "JSON",
+        "CONSENTBRIDGE_LOG_USER_IDS": "plain",
         "CONSENTBRIDGE_RETRY_MAX_AGE_S": "3600",
         "CONSENTBRIDGE_BATCH_SIZE": " 100 ",
         "CONSENTBRIDGE_LEASE_S": "0.5",
@@ -54,6 +56,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.admin_token.get_secret_value() == "admin-token-123"
     assert settings.public_url == "https://cb.example.com"
     assert settings.log_level == "DEBUG"
+    assert (settings.log_format, settings.log_user_ids) == ("json", "plain")
     assert (settings.retry_max_age_s, settings.batch_size, settings.lease_s) == (3600, 100, 0.5)
     assert settings.worker_lanes == 12
     assert (settings.log_retention_days, settings.max_body_bytes) == (7, 2048)
