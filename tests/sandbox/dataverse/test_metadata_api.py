@@ -178,3 +178,30 @@ async def test_unknown_casts_are_404(api: Api) -> None:
 async def test_metadata_is_read_only(api: Api) -> None:
     response = await api.post(f"{CONTACT}/Attributes", json={})
     assert response.status_code == 405
+
+
+async def test_a_local_option_set_comes_as_option_set_and_global_option_set_is_null(
+    api: Api,
+) -> None:
+    # The query MS Learn (query-metadata-web-api) gives for a choice column's options: a local
+    # option set is the attribute's OptionSet with its Options; GlobalOptionSet is null, with
+    # or without a nested $select.
+    single = await _json(
+        api,
+        f"{CONTACT}/Attributes(LogicalName='preferredcontactmethodcode')"
+        "/Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$select=LogicalName"
+        "&$expand=OptionSet($select=Options),GlobalOptionSet($select=Options)",
+    )
+    assert single["GlobalOptionSet"] is None
+    assert set(single["OptionSet"]) == {"MetadataId", "Options"}
+    assert [o["Value"] for o in single["OptionSet"]["Options"]] == [1, 2, 3, 4, 5]
+    full = await _json(
+        api,
+        f"{CONTACT}/Attributes(LogicalName='preferredcontactmethodcode')"
+        "/Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$select=LogicalName"
+        "&$expand=OptionSet,GlobalOptionSet",
+    )
+    assert full["GlobalOptionSet"] is None
+    assert full["OptionSet"]["IsGlobal"] is False
+    assert full["OptionSet"]["OptionSetType"] == "Picklist"
+    assert full["OptionSet"]["Name"] == "contact_preferredcontactmethodcode"

@@ -67,6 +67,20 @@ async def test_who_am_i_names_the_application_user(api: Api) -> None:
     assert (await sales.get("WhoAmI()")).status_code == 200
 
 
+async def test_a_function_called_with_post_is_no_http_resource(api: Api) -> None:
+    # MS Learn troubleshooting, "No HTTP resource was found that matches the request URI":
+    # WhoAmI is a function, so POST finds no resource; the code is empty.
+    response = await api.post("WhoAmI")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "code": "",
+            "message": "No HTTP resource was found that matches the request URI "
+            "'https://127.0.0.1:8443/api/data/v9.2/WhoAmI'.",
+        }
+    }
+
+
 async def test_retrieve_user_privileges_lists_what_the_roles_grant(api: Api) -> None:
     sales = api.add_app("sales", ["Salesperson"])
     path = f"systemusers({sales.app.systemuserid})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()"

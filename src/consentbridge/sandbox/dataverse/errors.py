@@ -74,6 +74,12 @@ def not_found_by_id(entity: str, row_id: str) -> DataverseError:
     return DataverseError(404, OBJECT_DOES_NOT_EXIST, f"{entity} With Id = {row_id} Does Not Exist")
 
 
+def update_target_missing(entity: str, row_id: str) -> DataverseError:
+    """An update-only PATCH (`If-Match`) on a row id that does not exist: MS Learn's example
+    answers 404 with an empty code."""
+    return DataverseError(404, "", f"{entity} With Id = {row_id} Does Not Exist")
+
+
 def not_found_by_key(entity: str) -> DataverseError:
     return DataverseError(
         404,
@@ -85,6 +91,14 @@ def not_found_by_key(entity: str) -> DataverseError:
 def resource_not_found(segment: str) -> DataverseError:
     return DataverseError(
         404, RESOURCE_NOT_FOUND, f"Resource not found for the segment '{segment}'."
+    )
+
+
+def no_http_resource(request_uri: str) -> DataverseError:
+    """A function (`WhoAmI`, `RetrieveUserPrivileges`) called with another method than GET:
+    no route matches, and ASP.NET's own message comes back with an empty code."""
+    return DataverseError(
+        404, "", f"No HTTP resource was found that matches the request URI '{request_uri}'."
     )
 
 

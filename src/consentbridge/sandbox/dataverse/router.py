@@ -28,6 +28,7 @@ from consentbridge.sandbox.dataverse.errors import (
     DataverseError,
     bad_query,
     method_not_allowed,
+    no_http_resource,
     resource_not_found,
 )
 from consentbridge.sandbox.dataverse.metadata_api import MetadataApi
@@ -132,7 +133,7 @@ class Router:
 
     def _who_am_i(self, req: ApiRequest) -> ApiResponse:
         if req.method != "GET":
-            raise method_not_allowed(req.method)
+            raise no_http_resource(req.ctx.service_root + req.path)
         return json_response(
             {
                 "@odata.context": req.ctx.metadata_url("Microsoft.Dynamics.CRM.WhoAmIResponse"),

@@ -5,8 +5,9 @@ Semantics (MS Learn: create/update/upsert, conditional operations, alternate key
 - `POST set` creates: 204 + `OData-EntityId`, or 201 with the row for
   `Prefer: return=representation` (honouring `$select`);
 - `PATCH set(id)` / `PATCH set(key='v')` upserts: 204 (or 200/201 with a representation);
-  `If-Match: *` makes it update-only (404 when missing), `If-None-Match: *` create-only (412
-  when present), `If-Match: W/"n"` checks the row version (412 on mismatch). Key columns in
+  `If-Match: *` makes it update-only (404 when missing; by id with an empty code, as in MS
+  Learn's example), `If-None-Match: *` create-only (412 when present), `If-Match: W/"n"`
+  checks the row version (412 on mismatch). Key columns in
   the body of a key-addressed update are ignored; a key-addressed create copies the URL values;
 - a key-addressed URL needs an Active alternate key on exactly those columns (400
   `0x80060890`); no row → 404 `0x80060891` (by key) or `0x80040217` (by id).
@@ -34,6 +35,7 @@ from consentbridge.sandbox.dataverse.errors import (
     not_found_by_key,
     resource_not_found,
     unknown_property,
+    update_target_missing,
 )
 from consentbridge.sandbox.dataverse.keys import AlternateKey, parse_key_segment
 from consentbridge.sandbox.dataverse.payload import key_values, read_entity
@@ -221,6 +223,8 @@ class TableApi:
         row = target.row
         if row is None:
             if if_match is not None:
+                if target.key is None:
+                    raise update_target_missing(table.name, str(target.row_id))
                 raise target.missing(table.name)
             self._require(req, table, "Create")
             values = read_entity(body, table, self.db, create=True, content_ids=req.ctx.content_ids)

@@ -15,7 +15,7 @@ from consentbridge.sandbox.common import App
 from consentbridge.sandbox.dataverse.api import ApiRequest, ApiResponse, json_response
 from consentbridge.sandbox.dataverse.errors import (
     bad_query,
-    method_not_allowed,
+    no_http_resource,
     not_found_by_id,
 )
 from consentbridge.sandbox.dataverse.values import parse_guid
@@ -37,7 +37,7 @@ def retrieve_user_privileges(
     business_unit_id: str,
 ) -> ApiResponse:
     if req.method != "GET":
-        raise method_not_allowed(req.method)
+        raise no_http_resource(req.ctx.service_root + req.path)
     wanted = parse_guid(user_id)
     if wanted is None:
         raise bad_query(f"Unrecognized 'Edm.Guid' literal '{user_id}' for systemuserid.")
