@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
+from consentbridge.dataverse.batch import BatchRequest
 from consentbridge.dataverse.client import NO_RESPONSE, DataverseClient, operation_name
-from consentbridge.dataverse.errors import TransientError
+from consentbridge.dataverse.errors import (
+    NotFoundError,
+    RequestError,
+    TransientError,
+    from_batch_part,
+)
 from tests.support.sandbox import SandboxClient, dataverse_client
 
 BASE = "https://org.example/api/data/v9.2"
@@ -78,3 +84,52 @@ async def test_without_a_hook_requests_still_work(live_sandbox: SandboxClient) -
     async with dataverse_client(live_sandbox) as client:
         body = await client.get_json("contacts", what="a read")
     assert body["value"] == []
+
+
+async def test_a_batch_refused_whole_carries_dataverses_code_and_message(
+    live_sandbox: SandboxClient,
+) -> None:
+    # Without continue-on-error the sandbox, like Dataverse, stops at the first failure and
+    # answers the whole $batch with its status (400) and a multipart body.
+    contact_id = live_sandbox.create_contact(lastname="Short")
+    async with dataverse_client(live_sandbox) as client:
+        url = client.url(f"contacts({contact_id})")
+        with pytest.raises(RequestError) as caught:
+            await client.batch(
+                [
+                    BatchRequest("PATCH", url, {"donotemail": True}, {"If-Match": "*"}),
+                    BatchRequest("PATCH", url, {"lastname": "L" * 51}, {"If-Match": "*"}),
+                ],
+                what="$batch of 2 contact writes",
+                continue_on_error=False,
+            )
+    error = caught.value
+    assert error.status == 400
+    assert error.code == "0x80044331"
+    assert str(error).startswith("Dataverse rejected $batch of 2 contact writes (400): ")
+    assert "exceeded the maximum allowed length of '50'" in str(error)
+    assert str(error).endswith("(0x80044331)")
+
+
+async def test_an_update_of_a_missing_contact_says_so_in_dataverses_words(
+    live_sandbox: SandboxClient,
+) -> None:
+    missing = "6d1f4c2a-0b7e-4b8e-9a51-3f0c2d9e8a71"
+    async with dataverse_client(live_sandbox) as client:
+        (part,) = await client.batch(
+            [
+                BatchRequest(
+                    "PATCH",
+                    client.url(f"contacts({missing})"),
+                    {"donotemail": True},
+                    {"If-Match": "*"},
+                )
+            ],
+            what="a write",
+        )
+    error = from_batch_part(part, what="the write of this contact")
+    assert isinstance(error, NotFoundError)
+    assert str(error) == (
+        "Dataverse found nothing for the write of this contact: "
+        f"contact With Id = {missing} Does Not Exist"
+    )

@@ -36,8 +36,8 @@ from consentbridge.dataverse.batch import (
 )
 from consentbridge.dataverse.errors import (
     AuthError,
-    DataverseError,
     TransientError,
+    from_batch_part,
     from_response,
 )
 from consentbridge.dataverse.limiter import AdaptiveLimiter
@@ -298,7 +298,7 @@ class DataverseClient:
             pages = []
             for item in responses:
                 if item.status >= 300:
-                    raise DataverseError(f"Dataverse rejected {what} ({item.status}).")
+                    raise from_batch_part(item, what=what)
                 pages.append(item.json())
         rows: list[dict[str, Any]] = []
         for page in pages:

@@ -1,4 +1,6 @@
-"""Errors of the Dataverse side, translated at the boundary from httpx, msal and OData.
+"""Errors of the Dataverse side, translated at the boundary from httpx, msal and OData. Each
+keeps Dataverse's own error code and message (of the failed part, for a `$batch` refused
+whole), bounded by `consentbridge.remote_text`.
 
 DataverseError
  ├── AuthError            token could not be obtained (AADSTS code → the fix)
@@ -10,9 +12,14 @@ DataverseError
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import re
+from typing import Any, Final
 
 import httpx
+
+from consentbridge.dataverse.batch import BatchResponse, parse_batch_response
+from consentbridge.remote_text import bounded_code, error_detail
 
 
 class DataverseError(Exception):
@@ -76,16 +83,72 @@ def odata_error(body: Any) -> tuple[str, str]:
     return "", ""
 
 
+# Dataverse wraps what Microsoft.OData could not read of a payload in a sentence with a help
+# link ("Error identified in Payload … ---->  InnerException : Microsoft.OData.ODataException:
+# The property 'x' does not exist …"); the inner message is the part that names the problem.
+_INNER: Final = re.compile(r"InnerException\s*:\s*(?:[\w.]+Exception:\s*)?(?P<inner>.+)", re.S)
+
+
+def essential_message(message: str) -> str:
+    """Dataverse's message, or only its inner exception's message when it wraps one."""
+    found = _INNER.search(message[:20_000])
+    inner = found["inner"].strip() if found else ""
+    return inner or message
+
+
+def _json_or_none(content: bytes) -> Any:
+    try:
+        return json.loads(content) if content else None
+    except ValueError:
+        return None
+
+
+def _response_error(response: httpx.Response) -> tuple[str, str]:
+    content_type = response.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/"):
+        return odata_error(_json_or_none(response.content))
+    # A `$batch` refused whole (no continue-on-error): the status is the first failed part's,
+    # and so are the code and message Dataverse wrote.
+    try:
+        parts = parse_batch_response(response.content, content_type)
+    except ValueError:
+        return "", ""
+    failed = next((part for part in parts if part.status >= 400), None)
+    return odata_error(_json_or_none(failed.body)) if failed is not None else ("", "")
+
+
 def from_response(response: httpx.Response, *, what: str) -> DataverseError:
     """Translate a non-2xx Web API response into the error hierarchy."""
-    request_id = response.headers.get("x-ms-service-request-id")
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    code, message = odata_error(body)
-    status = response.status_code
-    detail = f"{message} ({code})" if code else (message or response.reason_phrase)
+    code, message = _response_error(response)
+    return _translate(
+        response.status_code,
+        code,
+        message,
+        what=what,
+        request_id=response.headers.get("x-ms-service-request-id"),
+        reason=response.reason_phrase,
+    )
+
+
+def from_batch_part(part: BatchResponse, *, what: str) -> DataverseError:
+    """Translate the failed response of one `$batch` part into the error hierarchy."""
+    code, message = odata_error(_json_or_none(part.body))
+    return _translate(
+        part.status,
+        code,
+        message,
+        what=what,
+        request_id=part.headers.get("x-ms-service-request-id"),
+        reason="",
+    )
+
+
+def _translate(
+    status: int, code: str, message: str, *, what: str, request_id: str | None, reason: str
+) -> DataverseError:
+    # Whatever the server wrote is bounded: `config.instance` may point anywhere.
+    detail = error_detail(code, essential_message(message), reason)
+    code = bounded_code(code) if code else ""
     if status == 429 or status >= 500:
         return TransientError(
             f"Dataverse answered {status} to {what}: {detail}",

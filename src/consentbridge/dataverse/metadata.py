@@ -10,7 +10,7 @@ from typing import Any
 
 from consentbridge.dataverse.batch import BatchRequest
 from consentbridge.dataverse.client import DataverseClient
-from consentbridge.dataverse.errors import DataverseError
+from consentbridge.dataverse.errors import from_batch_part
 
 METADATA_TTL_S = 600.0
 ENTITY_PATH = "EntityDefinitions(LogicalName='contact')"
@@ -72,7 +72,7 @@ async def read_contact_columns(client: DataverseClient) -> dict[str, ColumnInfo]
     bodies = []
     for response in responses:
         if response.status >= 300:
-            raise DataverseError(f"Dataverse refused {what} ({response.status}).")
+            raise from_batch_part(response, what=what)
         bodies.append(response.json() or {})
     attributes, *choices, strings = bodies
     options: dict[str, frozenset[int] | None] = {}

@@ -24,6 +24,7 @@ from consentbridge.dataverse.errors import (
     DataverseError,
     RequestError,
     TransientError,
+    from_batch_part,
 )
 from consentbridge.dataverse.metadata import ColumnInfo, MetadataCache
 from consentbridge.mapping import AttributeType, ColumnSpec, MappingError, coerce
@@ -358,21 +359,14 @@ class ForwardBatch:
                 continue
             if keep_failure and plan.failure is not None:
                 continue
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            error = body.get("error", {}) if isinstance(body, dict) else {}
-            message = (
-                f"Dataverse rejected the write ({response.status}): "
-                f"{error.get('message', '')} ({error.get('code', '')})"
-            )
-            if response.status == 429 or response.status >= 500:
-                plan.failure = TransientError(message, status=response.status)
-            elif plan.failure is None or isinstance(plan.failure, TransientError):
-                plan.failure = RequestError(
-                    message, status=response.status, code=str(error.get("code", ""))
-                )
+            error = from_batch_part(response, what="the write of this contact")
+            # A retryable failure wins (the row may yet be written); else the first one stays.
+            if (
+                plan.failure is None
+                or isinstance(error, TransientError)
+                or isinstance(plan.failure, TransientError)
+            ):
+                plan.failure = error
 
     def _settle(self, plan: _UserPlan) -> None:
         if plan.failure is not None:
