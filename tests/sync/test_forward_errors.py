@@ -1,5 +1,5 @@
 """Forward sync failures carry Dataverse's own words: the error code and message Dataverse
-answered reach the dead letter list (API and CLI) and each user's sync log, also when the
+answered reach the dead letter list (API, CLI, console) and each user's sync log, also when the
 request that failed was a `$batch` Dataverse refused whole.
 
 The sandbox's Web API over real HTTPS answers every request; the store is a real SQLite file.
@@ -8,11 +8,13 @@ The sandbox's Web API over real HTTPS answers every request; the store is a real
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from consentbridge.cli import main
@@ -21,10 +23,11 @@ from consentbridge.operations import intake, sync_status
 from consentbridge.sync.forward import sync_to_dataverse
 from consentbridge.sync.retry import RetryPolicy
 from consentbridge.sync.runtime import build_runtime
+from consentbridge.web.app import create_app
 from tests.e2e.conftest import INTEGRATION_ID, integration_document
 from tests.support.bidirectional import open_context
 from tests.support.sandbox import SandboxClient
-from tests.web.support import user_updated
+from tests.web.support import ADMIN_TOKEN, user_updated
 
 NEWSLETTER_NOT = {
     "id": "donotbulkemail",
@@ -53,21 +56,33 @@ async def _receive_and_sync(ctx: AppContext, users: list[str]) -> None:
         await runtime.aclose()
 
 
+async def _console_page(ctx: AppContext) -> str:
+    """The console's page of the integration, dead letters included, as an admin sees it."""
+    transport = httpx.ASGITransport(app=create_app(ctx))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        signed_in = await http.post("/console/login", data={"token": ADMIN_TOKEN})
+        assert signed_in.status_code == 303
+        page = await http.get(f"/console/integrations/{INTEGRATION_ID}")
+    assert page.status_code == 200
+    return html.unescape(page.text)
+
+
 async def _dead_letters_and_log(
     tmp_path: Path, document: dict[str, Any], users: list[str]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
-    ctx = await open_context(tmp_path, document)
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str], str]:
+    ctx = await open_context(tmp_path, document, admin_token=ADMIN_TOKEN)
     try:
         await _receive_and_sync(ctx, users)
         letters = await sync_status.dead_letters(ctx, INTEGRATION_ID)
         log = await ctx.store.user_log(INTEGRATION_ID, users[0])
+        console = await _console_page(ctx)
         env = {
             "CONSENTBRIDGE_DB_URL": ctx.settings.db_url,
             "CONSENTBRIDGE_SECRET_KEY": ctx.settings.secret_key.get_secret_value(),
         }
     finally:
         await ctx.aclose()
-    return letters, log, env
+    return letters, log, env, console
 
 
 def _cli_dead_letters(
@@ -97,7 +112,7 @@ def test_a_lookup_batch_refused_whole_dead_letters_with_dataverses_code_and_mess
     document = integration_document(live_sandbox, [NEWSLETTER_NOT])
     document["config"]["match_attribute"] = "new_externalid"
     users = [f"{'long-external-id-' * 24}{n:02d}@example.com" for n in range(80)]
-    letters, log, env = asyncio.run(_dead_letters_and_log(tmp_path, document, users))
+    letters, log, env, console = asyncio.run(_dead_letters_and_log(tmp_path, document, users))
 
     expected = "Could not find a property named 'new_externalid' on type"
     assert live_sandbox.stats()["dataverse"]["by_operation"]["$batch"] == 2  # metadata, lookup
@@ -111,6 +126,7 @@ def test_a_lookup_batch_refused_whole_dead_letters_with_dataverses_code_and_mess
     assert expected in log[-1]["reason"]
     (code,) = {letter["last_error"].rsplit("(", 1)[1] for letter in letters}
     assert code.startswith("0x")
+    assert letters[0]["last_error"] in console
     printed = _cli_dead_letters(env, monkeypatch, capsys)
     assert [d["last_error"] for d in printed] == [d["last_error"] for d in letters]
 
@@ -127,7 +143,7 @@ def test_a_row_dataverse_refuses_inside_a_batch_dead_letters_with_its_code_and_m
     document = integration_document(live_sandbox, properties)
     user = "refused@example.com"
     contact_id = live_sandbox.create_contact(emailaddress1=user, lastname="Refused")
-    letters, log, _ = asyncio.run(_dead_letters_and_log(tmp_path, document, [user]))
+    letters, log, _, console = asyncio.run(_dead_letters_and_log(tmp_path, document, [user]))
 
     (letter,) = letters
     assert letter["last_error"] == (
@@ -137,5 +153,6 @@ def test_a_row_dataverse_refuses_inside_a_batch_dead_letters_with_its_code_and_m
     )
     assert log[-1]["outcome"] == "dead_letter"
     assert log[-1]["reason"] == f"wrote donotbulkemail; {letter['last_error']}"
+    assert letter["last_error"] in console
     # The opt-out itself was still written.
     assert live_sandbox.contact(contact_id)["donotbulkemail"] is True
