@@ -2,12 +2,14 @@
 integration, cached by msal and refreshed before expiry; evicted on a 401 from Dataverse.
 
 msal is synchronous (requests); calls run in a worker thread so the event loop never blocks,
-and an asyncio lock keeps a burst of callers from fetching the same token in parallel.
+and an asyncio lock keeps a burst of callers from fetching the same token in parallel. What
+the authority (`config.authority_host`) writes is echoed bounded, in errors and in msal's logs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +17,10 @@ import msal
 import requests
 
 from consentbridge.dataverse.errors import AuthError
+from consentbridge.logs import get_logger
+from consentbridge.remote_text import bounded, bounded_code
+
+log = get_logger("consentbridge.auth")
 
 # Hosts msal knows; for any other authority (the sandbox, a private proxy) instance discovery
 # against login.microsoftonline.com is skipped, since it could never succeed.
@@ -50,19 +56,55 @@ AADSTS_FIXES: dict[int, str] = {
 }
 
 
+def _first_code(codes: object) -> int | None:
+    """The first AADSTS number of `error_codes`, read leniently: the authority is whatever
+    `config.authority_host` names, and may send anything there."""
+    if isinstance(codes, list) and codes:
+        try:
+            return int(codes[0])
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
 def explain_token_error(result: dict[str, Any]) -> AuthError:
-    codes = result.get("error_codes") or []
-    code = int(codes[0]) if codes else None
+    code = _first_code(result.get("error_codes"))
     fix = AADSTS_FIXES.get(code or 0)
-    error = result.get("error", "error")
+    error = bounded_code(result.get("error") or "error")
     if fix:
         return AuthError(f"Entra ID refused the token (AADSTS{code}): {fix}.", code=code)
-    description = str(result.get("error_description", "")).split(" Trace ID:")[0]
+    description = bounded(str(result.get("error_description") or "").split(" Trace ID:")[0])
     return AuthError(
         f"Entra ID refused the token ({error}): {description or 'no description'}; "
         "check config.client_id, config.client_secret and config.tenant_id.",
         code=code,
     )
+
+
+class _BoundedMsalLog(logging.Handler):
+    """msal logs some answers of the authority in full (a token answer that is not JSON, an
+    OpenID discovery error): its warnings and errors go on as our own events, bounded, and
+    nowhere else."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record msal could not format must not break the token call
+            message = str(record.msg)
+        log.log(record.levelno, "auth.msal", source=record.name, message=bounded(message))
+
+
+def _bound_msal_logs() -> None:
+    msal_log = logging.getLogger("msal")
+    if not any(isinstance(h, _BoundedMsalLog) for h in msal_log.handlers):
+        msal_log.addHandler(_BoundedMsalLog())
+    msal_log.propagate = False
+
+
+_bound_msal_logs()
 
 
 class _PinnedSession(requests.Session):

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 
+from consentbridge.remote_text import bounded
 from consentbridge.retry_after import parse_retry_after
 
 EVENTS_PER_CALL = 100
@@ -33,13 +34,14 @@ class DidomiError(Exception):
 
 
 def _describe(response: httpx.Response) -> str:
+    """Didomi's own message, bounded: `didomi.base_url` may point at any server."""
     try:
         body = response.json()
     except ValueError:
-        return response.reason_phrase
+        return bounded(response.reason_phrase) or "no error message"
     if isinstance(body, dict):
-        return str(body.get("message") or body.get("name") or body)[:300]
-    return str(body)[:300]
+        return bounded(body.get("message") or body.get("name") or body)
+    return bounded(body)
 
 
 class DidomiClient:
