@@ -74,7 +74,7 @@ def delivery_key(change: ContactChange, headers: Any) -> str | None:
 
 
 def _user_of(change: ContactChange, match: str) -> str | None:
-    for source in (change.changed, change.post_image):
+    for source in (change.changed, change.post_image, change.pre_image):
         value = source.get(match)
         if isinstance(value, str) and value.strip():
             return value.strip()
