@@ -495,9 +495,7 @@ def test_pre_and_post_images_are_both_read() -> None:
     body["PostEntityImages"].append(
         {
             "key": "PostImage",
-            "value": _entity(
-                {"emailaddress1": "new@example.com", "donotemail": True}, typed=False
-            ),
+            "value": _entity({"emailaddress1": "new@example.com", "donotemail": True}, typed=False),
         }
     )
     change = parse_context(body)

@@ -26,7 +26,13 @@ from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import InvalidInput, Issue, Unauthorized, Unavailable
 from consentbridge.operations.intake import require_integration
 from consentbridge.store.values import Direction, IntakeItem, LogEntry
-from consentbridge.sync.merge import EVENT_KEY, Stamp, dataverse_change_time, merge_columns
+from consentbridge.sync.merge import (
+    EVENT_KEY,
+    Stamp,
+    dataverse_change_time,
+    mark_from_create,
+    merge_columns,
+)
 from consentbridge.sync.placeholders import CONTACT_KEY, REREAD_KEY, placeholder_key
 
 TO_DIDOMI: Final[Direction] = "to_didomi"
@@ -167,10 +173,14 @@ def contact_item(
     placeholder = truncated or user is None
     event = f"dataverse.{change.message.lower()}"
     contact_id = change.contact_id
+    # A Create carries every column the form posted, defaults nobody touched included.
+    created = change.message == "Create"
 
     def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
         result = merge_columns(old, values, stamp)
         columns, touched = result.columns, result.touched
+        if created:
+            mark_from_create(columns, values, result)
         if placeholder:
             columns[CONTACT_KEY] = contact_id
         if truncated and ts > float((old or {}).get(REREAD_KEY) or 0.0):

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+from consentbridge.sync.merge import (
+    EVENT_KEY,
+    FROM_CREATE,
+    Stamp,
+    mark_from_create,
+    merge_columns,
+)
 
 PLACEHOLDER_PREFIX = "contact:"
 CONTACT_KEY = "~contact"
@@ -43,6 +49,8 @@ def move_merge(
             stamp = Stamp(entry.get("ver"), float(entry.get("ts") or 0.0), SOURCE)
             result = merge_columns(columns, {column: entry.get("v")}, stamp)
             columns, touched = result.columns, touched or result.touched
+            if entry.get(FROM_CREATE):
+                mark_from_create(columns, [column], result)
         if reread:
             result = merge_columns(columns, reread, Stamp(None, reread_ts, SOURCE))
             columns, touched = result.columns, touched or result.touched
