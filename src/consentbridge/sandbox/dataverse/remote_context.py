@@ -113,9 +113,9 @@ def _target_attributes(
     created = event.message == "Create"
     out: dict[str, object] = {}
     if created:  # the defaults Dataverse filled in (SharedVariables "DefaultsAddedFlag")
-        for column in schema.columns.values():
-            if column.default is not None and column.logical_name != schema.primary_id:
-                out[column.logical_name] = attribute_value(column, row.get(column.property_name))
+        for default in schema.columns.values():
+            if default.default is not None and default.logical_name != schema.primary_id:
+                out[default.logical_name] = attribute_value(default, row.get(default.property_name))
     out.update(_posted(schema, event))
     system = ("createdon", "createdby", "ownerid") if created else ()
     for logical in (schema.primary_id, *system, "modifiedon", "modifiedby"):
@@ -171,8 +171,9 @@ def build(
     if event.message == "Delete":
         target: dict[str, Any] = reference(schema.logical_name, event.row_id)
     else:
-        attributes = _target_attributes(schema, event, organization)
-        target = _entity(schema, event.row_id, attributes, typed=True)
+        target = _entity(
+            schema, event.row_id, _target_attributes(schema, event, organization), typed=True
+        )
     outputs = [{"key": "id", "value": event.row_id}] if event.message == "Create" else []
     post_images: list[dict[str, Any]] = []
     if step.mode == MODE_ASYNC and event.row is not None:
