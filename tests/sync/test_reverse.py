@@ -400,3 +400,22 @@ async def test_without_the_metadata_a_create_waits_for_it(
     assert outcome.kind == "retry" and flow.event_posts() == 0
     (outcome,) = await flow.step(now=outcome.next_attempt_at)
     assert outcome.kind == "skipped" and flow.event_posts() == 0
+
+
+async def test_a_truncated_create_is_re_read_and_still_keeps_its_defaults_unsent(
+    flow: Flow,
+) -> None:
+    contact = flow.sandbox.create_contact(emailaddress1=ADA, donotbulkemail=True)
+    await receive_contact_change(
+        flow.ctx,
+        INTEGRATION_ID,
+        {"MessageName": "Create", "PrimaryEntityId": contact, "OperationId": "big-2"},
+        headers={"x-consentbridge-key": SECRET, "x-ms-dynamics-msg-size-exceeded": "1"},
+        query={},
+    )
+    await flow.step()
+    (sent,) = await flow.step()
+    assert sent.kind == "written"
+    (event,) = flow.events()
+    # donotemail was re-read at its default (false): not sent.
+    assert event["consents"]["purposes"] == [{"id": "newsletter", "enabled": False}]

@@ -33,7 +33,12 @@ from consentbridge.sync.merge import (
     mark_from_create,
     merge_columns,
 )
-from consentbridge.sync.placeholders import CONTACT_KEY, REREAD_KEY, placeholder_key
+from consentbridge.sync.placeholders import (
+    CONTACT_KEY,
+    REREAD_CREATE_KEY,
+    REREAD_KEY,
+    placeholder_key,
+)
 
 TO_DIDOMI: Final[Direction] = "to_didomi"
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
@@ -185,6 +190,7 @@ def contact_item(
             columns[CONTACT_KEY] = contact_id
         if truncated and ts > float((old or {}).get(REREAD_KEY) or 0.0):
             columns[REREAD_KEY] = ts
+            columns[REREAD_CREATE_KEY] = created
             touched = True
         if not touched:
             return None

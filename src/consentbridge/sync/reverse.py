@@ -63,6 +63,7 @@ from consentbridge.sync.merge import (
 from consentbridge.sync.placeholders import (
     CONTACT_KEY,
     PLACEHOLDER_PREFIX,
+    REREAD_CREATE_KEY,
     REREAD_KEY,
     Merge,
     is_placeholder,
@@ -331,6 +332,7 @@ class ReverseBatch:
                 reread,
                 reread_ts,
                 event if isinstance(event, str) else EVENT,
+                reread_from_create=plan.claim.columns.get(REREAD_CREATE_KEY) is True,
             ),
             log=None,
             now=self.now,
