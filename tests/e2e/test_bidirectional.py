@@ -297,3 +297,34 @@ def test_deleting_the_integration_removes_its_webhook_or_refuses(
         set_roles(sandbox, sandbox.principals()["apps"][0], ["System Administrator"])
         api.delete(f"/api/v1/integrations/{INTEGRATION_ID}", expect=204)
     assert registered(sandbox, app=inspector) == {"endpoints": [], "steps": []}
+
+
+def test_a_form_create_sends_only_what_someone_chose(
+    sandbox: SandboxClient, service: ServiceProcess, wired: dict[str, Any]
+) -> None:
+    """A model-driven form posts every column with its default; Dataverse's Create webhook
+    carries them all. The untouched defaults never reach Didomi; a changed one does."""
+    enable(service)
+    crm = sandbox.add_app("crm-user", ["Salesperson"])
+    form = {
+        "lastname": "Form",
+        "donotemail": False,
+        "donotbulkemail": False,
+        "donotphone": False,
+        "followemail": True,
+        "preferredcontactmethodcode": 1,
+    }
+    untouched, chosen = unique_email("form"), unique_email("chosen")
+    sandbox.create_contact(app=crm, emailaddress1=untouched, **form)
+    sandbox.create_contact(app=crm, emailaddress1=chosen, **{**form, "donotbulkemail": True})
+    newsletter = Newsletter(sandbox)
+    wait_until(lambda: newsletter(chosen) is False, message="Didomi to see the chosen opt-out")
+    settle(sandbox, service)
+    assert sandbox.didomi_events(untouched) == []
+    assert newsletter(untouched) is None
+    (event,) = sandbox.didomi_events(chosen)
+    # donotemail was left at its default on the form, so only the newsletter choice was sent.
+    assert event["consents"]["purposes"] == [{"id": "newsletter", "enabled": False}]
+    (entry,) = [e for e in user_log(service, untouched) if e["direction"] == "to_didomi"]
+    assert entry["outcome"] == "skipped" and entry["event"] == "dataverse.create"
+    assert "donotbulkemail, donotemail kept the defaults of a new contact" in entry["reason"]

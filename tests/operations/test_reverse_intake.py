@@ -149,6 +149,17 @@ async def test_a_post_image_names_the_user_when_the_target_does_not(ctx: AppCont
     assert row is not None and row.columns["donotemail"]["v"] is False
 
 
+async def test_a_pre_image_names_the_user_when_nothing_newer_does(ctx: AppContext) -> None:
+    body = webhook_body({"donotemail": True})
+    body["PreEntityImages"] = [
+        {"key": "PreImage", "value": {"Attributes": [{"key": "emailaddress1", "value": ADA}]}}
+    ]
+    await receive(ctx, body)
+    row = await state(ctx, ADA)
+    assert row is not None and row.columns["donotemail"]["v"] is True
+    assert await state(ctx, f"contact:{CONTACT}") is None
+
+
 async def test_a_truncated_payload_is_kept_for_a_re_read(ctx: AppContext) -> None:
     body = {"MessageName": "Update", "PrimaryEntityId": CONTACT, "OperationId": "op-9"}
     headers = {**KEY, "x-ms-dynamics-msg-size-exceeded": "true"}

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from consentbridge.context import AppContext
+from consentbridge.dataverse.client import DataverseClient
 from consentbridge.didomi.client import MAX_ATTEMPTS
 from consentbridge.operations.reverse_intake import receive_contact_change
 from consentbridge.store import IntakeItem, Outcome
@@ -321,3 +322,100 @@ async def test_events_go_out_in_calls_of_at_most_one_hundred(flow: Flow) -> None
     assert flow.event_posts() == 2
     assert flow.didomi_stats()["events_created"] == 150
     assert len(flow.events("u0@example.com")) == len(flow.events("u149@example.com")) == 1
+
+
+# --- a Create's defaults are nobody's choice ---------------------------------------------------
+# A contact created from a form arrives with every column the form posted, defaults included.
+# Those equal to the column's default (read from the sandbox's attribute metadata) are not sent;
+# a value that differs, or any value an Update sets, is.
+
+FORM_DEFAULTS = {
+    "donotbulkemail": False,
+    "donotemail": False,
+    "followemail": True,
+    "preferredcontactmethodcode": 1,
+}
+
+
+async def test_a_create_that_keeps_every_default_sends_nothing(flow: Flow) -> None:
+    await flow.crm_change({**FORM_DEFAULTS, "emailaddress1": ADA}, message="Create", modified=T1)
+    (outcome,) = await flow.step()
+    assert outcome.kind == "skipped"
+    assert outcome.log is not None
+    assert "donotbulkemail, donotemail kept the defaults of a new contact" in outcome.log.reason
+    assert flow.event_posts() == 0 and flow.events() == []
+    assert await flow.forward_value(ADA, "donotbulkemail") is None
+
+
+async def test_a_create_sends_the_values_that_differ_from_the_defaults(flow: Flow) -> None:
+    values = {**FORM_DEFAULTS, "donotemail": True, "emailaddress1": ADA}
+    await flow.crm_change(values, message="Create", modified=T1)
+    (outcome,) = await flow.step()
+    assert outcome.kind == "written"
+    (event,) = flow.events()
+    assert event["consents"]["purposes"] == [{"id": "email", "enabled": False}]
+    assert outcome.log is not None and "donotbulkemail kept the default" in outcome.log.reason
+
+
+async def test_an_update_to_a_default_value_is_a_choice(flow: Flow) -> None:
+    await flow.crm_change({"donotbulkemail": False, "emailaddress1": ADA}, modified=T1)
+    (outcome,) = await flow.step()
+    assert outcome.kind == "written"
+    (event,) = flow.events()
+    assert event["consents"]["purposes"] == [{"id": "newsletter", "enabled": True}]
+
+
+async def test_an_update_after_the_create_is_sent_and_the_untouched_defaults_are_not(
+    flow: Flow,
+) -> None:
+    await flow.crm_change({**FORM_DEFAULTS, "emailaddress1": ADA}, message="Create", modified=T1)
+    later = T1 + dt.timedelta(seconds=5)
+    await flow.crm_change({"donotbulkemail": False, "emailaddress1": ADA}, modified=later)
+    (outcome,) = await flow.step()
+    assert outcome.kind == "written"
+    (event,) = flow.events()
+    # donotbulkemail was set again by the Update (a choice, even if equal to the default).
+    assert event["consents"]["purposes"] == [{"id": "newsletter", "enabled": True}]
+
+
+async def test_a_create_that_waited_under_a_placeholder_keeps_its_defaults_unsent(
+    flow: Flow,
+) -> None:
+    contact = flow.sandbox.create_contact(emailaddress1=ADA)
+    await flow.crm_change(FORM_DEFAULTS, message="Create", contact_id=contact, modified=T1)
+    (moved,) = await flow.step()
+    assert moved.kind == "unchanged" and moved.organization_user_id == f"contact:{contact}"
+    (outcome,) = await flow.step()
+    assert outcome.organization_user_id == ADA and outcome.kind == "skipped"
+    assert flow.event_posts() == 0
+
+
+async def test_without_the_metadata_a_create_waits_for_it(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(DataverseClient, "_backoff", staticmethod(lambda attempt: 0.0))
+    await flow.crm_change({**FORM_DEFAULTS, "emailaddress1": ADA}, message="Create", modified=T1)
+    with flow.sandbox.faulted(rate_503=1):
+        (outcome,) = await flow.step(RetryPolicy(base_delay_s=60))
+    assert outcome.kind == "retry" and flow.event_posts() == 0
+    (outcome,) = await flow.step(now=outcome.next_attempt_at)
+    assert outcome.kind == "skipped" and flow.event_posts() == 0
+
+
+async def test_a_truncated_create_is_re_read_and_still_keeps_its_defaults_unsent(
+    flow: Flow,
+) -> None:
+    contact = flow.sandbox.create_contact(emailaddress1=ADA, donotbulkemail=True)
+    await receive_contact_change(
+        flow.ctx,
+        INTEGRATION_ID,
+        {"MessageName": "Create", "PrimaryEntityId": contact, "OperationId": "big-2"},
+        headers={"x-consentbridge-key": SECRET, "x-ms-dynamics-msg-size-exceeded": "1"},
+        query={},
+    )
+    await flow.step()
+    (sent,) = await flow.step()
+    assert sent.kind == "written"
+    (event,) = flow.events()
+    # donotemail was re-read at its default (false): not sent.
+    assert event["consents"]["purposes"] == [{"id": "newsletter", "enabled": False}]

@@ -1,5 +1,7 @@
 """Column metadata of the `contact` table, read from `EntityDefinitions` and cached, so values
-can be coerced to each column's type and mappings validated before anything is written."""
+can be coerced to each column's type and mappings validated before anything is written, and so
+a Create's untouched defaults can be told from a choice (each column's `default`: Boolean
+`DefaultValue`, a choice column's `DefaultFormValue`, -1 or absent meaning none)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from consentbridge.dataverse.errors import from_batch_part
 
 METADATA_TTL_S = 600.0
 ENTITY_PATH = "EntityDefinitions(LogicalName='contact')"
+BOOLEAN_CAST = "Microsoft.Dynamics.CRM.BooleanAttributeMetadata"
+MULTI_SELECT_CAST = "Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata"
 CHOICE_CASTS = (
     "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
-    "Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata",
+    MULTI_SELECT_CAST,
     "Microsoft.Dynamics.CRM.StatusAttributeMetadata",
     "Microsoft.Dynamics.CRM.StateAttributeMetadata",
 )
@@ -31,6 +35,8 @@ class ColumnInfo:
     valid_for_create: bool
     options: frozenset[int] | None = None
     max_length: int | None = None
+    # The Web API value a Create gets when nobody sets the column (None: no default).
+    default: bool | int | str | None = None
 
 
 def _options(row: dict[str, Any]) -> frozenset[int] | None:
@@ -44,6 +50,13 @@ def _options(row: dict[str, Any]) -> frozenset[int] | None:
     return frozenset(values) if values else None
 
 
+def _choice_default(row: dict[str, Any], multi: bool) -> int | str | None:
+    value = row.get("DefaultFormValue")
+    if not isinstance(value, int) or isinstance(value, bool) or value == -1:
+        return None
+    return str(value) if multi else value
+
+
 def _type_name(value: Any) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("Value"), str):
         return str(value["Value"])
@@ -51,18 +64,21 @@ def _type_name(value: Any) -> str | None:
 
 
 async def read_contact_columns(client: DataverseClient) -> dict[str, ColumnInfo]:
-    """Every column of `contact` with its type, options (choice columns) and max length —
-    four metadata queries sent as one `$batch`, so a cold cache costs one request."""
+    """Every column of `contact` with its type, options and default (choice and Boolean columns)
+    and max length — seven metadata queries sent as one `$batch`, so a cold cache costs one
+    request."""
     what = "the contact column metadata"
     paths = [
         f"{ENTITY_PATH}/Attributes?$select=LogicalName,AttributeType,AttributeTypeName,"
         "IsValidForUpdate,IsValidForCreate",
         *(
-            f"{ENTITY_PATH}/Attributes/{cast}?$select=LogicalName&$expand=OptionSet,GlobalOptionSet"
+            f"{ENTITY_PATH}/Attributes/{cast}?$select=LogicalName,DefaultFormValue"
+            "&$expand=OptionSet,GlobalOptionSet"
             for cast in CHOICE_CASTS
         ),
         f"{ENTITY_PATH}/Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata"
         "?$select=LogicalName,MaxLength",
+        f"{ENTITY_PATH}/Attributes/{BOOLEAN_CAST}?$select=LogicalName,DefaultValue",
     ]
     responses = await client.batch(
         [BatchRequest("GET", client.url(path)) for path in paths],
@@ -74,11 +90,16 @@ async def read_contact_columns(client: DataverseClient) -> dict[str, ColumnInfo]
         if response.status >= 300:
             raise from_batch_part(response, what=what)
         bodies.append(response.json() or {})
-    attributes, *choices, strings = bodies
+    attributes, *choices, strings, booleans = bodies
     options: dict[str, frozenset[int] | None] = {}
-    for body in choices:
+    defaults: dict[str, bool | int | str | None] = {}
+    for cast, body in zip(CHOICE_CASTS, choices, strict=True):
         for row in body.get("value", []):
             options[str(row["LogicalName"])] = _options(row)
+            defaults[str(row["LogicalName"])] = _choice_default(row, cast == MULTI_SELECT_CAST)
+    for row in booleans.get("value", []):
+        if isinstance(row.get("DefaultValue"), bool):
+            defaults[str(row["LogicalName"])] = row["DefaultValue"]
     lengths = {str(r["LogicalName"]): r.get("MaxLength") for r in strings.get("value", [])}
     columns: dict[str, ColumnInfo] = {}
     for row in attributes.get("value", []):
@@ -92,6 +113,7 @@ async def read_contact_columns(client: DataverseClient) -> dict[str, ColumnInfo]
             valid_for_create=bool(row.get("IsValidForCreate", True)),
             options=options.get(name),
             max_length=max_length if isinstance(max_length, int) else None,
+            default=defaults.get(name),
         )
     return columns
 

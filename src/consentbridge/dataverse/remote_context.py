@@ -1,6 +1,12 @@
 """Parsing of the `RemoteExecutionContext` JSON that Dataverse webhooks POST: key/value arrays,
 WCF `__type` hints (OptionSetValue, OptionSetValueCollection, EntityReference, Money) and
-`/Date(ms)/` dates, reduced to the changed columns of the contact.
+`/Date(ms±hhmm)/` dates, reduced to the changed columns of the contact, its pre/post images and
+what a nested `ParentContext` adds.
+
+Read liberally: members it has no use for (SharedVariables, FormattedValues, OwningExtension,
+InitiatingUserAgent, members added later) are ignored; key/value pairs are read in either case;
+a `ParentContext` only fills the user and correlation ids the context itself leaves out, and
+one it cannot use is ignored; an all-zero `OperationId` counts as none.
 
 Whatever the body holds, parsing either returns a `ContactChange` or raises `ContextError`
 naming the field (the webhook route answers it as a 4xx); a value of the wrong type, a date
@@ -20,6 +26,10 @@ from typing import Any
 DATE_RE = re.compile(r"^/Date\((-?\d{1,20})([+-]\d{4})?\)/$")
 TARGET_ATTRIBUTES = "InputParameters.Target.Attributes"
 IMAGE_ATTRIBUTES = "PostEntityImages.Attributes"
+PRE_IMAGE_ATTRIBUTES = "PreEntityImages.Attributes"
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+# ParentContext nesting read at most (Dataverse stops a chain at depth 8).
+MAX_PARENTS = 8
 
 
 class ContextError(ValueError):
@@ -45,6 +55,8 @@ class ContactChange:
     # Attributes of the post-operation images (registered ones, or the primary-name image an
     # async step always gets), as Web API values; they name the contact when the Target doesn't.
     post_image: dict[str, Any] = field(default_factory=dict)
+    # Attributes of the pre-operation images (registered on the step): the row before the change.
+    pre_image: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_date(value: str, path: str = "value") -> dt.datetime | None:
@@ -125,8 +137,16 @@ def plain_value(value: Any, path: str = "value") -> Any:
         if "Value" in value and len(value) <= 2:
             return plain_value(value["Value"], path)
     if isinstance(value, list):
+        if value and all(_is_entity(item) for item in value):
+            return value  # an entity collection (a party list): no column we map
         return _option_list(value, path)
     return value
+
+
+def _is_entity(item: object) -> bool:
+    return isinstance(item, dict) and (
+        str(item.get("__type", "")).startswith("Entity:") or "Attributes" in item
+    )
 
 
 def key_values(items: Any, path: str) -> dict[str, Any]:
@@ -136,9 +156,21 @@ def key_values(items: Any, path: str) -> dict[str, Any]:
         raise ContextError(path, f"Field '{path}' must be a list of key/value pairs.")
     out: dict[str, Any] = {}
     for item in items:
-        if isinstance(item, dict) and isinstance(item.get("key"), str):
-            out[item["key"]] = item.get("value")
+        if not isinstance(item, dict):
+            continue
+        # DataContractJsonSerializer writes "key"/"value"; other serializers "Key"/"Value".
+        key = item["key"] if "key" in item else item.get("Key")
+        if isinstance(key, str):
+            out[key] = item["value"] if "value" in item else item.get("Value")
     return out
+
+
+def _images(body: dict[str, Any], name: str, path: str) -> dict[str, Any]:
+    """The attributes of every image under `name`, merged in order."""
+    merged: dict[str, Any] = {}
+    for image in key_values(body.get(name), name).values():
+        merged.update(_attributes(image, path))
+    return merged
 
 
 def _attributes(holder: object, path: str) -> dict[str, Any]:
@@ -195,6 +227,32 @@ def _modified_on(value: object, path: str) -> dt.datetime | None:
     )
 
 
+def _parents(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chain of ParentContext objects, nearest first (anything else ends the chain)."""
+    chain: list[dict[str, Any]] = []
+    parent = body.get("ParentContext")
+    while isinstance(parent, dict) and len(chain) < MAX_PARENTS:
+        chain.append(parent)
+        parent = parent.get("ParentContext")
+    return chain
+
+
+def _inherited(body: dict[str, Any], parents: list[dict[str, Any]], name: str) -> str | None:
+    """A string member of the context, else of the nearest parent that has a usable one."""
+    own = _optional_string(body, name)
+    if own:
+        return own
+    for parent in parents:
+        value = parent.get(name)
+        if isinstance(value, str) and value.strip():
+            return value
+    return own
+
+
+def _operation_id(value: str | None) -> str | None:
+    return None if value is None or value.strip() in ("", ZERO_GUID) else value
+
+
 def parse_context(body: Any) -> ContactChange:
     if not isinstance(body, dict):
         raise ContextError("body", "The body must be a RemoteExecutionContext JSON object.")
@@ -204,27 +262,28 @@ def parse_context(body: Any) -> ContactChange:
     entity_id = _guid(body.get("PrimaryEntityId"), "PrimaryEntityId")
     target = key_values(body.get("InputParameters"), "InputParameters").get("Target")
     changed = _attributes(target, TARGET_ATTRIBUTES)
-    post_image: dict[str, Any] = {}
-    for image in key_values(body.get("PostEntityImages"), "PostEntityImages").values():
-        post_image.update(_attributes(image, IMAGE_ATTRIBUTES))
+    post_image = _images(body, "PostEntityImages", IMAGE_ATTRIBUTES)
+    pre_image = _images(body, "PreEntityImages", PRE_IMAGE_ATTRIBUTES)
+    parents = _parents(body)
     if changed.get("modifiedon") is not None:
         modified_on = _modified_on(changed["modifiedon"], f"{TARGET_ATTRIBUTES}.modifiedon")
     else:
         modified_on = _modified_on(post_image.get("modifiedon"), f"{IMAGE_ATTRIBUTES}.modifiedon")
-    operation = _optional_string(body, "OperationId")
-    request_id = _optional_string(body, "RequestId")
+    operation = _operation_id(_optional_string(body, "OperationId"))
+    request_id = _operation_id(_optional_string(body, "RequestId"))
     return ContactChange(
         message=message,
         contact_id=entity_id,
-        initiating_user_id=(_optional_string(body, "InitiatingUserId") or "").lower(),
-        user_id=(_optional_string(body, "UserId") or "").lower(),
+        initiating_user_id=(_inherited(body, parents, "InitiatingUserId") or "").lower(),
+        user_id=(_inherited(body, parents, "UserId") or "").lower(),
         # Empty when the context names no operation: a contact id is no dedupe key (it would
         # make every later change of the contact a "duplicate").
         operation_id=operation or request_id or "",
         request_id=request_id,
         changed=changed,
         modified_on=modified_on,
-        correlation_id=_optional_string(body, "CorrelationId"),
+        correlation_id=_inherited(body, parents, "CorrelationId"),
         depth=_depth(body.get("Depth")),
         post_image=post_image,
+        pre_image=pre_image,
     )

@@ -26,8 +26,19 @@ from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import InvalidInput, Issue, Unauthorized, Unavailable
 from consentbridge.operations.intake import require_integration
 from consentbridge.store.values import Direction, IntakeItem, LogEntry
-from consentbridge.sync.merge import EVENT_KEY, Stamp, dataverse_change_time, merge_columns
-from consentbridge.sync.placeholders import CONTACT_KEY, REREAD_KEY, placeholder_key
+from consentbridge.sync.merge import (
+    EVENT_KEY,
+    Stamp,
+    dataverse_change_time,
+    mark_from_create,
+    merge_columns,
+)
+from consentbridge.sync.placeholders import (
+    CONTACT_KEY,
+    REREAD_CREATE_KEY,
+    REREAD_KEY,
+    placeholder_key,
+)
 
 TO_DIDOMI: Final[Direction] = "to_didomi"
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
@@ -74,7 +85,7 @@ def delivery_key(change: ContactChange, headers: Any) -> str | None:
 
 
 def _user_of(change: ContactChange, match: str) -> str | None:
-    for source in (change.changed, change.post_image):
+    for source in (change.changed, change.post_image, change.pre_image):
         value = source.get(match)
         if isinstance(value, str) and value.strip():
             return value.strip()
@@ -167,14 +178,19 @@ def contact_item(
     placeholder = truncated or user is None
     event = f"dataverse.{change.message.lower()}"
     contact_id = change.contact_id
+    # A Create carries every column the form posted, defaults nobody touched included.
+    created = change.message == "Create"
 
     def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
         result = merge_columns(old, values, stamp)
         columns, touched = result.columns, result.touched
+        if created:
+            mark_from_create(columns, values, result)
         if placeholder:
             columns[CONTACT_KEY] = contact_id
         if truncated and ts > float((old or {}).get(REREAD_KEY) or 0.0):
             columns[REREAD_KEY] = ts
+            columns[REREAD_CREATE_KEY] = created
             touched = True
         if not touched:
             return None

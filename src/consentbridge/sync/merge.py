@@ -15,11 +15,15 @@ made in the same second as, but after, a Didomi change would count as older and 
 
 Equal stamps never win, so a duplicate or a replayed change is a no-op. Stamps advance even when
 the value is equal, so a late older change cannot slip in afterwards.
+
+A column whose value was set by a Dataverse `Create` (and by nothing newer) carries
+`FROM_CREATE: True` in its entry: the reverse worker then sends it only if it differs from the
+column's default. Any later change replaces the entry, and with it the mark.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +31,7 @@ ColumnState = dict[str, Any]
 # Reserved keys in a desired state start with "~" (never a Dataverse logical name):
 # EVENT_KEY holds the type of the last change merged, so the sync log can name it.
 EVENT_KEY = "~event"
+FROM_CREATE = "create"
 
 
 def dataverse_change_time(modified_on: float | None, arrived: float) -> float:
@@ -102,6 +107,14 @@ def merge_columns(old: ColumnState | None, values: Mapping[str, Any], stamp: Sta
             result.stamps_advanced = True
         columns[column] = {"v": value, "ver": stamp.version, "ts": stamp.ts, "src": stamp.source}
     return result
+
+
+def mark_from_create(columns: ColumnState, names: Iterable[str], result: MergeResult) -> None:
+    """Mark the entries a Create just set (those of `names` its stamp did not lose)."""
+    for column in names:
+        entry = columns.get(column)
+        if column not in result.stale and isinstance(entry, dict):
+            entry[FROM_CREATE] = True
 
 
 def desired_values(columns: ColumnState | None) -> dict[str, Any]:

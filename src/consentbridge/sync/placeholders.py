@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+from consentbridge.sync.merge import (
+    EVENT_KEY,
+    FROM_CREATE,
+    Stamp,
+    mark_from_create,
+    merge_columns,
+)
 
 PLACEHOLDER_PREFIX = "contact:"
 CONTACT_KEY = "~contact"
 REREAD_KEY = "~reread"
+# Set when the latest truncated payload was a Create: the re-read values are then its values.
+REREAD_CREATE_KEY = "~reread_create"
 SOURCE = "dataverse"
 
 Merge = Callable[[dict[str, Any] | None], dict[str, Any] | None]
@@ -32,6 +40,8 @@ def move_merge(
     reread: Mapping[str, Any],
     reread_ts: float,
     event: str,
+    *,
+    reread_from_create: bool = False,
 ) -> Merge:
     """The merge that moves a placeholder's change onto the real user's row (pure, idempotent:
     each column keeps its own stamp, and equal stamps never win)."""
@@ -43,9 +53,13 @@ def move_merge(
             stamp = Stamp(entry.get("ver"), float(entry.get("ts") or 0.0), SOURCE)
             result = merge_columns(columns, {column: entry.get("v")}, stamp)
             columns, touched = result.columns, touched or result.touched
+            if entry.get(FROM_CREATE):
+                mark_from_create(columns, [column], result)
         if reread:
             result = merge_columns(columns, reread, Stamp(None, reread_ts, SOURCE))
             columns, touched = result.columns, touched or result.touched
+            if reread_from_create:
+                mark_from_create(columns, reread, result)
         if not touched or columns is None:
             return None
         columns[EVENT_KEY] = event

@@ -6,8 +6,11 @@ For one claimed batch:
    batched lookup by `contactid`; each change is merged into the real user's row (per-column
    stamps, so a replay changes nothing) *before* the placeholder's outcome is recorded, so a
    crash in between only repeats the move.
-2. For each user, every column is compared with the `to_dataverse` state (what Didomi holds, as
-   far as ConsentBridge knows): an equal value is a **no-op** (echo layer 2) and is not sent; a
+2. For each user, a column a `Create` set to the column's default (from the cached column
+   metadata) is **not sent**: a form posts every default, and an untouched default is nobody's
+   consent choice. Every column is then compared with the `to_dataverse` state (what Didomi
+   holds, as far as ConsentBridge knows): an equal value is a **no-op** (echo layer 2) and is
+   not sent; a
    value whose Didomi stamp beats the Dataverse one lost a **conflict** (Didomi's change is newer)
    and is dropped with a log line naming both stamps; the rest is mapped back through the
    mapping's reverse projection (one-way columns are listed and skipped).
@@ -50,10 +53,17 @@ from consentbridge.store.values import (
     StateRow,
     iso_utc,
 )
-from consentbridge.sync.merge import EVENT_KEY, Stamp, dataverse_change_time, merge_columns
+from consentbridge.sync.merge import (
+    EVENT_KEY,
+    FROM_CREATE,
+    Stamp,
+    dataverse_change_time,
+    merge_columns,
+)
 from consentbridge.sync.placeholders import (
     CONTACT_KEY,
     PLACEHOLDER_PREFIX,
+    REREAD_CREATE_KEY,
     REREAD_KEY,
     Merge,
     is_placeholder,
@@ -128,6 +138,7 @@ class _Plan:
     send: dict[str, tuple[Any, float]] = field(default_factory=dict)  # column → (value, ts)
     notes: list[str] = field(default_factory=list)
     event: dict[str, Any] | None = None
+    defaulted: list[str] = field(default_factory=list)  # a Create's untouched defaults
 
     @property
     def user(self) -> str:
@@ -321,6 +332,7 @@ class ReverseBatch:
                 reread,
                 reread_ts,
                 event if isinstance(event, str) else EVENT,
+                reread_from_create=plan.claim.columns.get(REREAD_CREATE_KEY) is True,
             ),
             log=None,
             now=self.now,
@@ -337,8 +349,10 @@ class ReverseBatch:
                 self._finish(plan, "dead", reason, error=reason)
             return
         forward = await self.store.get_states(self.integration.id, FORWARD, [p.user for p in plans])
+        defaults = await self._defaults(plans)
         for plan in plans:
-            self._compare(plan, forward.get(plan.user))
+            if plan.outcome is None:
+                self._compare(plan, forward.get(plan.user), defaults)
         for plan in plans:
             if plan.outcome is None:
                 await self._project(plan, didomi)
@@ -368,14 +382,33 @@ class ReverseBatch:
                 values,
             )
 
-    def _compare(self, plan: _Plan, forward: StateRow | None) -> None:
-        """Keep the columns Didomi does not hold yet and whose change is not older."""
+    async def _defaults(self, plans: list[_Plan]) -> dict[str, Any]:
+        """Column → default, when a plan holds values a Create set (else nothing is read); a
+        failed metadata read retries those plans, as any Dataverse failure does."""
+        created = [
+            p for p in plans if any(e.get(FROM_CREATE) for e in _entries(p.claim.columns).values())
+        ]
+        if not created:
+            return {}
+        try:
+            columns = await self.rt.forward.metadata.columns()
+        except DataverseError as exc:
+            self._dataverse_failed(created, exc)
+            return {}
+        return {name: info.default for name, info in columns.items()}
+
+    def _compare(self, plan: _Plan, forward: StateRow | None, defaults: Mapping[str, Any]) -> None:
+        """Keep the columns Didomi does not hold yet, whose change is not older and that are
+        not a Create's untouched defaults."""
         mapped = {p.id for p in self.properties}
         theirs = forward.columns if forward is not None else {}
         for column, entry in sorted(_entries(plan.claim.columns).items()):
             if column not in mapped:
                 continue  # unmapped since the change arrived
             value, ts = entry.get("v"), float(entry.get("ts") or 0.0)
+            if entry.get(FROM_CREATE) and _same(value, defaults.get(column)):
+                plan.defaulted.append(column)
+                continue
             held = theirs.get(column)
             if isinstance(held, dict) and _same(held.get("v"), value):
                 continue  # Didomi already holds it: nothing to send
@@ -387,9 +420,19 @@ class ReverseBatch:
                 )
                 continue
             plan.send[column] = (value, ts)
+        conflicts = bool(plan.notes)
+        if plan.defaulted:
+            many = len(plan.defaulted) > 1
+            plan.notes.append(
+                f"{', '.join(plan.defaulted)} kept the default{'s' if many else ''} of a new "
+                f"contact, which is nobody's consent choice, so {'they were' if many else 'it was'}"
+                " not sent"
+            )
         if not plan.send:
-            if plan.notes:
+            if conflicts:
                 self._finish(plan, "skipped", "nothing sent: Didomi holds newer values")
+            elif plan.defaulted:
+                self._finish(plan, "skipped", "nothing sent: the new contact's values are defaults")
             else:
                 self._finish(plan, "unchanged", "Didomi already holds every changed value")
 

@@ -20,7 +20,12 @@ async def test_custom_boolean_columns_take_their_default_everywhere(
     created = emulator.add_column(
         {"table": "contact", "logical_name": "new_smsoptin", "type": "Boolean"}
     )
-    assert created == {"table": "contact", "logical_name": "new_smsoptin", "type": "Boolean"}
+    assert created == {
+        "table": "contact",
+        "logical_name": "new_smsoptin",
+        "type": "Boolean",
+        "default": False,  # described, so a snapshot restores it
+    }
     after = await api.create_contact(new_smsoptin=True)
     rows = (await api.get("contacts?$select=new_smsoptin&$orderby=createdon")).json()["value"]
     by_id = {r["contactid"]: r["new_smsoptin"] for r in rows}

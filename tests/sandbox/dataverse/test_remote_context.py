@@ -69,7 +69,10 @@ def test_the_context_follows_the_documented_shape() -> None:
     assert "__type" not in context["OwningExtension"]
     assert context["ParentContext"]["Mode"] == 0
     sync = rc.build(_event({"donotemail": True}), _step(0), CONTACT, ORG, "op-2")
-    assert sync["ParentContext"] is None and sync["PostEntityImages"] == []
+    assert sync["PostEntityImages"] == []
+    # A synchronous step runs inside the main operation (stage 30), its ParentContext.
+    assert (sync["ParentContext"]["Stage"], sync["ParentContext"]["Mode"]) == (30, 0)
+    assert list(sync["ParentContext"]) == sorted(sync["ParentContext"])
 
 
 def test_encoding_escapes_date_slashes_and_trims_over_256_kb() -> None:

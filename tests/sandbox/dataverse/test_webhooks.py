@@ -18,6 +18,7 @@ from tests.sandbox.dataverse.test_registration import message_and_filter
 
 HEADER_AUTH = '<settings><setting name="x-api-key" value="s3cr3t" /></settings>'
 CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Edg/140.0.0.0"
 
 
 async def register(
@@ -73,7 +74,9 @@ async def test_an_update_delivers_the_remote_execution_context(
     contact_id = await api.create_contact(firstname="Pat", lastname="Lee")
     step_id = await register(api, receiver)
     response = await api.patch(
-        f"contacts({contact_id})", json={"donotemail": True, "preferredcontactmethodcode": 3}
+        f"contacts({contact_id})",
+        json={"donotemail": True, "preferredcontactmethodcode": 3},
+        headers={"User-Agent": BROWSER},
     )
     await receiver.wait_for(1)
     context = receiver.bodies[0]
@@ -89,7 +92,16 @@ async def test_an_update_delivers_the_remote_execution_context(
     assert context["RequestId"] == response.headers["x-ms-service-request-id"]
     assert context["OperationId"] and context["CorrelationId"]
     assert context["OwningExtension"]["Id"] == step_id
-    assert context["ParentContext"]["Stage"] == 30
+    assert context["InitiatingUserAgent"] == BROWSER
+    parent = context["ParentContext"]
+    assert (parent["Stage"], parent["Mode"], parent["MessageName"]) == (30, 0, "Update")
+    assert parent["ParentContext"] is None and parent["InitiatingUserAgent"] == BROWSER
+    # The parent's Target is what the request posted; the platform's columns are not in it.
+    assert pairs(pairs(parent["InputParameters"])["Target"]["Attributes"]) == {
+        "donotemail": True,
+        "preferredcontactmethodcode": {"__type": f"OptionSetValue:{CONTRACTS}", "Value": 3},
+        "contactid": contact_id,
+    }
     target = pairs(context["InputParameters"])["Target"]
     assert target["__type"] == f"Entity:{CONTRACTS}"
     assert target["LogicalName"] == "contact" and target["Id"] == contact_id
@@ -100,7 +112,9 @@ async def test_an_update_delivers_the_remote_execution_context(
         "contactid",
         "modifiedon",
         "modifiedby",
+        "modifiedonbehalfby",
     }
+    assert attributes["modifiedonbehalfby"] is None
     assert attributes["donotemail"] is True
     assert attributes["preferredcontactmethodcode"] == {
         "__type": f"OptionSetValue:{CONTRACTS}",
@@ -136,6 +150,62 @@ async def test_filtering_attributes_choose_which_updates_fire(
     assert receiver.hits == 1
     attributes = pairs(pairs(receiver.bodies[0]["InputParameters"])["Target"]["Attributes"])
     assert attributes["donotbulkemail"] is True and attributes["jobtitle"] == "Cook"
+
+
+async def test_a_create_carries_the_defaults_and_platform_columns_like_dataverse(
+    api: Api, receiver: Receiver, emulator: DataverseEmulator
+) -> None:
+    # Dataverse adds every default the request left out to a Create's Target (a model-driven
+    # form posts them all anyway), with the creation columns, owner and business unit.
+    await register(api, receiver, "Create")
+    await register(api, receiver, "Create", mode=0)
+    response = await api.post(
+        "contacts",
+        json={"lastname": "Short", "emailaddress1": "s@x.io", "donotbulkemail": True},
+        headers={"User-Agent": BROWSER},
+    )
+    assert response.status_code == 204, response.text
+    contact_id = entity_id(response)
+    await receiver.wait_for(2)
+    by_mode = {body["Mode"]: body for body in receiver.bodies}
+    systemuserid = api.app.systemuserid
+    for body in by_mode.values():
+        assert body["MessageName"] == "Create" and body["InitiatingUserAgent"] == BROWSER
+        attributes = pairs(pairs(body["InputParameters"])["Target"]["Attributes"])
+        assert attributes["lastname"] == "Short" and attributes["emailaddress1"] == "s@x.io"
+        assert attributes["donotbulkemail"] is True  # what the request set
+        for column in ("donotemail", "donotphone", "donotpostalmail", "donotfax", "donotsendmm"):
+            assert attributes[column] is False
+        assert attributes["followemail"] is True
+        assert attributes["preferredcontactmethodcode"] == {
+            "__type": f"OptionSetValue:{CONTRACTS}",
+            "Value": 1,
+        }
+        assert attributes["statecode"]["Value"] == 0 and attributes["statuscode"]["Value"] == 1
+        assert attributes["contactid"] == contact_id
+        assert attributes["createdon"].startswith("/Date(")
+        assert attributes["createdby"]["Id"] == systemuserid
+        assert attributes["ownerid"]["Id"] == systemuserid
+        assert attributes["owningbusinessunit"] == {
+            "__type": f"EntityReference:{CONTRACTS}",
+            "Id": emulator.organization.business_unit_id,
+            "KeyAttributes": [],
+            "LogicalName": "businessunit",
+            "Name": None,
+            "RowVersion": None,
+        }
+        assert attributes["createdonbehalfby"] is None
+        assert attributes["modifiedonbehalfby"] is None
+        parent = body["ParentContext"]
+        assert (parent["Stage"], parent["Mode"]) == (30, 0)
+        posted = pairs(pairs(parent["InputParameters"])["Target"]["Attributes"])
+        assert posted == {
+            "lastname": "Short",
+            "emailaddress1": "s@x.io",
+            "donotbulkemail": True,
+            "contactid": contact_id,
+        }
+    assert (by_mode[0]["IsInTransaction"], by_mode[1]["IsInTransaction"]) == (True, False)
 
 
 async def test_create_and_delete_steps(
@@ -287,7 +357,7 @@ async def test_a_sync_step_delivers_before_the_response(api: Api, receiver: Rece
     assert receiver.hits == 1  # already there when the create answered
     context = receiver.bodies[0]
     assert (context["Mode"], context["PrimaryEntityId"]) == (0, contact_id)
-    assert context["PostEntityImages"] == [] and context["ParentContext"] is None
+    assert context["PostEntityImages"] == [] and context["ParentContext"]["Stage"] == 30
 
 
 async def test_a_failing_sync_step_fails_and_rolls_back_the_write(

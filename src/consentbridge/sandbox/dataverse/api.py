@@ -28,6 +28,7 @@ class Context:
     correlation_id: str
     transaction: Transaction | None = None
     content_ids: dict[str, str] = field(default_factory=dict)  # Content-ID → entity URL
+    user_agent: str = ""  # of the HTTP request: a webhook's `InitiatingUserAgent`
 
     @property
     def service_root(self) -> str:
@@ -55,6 +56,10 @@ class ApiRequest:
     bypass: Bypass = field(default_factory=Bypass)
     in_batch: bool = False  # a part of a $batch
 
+    def __post_init__(self) -> None:
+        if not self.in_batch and not self.ctx.user_agent:
+            self.ctx.user_agent = self.headers.get("user-agent", "")  # parts share the request's
+
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
@@ -63,7 +68,9 @@ class ApiRequest:
 
     def origin(self) -> Origin:
         ctx = self.ctx
-        return Origin(ctx.caller, ctx.request_id, ctx.correlation_id, ctx.host, self.bypass)
+        return Origin(
+            ctx.caller, ctx.request_id, ctx.correlation_id, ctx.host, self.bypass, ctx.user_agent
+        )
 
     def json_object(self, entity_set: str) -> dict[str, Any]:
         try:

@@ -64,6 +64,7 @@ class Origin:
     correlation_id: str
     host: str  # the organization's host name, for `x-ms-dynamics-organization`
     bypass: Bypass = Bypass()
+    user_agent: str = ""  # the request's User-Agent, for `InitiatingUserAgent`
 
 
 BYPASS_LOGIC = "mscrm.bypassbusinesslogicexecution"

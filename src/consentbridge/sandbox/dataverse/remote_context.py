@@ -3,8 +3,13 @@
 values typed `object` (`Entity:`, `EntityReference:`, `OptionSetValue:`), multi-select choices as
 a list of OptionSetValue, and dates as `"\\/Date(<ms>)\\/"`.
 
-The Target holds the columns the write set plus the primary key, `modifiedon` and
-`modifiedby`; an async step also gets the `AsynchronousStepPrimaryName` post image.
+The Target holds the columns the write set plus the primary key, `modifiedon`, `modifiedby`
+and `modifiedonbehalfby` (null); a Create's Target also holds every default the request left
+out (Dataverse adds them before the steps run, and a model-driven form posts them all anyway),
+`createdon`, `createdby`, `createdonbehalfby`, `ownerid` and `owningbusinessunit`. Every step
+gets a `ParentContext`: the main operation (stage 30, synchronous) whose Target is what the
+request posted. `InitiatingUserAgent` is the request's User-Agent. An async step also gets the
+`AsynchronousStepPrimaryName` post image.
 """
 
 from __future__ import annotations
@@ -91,20 +96,67 @@ def _entity(
     return entity
 
 
-def _target_attributes(schema: s.TableSchema, event: WriteEvent) -> list[dict[str, Any]]:
-    row = event.row or {}
-    out: list[dict[str, Any]] = []
+def _posted(schema: s.TableSchema, event: WriteEvent) -> dict[str, object]:
+    """The columns the request set, as the context carries them."""
+    out: dict[str, object] = {}
     for name, value in event.columns.items():
         column = schema.by_property.get(name)
         if column is not None:
-            out.append({"key": column.logical_name, "value": attribute_value(column, value)})
-    for logical in (schema.primary_id, "modifiedon", "modifiedby"):
+            out[column.logical_name] = attribute_value(column, value)
+    return out
+
+
+def _target_attributes(
+    schema: s.TableSchema, event: WriteEvent, organization: Organization
+) -> list[dict[str, Any]]:
+    row = event.row or {}
+    created = event.message == "Create"
+    out: dict[str, object] = {}
+    if created:  # the defaults Dataverse filled in (SharedVariables "DefaultsAddedFlag")
+        for default in schema.columns.values():
+            if default.default is not None and default.logical_name != schema.primary_id:
+                out[default.logical_name] = attribute_value(default, row.get(default.property_name))
+    out.update(_posted(schema, event))
+    system = ("createdon", "createdby", "ownerid") if created else ()
+    for logical in (schema.primary_id, *system, "modifiedon", "modifiedby"):
         column = schema.columns.get(logical)
         if column is not None:
-            out.append(
-                {"key": logical, "value": attribute_value(column, row.get(column.property_name))}
-            )
-    return out
+            out[logical] = attribute_value(column, row.get(column.property_name))
+    if created and "ownerid" in schema.columns:
+        out["owningbusinessunit"] = reference("businessunit", organization.business_unit_id)
+        out["createdonbehalfby"] = None
+    out["modifiedonbehalfby"] = None
+    return [{"key": key, "value": value} for key, value in out.items()]
+
+
+def _parent(base: dict[str, Any], schema: s.TableSchema, event: WriteEvent) -> dict[str, Any]:
+    """The main operation (stage 30) a step runs in or was queued from: its Target is what the
+    request posted."""
+    posted = {**_posted(schema, event), schema.primary_id: event.row_id}
+    if event.message == "Delete":
+        target: dict[str, Any] = reference(schema.logical_name, event.row_id)
+    else:
+        attributes = [{"key": key, "value": value} for key, value in posted.items()]
+        target = _entity(schema, event.row_id, attributes, typed=True)
+    parent = dict(base)
+    parent.update(
+        {
+            "InputParameters": [
+                {"key": "Target", "value": target},
+                {"key": "SuppressDuplicateDetection", "value": False},
+            ],
+            "IsInTransaction": True,
+            "IsolationMode": 1,
+            "Mode": 0,
+            "OperationId": ZERO_GUID,
+            "OwningExtension": {**reference("sdkmessageprocessingstep", ZERO_GUID)},
+            "ParentContext": None,
+            "PostEntityImages": [],
+            "Stage": 30,
+        }
+    )
+    del parent["OwningExtension"]["__type"]
+    return parent
 
 
 def build(
@@ -119,7 +171,9 @@ def build(
     if event.message == "Delete":
         target: dict[str, Any] = reference(schema.logical_name, event.row_id)
     else:
-        target = _entity(schema, event.row_id, _target_attributes(schema, event), typed=True)
+        target = _entity(
+            schema, event.row_id, _target_attributes(schema, event, organization), typed=True
+        )
     outputs = [{"key": "id", "value": event.row_id}] if event.message == "Create" else []
     post_images: list[dict[str, Any]] = []
     if step.mode == MODE_ASYNC and event.row is not None:
@@ -138,6 +192,7 @@ def build(
         "BusinessUnitId": organization.business_unit_id,
         "CorrelationId": event.origin.correlation_id,
         "Depth": 1,
+        "InitiatingUserAgent": event.origin.user_agent,
         "InitiatingUserAzureActiveDirectoryObjectId": caller.app.object_id,
         "InitiatingUserId": caller.systemuserid,
         "InputParameters": [{"key": "Target", "value": target}],
@@ -166,22 +221,7 @@ def build(
         "UserId": caller.systemuserid,
     }
     del base["OwningExtension"]["__type"]
-    if step.mode == MODE_ASYNC:
-        # The synchronous main operation the async step was queued from.
-        parent = dict(base)
-        parent.update(
-            {
-                "IsInTransaction": True,
-                "IsolationMode": 1,
-                "Mode": 0,
-                "OperationId": ZERO_GUID,
-                "OwningExtension": {**reference("sdkmessageprocessingstep", ZERO_GUID)},
-                "PostEntityImages": [],
-                "Stage": 30,
-            }
-        )
-        del parent["OwningExtension"]["__type"]
-        base["ParentContext"] = parent
+    base["ParentContext"] = _parent(base, schema, event)
     return base
 
 

@@ -101,6 +101,8 @@ class Column:
             data["options"] = [{"value": o.value, "label": o.label} for o in self.options]
         if self.max_length is not None:
             data["max_length"] = self.max_length
+        if self.custom and self.default is not None:
+            data["default"] = self.default
         return data
 
 
@@ -396,11 +398,16 @@ def custom_column(spec: dict[str, Any], schema: TableSchema) -> Column:
         raise ValueError("Field 'display_name' must be a string.")
     if kind in (PICKLIST, MULTI_SELECT):
         options = _custom_options(spec.get("options"))
+        # A choice column's "default choice" (DefaultFormValue); a multi-select has none here.
+        choice_default = spec.get("default") if kind == PICKLIST else None
+        if choice_default is not None and choice_default not in {o.value for o in options}:
+            raise ValueError("Field 'default' must be the value of one of the options.")
         return Column(
             name,
             kind,
             display,
             options=options,
+            default=choice_default,
             custom=True,
             option_set_name=f"{schema.logical_name}_{name}",
         )
