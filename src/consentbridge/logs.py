@@ -6,13 +6,21 @@ Every module logs through ``get_logger(name)``, which returns an ``EventLogger``
     log = get_logger("consentbridge.worker")
     log.info("batch.written", integration="acme", users=500, requests=1, ms=84)
 
-``configure`` (called once by ``serve``, ``worker`` and the CLI) picks the format: JSON lines
-when stdout is not a terminal (``{"ts", "level", "event", "logger", "integration", …}``),
+``configure`` (called once by ``serve`` and ``worker``) picks the format: JSON lines when stdout
+is not a terminal (``{"ts", "level", "event", "logger", "integration", …}``),
 ``HH:MM:SS level event key=value …`` on a terminal; ``CONSENTBRIDGE_LOG_FORMAT=json|text``
-overrides the choice. ``organization_user_id`` is usually an email address, so log fields that
-carry one go through ``user_ref``: a short SHA-256 digest unless ``CONSENTBRIDGE_LOG_USER_IDS``
-is ``plain``. Secrets never reach a log line: callers pass no secret fields, and values are
-rendered with ``str``/JSON only (a ``SecretStr`` prints as ``**********``).
+overrides the choice. Its handler sits on the root logger, so the warnings of libraries and
+uvicorn's error logger come out in the same format (a traceback is a field of one JSON line).
+
+``bind(integration=...)`` adds fields to every line logged inside it (the worker binds the
+integration around a batch, so the Dataverse client's lines name it too).
+
+``organization_user_id`` is usually an email address, so log fields that carry one go through
+``user_ref``: a short SHA-256 digest unless ``CONSENTBRIDGE_LOG_USER_IDS`` is ``plain``.
+Secrets never reach a log line: callers pass no secret fields, values are rendered with
+``str``/JSON only (a ``SecretStr`` prints as ``**********``), and a field whose name says it
+holds a secret (``secret``, ``password``, ``token``, ``authorization``, ``api_key``, ``cookie``)
+is printed as ``[redacted]`` whatever its value.
 """
 
 from __future__ import annotations
@@ -21,8 +29,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Final, Literal, TextIO
 
 LogFormat = Literal["json", "text"]
@@ -36,6 +47,13 @@ _FIELDS: Final = "cb_fields"
 _HANDLER_NAME: Final = "consentbridge"
 
 _user_id_mode: UserIdMode = "hashed"
+_bound: ContextVar[Mapping[str, Any]] = ContextVar("consentbridge_log_fields", default={})
+
+REDACTED: Final = "[redacted]"
+MAX_TEXT: Final = 2000  # characters of one text field (a remote error message can be long)
+_SECRET_NAME: Final = re.compile(r"secret|password|token|authorization|api_?key|cookie", re.I)
+# Loggers of libraries that would otherwise print at INFO through the root handler.
+_LIBRARY_LEVEL: Final = logging.WARNING
 
 
 class EventLogger:
@@ -55,6 +73,9 @@ class EventLogger:
 
     def log(self, level: int, event: str, /, *, exc_info: bool = False, **fields: Any) -> None:
         if self._logger.isEnabledFor(level):
+            bound = _bound.get()
+            if bound:
+                fields = {**bound, **fields}
             self._logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})
 
     def debug(self, event: str, /, **fields: Any) -> None:
@@ -73,6 +94,16 @@ class EventLogger:
 def get_logger(name: str) -> EventLogger:
     """The event logger called ``name`` (``consentbridge.<area>``)."""
     return EventLogger(logging.getLogger(name))
+
+
+@contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every event logged in this context (task) until the block ends."""
+    token = _bound.set({**_bound.get(), **fields})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
 
 
 def user_ref(organization_user_id: str | None) -> str | None:
@@ -94,8 +125,11 @@ def configure(
     user_ids: str = "hashed",
     stream: TextIO | None = None,
 ) -> LogFormat:
-    """Send ``consentbridge.*`` logs to ``stream`` (stdout) in the chosen format; returns the
-    format used. Safe to call again (the handler is replaced, not added twice)."""
+    """Send logs to ``stream`` (stdout) in the chosen format; returns the format used.
+
+    ``consentbridge.*`` logs at ``level``; other libraries (uvicorn's error logger, asyncio,
+    httpx) only from WARNING, through the same handler and format. Safe to call again (the
+    handler is replaced, not added twice)."""
     global _user_id_mode
     out = stream if stream is not None else sys.stdout
     chosen: LogFormat
@@ -109,7 +143,7 @@ def configure(
         raise ValueError(f"user id mode must be one of {', '.join(USER_ID_MODES)}")
     _user_id_mode = user_ids  # type: ignore[assignment]
 
-    root = logging.getLogger("consentbridge")
+    root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
@@ -117,9 +151,16 @@ def configure(
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
     root.addHandler(handler)
-    root.setLevel(level.upper())
-    # Our handler writes every line once; the root logger's (if any) would repeat it.
-    root.propagate = False
+    root.setLevel(_LIBRARY_LEVEL)
+    ours = logging.getLogger("consentbridge")
+    ours.setLevel(level.upper())
+    ours.propagate = True
+    # uvicorn's own handler (installed by its default log config) would print the server's
+    # errors a second time, as plain text with a multi-line traceback: ours writes them.
+    server = logging.getLogger("uvicorn")
+    for handler in list(server.handlers):
+        server.removeHandler(handler)
+    server.propagate = True
     return chosen
 
 
@@ -136,13 +177,30 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return dict(fields) if isinstance(fields, Mapping) else {}
 
 
+def _event_and_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
+    """An event's name and fields; a plain library record (``uvicorn.error``) is named after
+    its logger, its text in ``message``."""
+    fields = getattr(record, _FIELDS, None)
+    if isinstance(fields, Mapping):
+        return str(record.msg), dict(fields)
+    return record.name, {"message": record.getMessage()}
+
+
+def _field_value(key: str, value: Any) -> Any:
+    if value is not None and _SECRET_NAME.search(key):
+        return REDACTED
+    return _plain(value)
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     at = dt.datetime.fromtimestamp(record.created, tz=dt.UTC)
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, dt.datetime):
         return value.isoformat()
@@ -157,15 +215,16 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``event``, ``logger``, then the fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        event, fields = _event_and_fields(record)
         line: dict[str, Any] = {
             "ts": _timestamp(record),
             "level": record.levelname.lower(),
-            "event": record.getMessage(),
+            "event": event,
             "logger": record.name,
         }
-        for key, value in record_fields(record).items():
+        for key, value in fields.items():
             if key not in line:
-                line[key] = _plain(value)
+                line[key] = _field_value(key, value)
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             line["error"] = f"{type(exc).__name__}: {exc}"
@@ -178,9 +237,10 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         at = dt.datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        parts = [at, f"{record.levelname.lower():<7}", record.getMessage()]
-        for key, value in record_fields(record).items():
-            shown = _plain(value)
+        event, fields = _event_and_fields(record)
+        parts = [at, f"{record.levelname.lower():<7}", event]
+        for key, value in fields.items():
+            shown = _field_value(key, value)
             text = shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False)
             if isinstance(shown, str) and (not text or " " in text or '"' in text):
                 text = json.dumps(text, ensure_ascii=False)
