@@ -47,7 +47,7 @@ _FIELDS: Final = "cb_fields"
 _HANDLER_NAME: Final = "consentbridge"
 
 _user_id_mode: UserIdMode = "hashed"
-_bound: ContextVar[Mapping[str, Any]] = ContextVar("consentbridge_log_fields", default={})
+_bound: ContextVar[Mapping[str, Any] | None] = ContextVar("consentbridge_log_fields", default=None)
 
 REDACTED: Final = "[redacted]"
 MAX_TEXT: Final = 2000  # characters of one text field (a remote error message can be long)
@@ -99,7 +99,7 @@ def get_logger(name: str) -> EventLogger:
 @contextmanager
 def bind(**fields: Any) -> Iterator[None]:
     """Add ``fields`` to every event logged in this context (task) until the block ends."""
-    token = _bound.set({**_bound.get(), **fields})
+    token = _bound.set({**(_bound.get() or {}), **fields})
     try:
         yield
     finally:
