@@ -56,6 +56,11 @@ _SECRET_NAME: Final = re.compile(r"secret|password|token|authorization|api_?key|
 _LIBRARY_LEVEL: Final = logging.WARNING
 
 
+# Until `configure` runs (the short CLI commands never call it), our events go nowhere rather
+# than to Python's last-resort handler, which would print bare event names on stderr.
+logging.getLogger("consentbridge").addHandler(logging.NullHandler())
+
+
 class EventLogger:
     """A named logger whose messages are events with fields (see the module docstring)."""
 
