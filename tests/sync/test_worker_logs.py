@@ -14,7 +14,9 @@ import pytest
 
 from consentbridge.context import AppContext
 from consentbridge.dataverse.client import DataverseClient
+from consentbridge.dataverse.errors import TransientError
 from consentbridge.operations import intake
+from consentbridge.sync.budget import SharedBudgets, app_user_of
 from consentbridge.sync.worker import Worker, WorkerConfig
 from tests.e2e.conftest import INTEGRATION_ID, integration_document
 from tests.support.bidirectional import open_context
@@ -130,3 +132,31 @@ async def test_a_429_is_logged_with_its_retry_after(live_sandbox: SandboxClient)
     assert throttled["level"] == "warning" and throttled["operation"] == "who_am_i"
     assert throttled["retry_after_s"] >= 1 and throttled["gives_up"] is False
     assert throttled["limit"] >= 1
+
+
+async def test_a_cut_and_a_pause_of_the_shared_budget_are_logged(
+    ctx: AppContext, live_sandbox: SandboxClient
+) -> None:
+    integration = await ctx.integration(INTEGRATION_ID)
+    assert integration is not None
+    app_user = app_user_of(integration)
+    budgets = SharedBudgets(ctx.store, "worker-a")
+    limiter = budgets.limiter(app_user)
+    try:
+        async with dataverse_client(
+            live_sandbox, limiter=limiter, max_throttle_wait_s=0.5
+        ) as client:
+            await client.who_am_i()
+            await budgets.refresh(app_user)
+            with captured_logs(level="INFO") as logs:
+                with live_sandbox.faulted(rate_429=1), pytest.raises(TransientError):
+                    await client.who_am_i()
+                await budgets.refresh(app_user)
+    finally:
+        await budgets.aclose()
+    (cut,) = logs.events("budget.cut")
+    (paused,) = logs.events("budget.paused")
+    assert cut["client_id"] == integration.config.client_id.lower()
+    assert (cut["concurrency"], cut["workers"]) == (1, 1)
+    assert paused["wait_s"] > 0
+    assert logs.events("dataverse.throttled")[0]["gives_up"] is True
