@@ -77,11 +77,24 @@ class EventLogger:
         return self._logger.isEnabledFor(level)
 
     def log(self, level: int, event: str, /, *, exc_info: bool = False, **fields: Any) -> None:
-        if self._logger.isEnabledFor(level):
+        logger = self._logger
+        if logger.isEnabledFor(level):
             bound = _bound.get()
             if bound:
                 fields = {**bound, **fields}
-            self._logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})
+            # The record is made here rather than by `Logger.log`, which would walk the stack
+            # for a file and line no line prints (a third of a line's cost on the intake path).
+            record = logger.makeRecord(
+                logger.name,
+                level,
+                "",
+                0,
+                event,
+                (),
+                sys.exc_info() if exc_info else None,
+                extra={_FIELDS: fields},
+            )
+            logger.handle(record)
 
     def debug(self, event: str, /, **fields: Any) -> None:
         self.log(logging.DEBUG, event, **fields)
@@ -157,6 +170,8 @@ def configure(
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(_LIBRARY_LEVEL)
+    # No line prints thread or process names: a record need not look them up (~10 % of it).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     ours = logging.getLogger("consentbridge")
     ours.setLevel(level.upper())
     ours.propagate = True
@@ -191,18 +206,35 @@ def _event_and_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
     return record.name, {"message": record.getMessage()}
 
 
+_SECRET_KEYS: dict[str, bool] = {}  # field name -> whether it names a secret (a small set)
+
+
 def _field_value(key: str, value: Any) -> Any:
-    if value is not None and _SECRET_NAME.search(key):
+    secret = _SECRET_KEYS.get(key)
+    if secret is None:
+        secret = _SECRET_KEYS[key] = bool(_SECRET_NAME.search(key))
+    if secret and value is not None:
         return REDACTED
     return _plain(value)
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    at = dt.datetime.fromtimestamp(record.created, tz=dt.UTC)
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-12-06T06:21:14.123Z`` (the seconds part is formatted once a second)."""
+    global _last_second
+    second = int(record.created)
+    if _last_second[0] != second:
+        at = dt.datetime.fromtimestamp(second, tz=dt.UTC)
+        _last_second = (second, at.strftime("%Y-%m-%dT%H:%M:%S"))
+    millis = int((record.created - second) * 1000)
+    return f"{_last_second[1]}.{millis:03d}Z"
 
 
 def _plain(value: Any) -> Any:
+    if type(value) is int:
+        return value
     if isinstance(value, str):
         return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
     if value is None or isinstance(value, bool | int | float):
