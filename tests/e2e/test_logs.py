@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,17 @@ def test_a_didomi_change_is_logged_as_json_lines_with_the_user_hashed(
     for line in json_lines(service.output):
         assert {"ts", "level", "event", "logger"} <= set(line)
 
+    # uvicorn's own error logger comes through our handler too: one JSON line, no plain text.
+    host, port = service.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        raw.recv(1024)
+    wait_until(lambda: events(service.output, "uvicorn.error"), message="uvicorn's warning")
+
     service.stop()
     text = "".join(service.output)
+    banner = [line for line in service.output if not line.startswith("{")]
+    assert banner == [f"console: {service.base_url}/console\n"]
     assert email not in text  # only its digest
     for secret in secrets_of(document, service):
         assert secret not in text
