@@ -23,8 +23,9 @@ from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
 log = get_logger("consentbridge.intake")
 
 TO_DATAVERSE: Final[Direction] = "to_dataverse"
-# One `webhook.accepted` line per stored webhook, at INFO: ~4 µs of a webhook's ~500 µs of CPU
-# (measured in docs/operations.md, "Logs"); LOG_LEVEL=WARNING drops it, and the hashing too.
+# One `webhook.accepted` line per stored webhook, at INFO: ~21 µs of a webhook's ~540 µs of CPU,
+# about 4 % (measured in docs/operations.md, "Logs"); LOG_LEVEL=WARNING drops the line and the
+# hashing of the user id with it.
 ACCEPTED_LEVEL: Final = logging.INFO
 UNSTORED_INTAKE_ENV: Final = "CONSENTBRIDGE_BENCH_UNSTORED_INTAKE"
 """Set to 1 only by benchmarks/intake.py: ``serve`` then answers Didomi webhooks 202 without
