@@ -139,7 +139,7 @@ def test_a_secret_value_is_never_printed() -> None:
     # A SecretStr prints masked; a field whose name says secret is redacted whatever it holds.
     log.info("a", client_secret=SecretStr(SECRET), password=SECRET, api_key=SECRET)
     log.info("b", token=SECRET, authorization=f"Bearer {SECRET}", webhook_secret=SECRET)
-    log.info("c", config={"client_secret": SecretStr(SECRET)})
+    log.info("c", config={"client_secret": SecretStr(SECRET), "didomi": {"api_secret": SECRET}})
     configure(stream=out, log_format="text")
     log.info("d", client_secret=SECRET, nested=[SecretStr(SECRET)])
     assert SECRET not in out.getvalue()
