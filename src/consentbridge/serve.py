@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-import logging
 import os
 import secrets
 import shlex
@@ -25,6 +24,7 @@ from consentbridge.config.files import load_document_file
 from consentbridge.config.settings import Settings
 from consentbridge.context import AppContext
 from consentbridge.listening import listen_tcp
+from consentbridge.logs import get_logger
 from consentbridge.metrics import metrics_for
 from consentbridge.operations import intake
 from consentbridge.sync.worker import Worker, WorkerConfig
@@ -32,7 +32,7 @@ from consentbridge.sync.worker import Worker, WorkerConfig
 if TYPE_CHECKING:
     from consentbridge.web.deps import Receivers
 
-log = logging.getLogger("consentbridge.serve")
+log = get_logger("consentbridge.serve")
 
 # Young-generation threshold of the cyclic garbage collector (CPython's default: 700).
 YOUNG_GC_THRESHOLD = 10_000
@@ -72,7 +72,12 @@ async def _apply_config_files(ctx: AppContext, files: list[Path]) -> list[str]:
     for path in files:
         result = await lifecycle.apply(ctx, load_document_file(path), default_id=path.stem)
         if result.flow_error is not None:
-            log.warning("%s: %s", path, result.flow_error)
+            log.warning(
+                "config.flow_error",
+                path=str(path),
+                integration=result.integration.id,
+                reason=result.flow_error,
+            )
         applied.append(result.integration.id)
     return applied
 
@@ -88,12 +93,15 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     )
     task = asyncio.create_task(worker.run())
     settle_heap()
+    log.info("service.started", command="worker", worker=worker.worker_id)
     try:
         await stop.wait()
+        log.info("service.stopping", command="worker")
     finally:
         worker.stop()
         await task
         await ctx.aclose()
+        log.info("service.stopped", command="worker")
 
 
 def settle_heap() -> None:
@@ -144,6 +152,7 @@ async def run_service(
         app = create_app(ctx, receivers=_receivers())
         config = uvicorn.Config(
             app,
+            log_config=None,  # uvicorn's errors go through our log handler (logs.py)
             log_level="warning",
             access_log=False,
             lifespan="on",
@@ -175,8 +184,16 @@ async def run_service(
             banner.append(_write_demo_env(options, public_url, settings, banner))
         for line in banner:
             print(line, flush=True)
+        log.info(
+            "service.started",
+            command="serve",
+            url=public_url,
+            worker=worker.worker_id if worker is not None else None,
+            sandbox=options.sandbox,
+        )
         settle_heap()
         await stop.wait()
+        log.info("service.stopping", command="serve")
     finally:
         if worker is not None:
             worker.stop()
@@ -188,6 +205,7 @@ async def run_service(
         for _, sock in servers:
             sock.close()
         await ctx.aclose()
+        log.info("service.stopped", command="serve")
 
 
 async def _start_sandbox(
@@ -229,9 +247,9 @@ def _receivers() -> Receivers | None:
     if os.environ.get(intake.UNSTORED_INTAKE_ENV) != "1":
         return None
     log.warning(
-        "%s=1: Didomi webhooks are answered 202 WITHOUT being stored (benchmark mode); "
-        "never set it outside benchmarks/intake.py",
-        intake.UNSTORED_INTAKE_ENV,
+        "intake.unstored",
+        reason=f"{intake.UNSTORED_INTAKE_ENV}=1: Didomi webhooks are answered 202 WITHOUT "
+        "being stored (benchmark mode); never set it outside benchmarks/intake.py",
     )
     return Receivers(didomi=intake.receive_didomi_unstored)
 

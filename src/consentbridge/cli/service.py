@@ -11,6 +11,15 @@ import typer
 
 from consentbridge.cli import app
 from consentbridge.config.settings import Settings
+from consentbridge.logs import configure
+
+
+def _configure_logs(settings: Settings) -> None:
+    """Logs of the long-running commands: JSON lines unless stdout is a terminal (the
+    settings ``log_level``, ``log_format`` and ``log_user_ids``; docs/operations.md)."""
+    configure(
+        level=settings.log_level, log_format=settings.log_format, user_ids=settings.log_user_ids
+    )
 
 
 @app.command()
@@ -40,6 +49,7 @@ def serve(
             os.environ, public_url=public_url, admin_token=generate_admin_token()
         )
         show_token = True
+    _configure_logs(settings)
     options = ServeOptions(
         host=host,
         port=port,
@@ -57,4 +67,6 @@ def worker() -> None:
     """Run sync workers only, against the same store (any number, on any hosts)."""
     from consentbridge.serve import run_worker
 
-    asyncio.run(run_worker(Settings.from_env(os.environ)))
+    settings = Settings.from_env(os.environ)
+    _configure_logs(settings)
+    asyncio.run(run_worker(settings))

@@ -10,7 +10,8 @@ application user); 5xx, timeouts and connection errors with jittered backoff. Pa
 Every HTTP request sent (each retry too) is reported to an optional `on_request` hook as
 `(operation, status)`: a fixed operation name (`operation_name`) and the status code, or
 `NO_RESPONSE` (0) when none came back. The caller turns that into metrics; this package knows
-nothing of them.
+nothing of them. Each 429 is logged (`dataverse.throttled`), and so is each retry after a 5xx
+or a request that got no answer (`dataverse.retry`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ from consentbridge.dataverse.errors import (
     from_response,
 )
 from consentbridge.dataverse.limiter import AdaptiveLimiter
+from consentbridge.logs import get_logger
 from consentbridge.retry_after import parse_retry_after
+
+log = get_logger("consentbridge.dataverse")
 
 ODATA_HEADERS = {
     "Accept": "application/json",
@@ -178,7 +182,9 @@ class DataverseClient:
                         f"Dataverse did not answer {what} ({type(exc).__name__}) after "
                         f"{attempt} attempts; it will be retried later."
                     ) from exc
-                await asyncio.sleep(self._backoff(attempt))
+                delay = self._backoff(attempt)
+                _log_retry(method, path, attempt, delay, type(exc).__name__)
+                await asyncio.sleep(delay)
                 continue
             status = response.status_code
             self._observe(operation, status)
@@ -193,6 +199,14 @@ class DataverseClient:
                 wait = _retry_after(response)
                 self._limiter.on_throttle(wait)
                 throttled_for += wait
+                log.warning(
+                    "dataverse.throttled",
+                    operation=operation_name(method, path),
+                    retry_after_s=round(wait, 3),
+                    throttled_for_s=round(throttled_for, 3),
+                    limit=self._limiter.limit,
+                    gives_up=throttled_for > self._max_throttle_wait_s,
+                )
                 if throttled_for > self._max_throttle_wait_s:
                     error = from_response(response, what=what)
                     assert isinstance(error, TransientError)
@@ -203,7 +217,9 @@ class DataverseClient:
                 attempt += 1
                 if attempt >= MAX_ATTEMPTS:
                     raise from_response(response, what=what)
-                await asyncio.sleep(self._backoff(attempt))
+                delay = self._backoff(attempt)
+                _log_retry(method, path, attempt, delay, f"HTTP {status}")
+                await asyncio.sleep(delay)
                 continue
             raise from_response(response, what=what)
 
@@ -361,6 +377,16 @@ class DataverseClient:
                 parse_batch_response(response.content, response.headers.get("content-type", ""))
             )
         return out
+
+
+def _log_retry(method: str, path: str, attempt: int, delay: float, reason: str) -> None:
+    log.warning(
+        "dataverse.retry",
+        operation=operation_name(method, path),
+        attempt=attempt,
+        retry_in_s=round(delay, 3),
+        reason=reason,
+    )
 
 
 def _request_id(response: httpx.Response) -> str | None:

@@ -13,12 +13,16 @@ from typing import Any
 from consentbridge.context import AppContext
 from consentbridge.didomi.client import DidomiError
 from consentbridge.didomi.webhooks import ConsentChange, delivery_key, parse_timestamp
+from consentbridge.logs import get_logger
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.operations.intake import didomi_item
 from consentbridge.store.values import IntakeItem
 from consentbridge.sync.clients import didomi_client
 
+log = get_logger("consentbridge.backfill")
+
 PAGE = 100
+PROGRESS_EVERY_S = 10.0  # a `job.progress` line at most this often
 
 
 @dataclass
@@ -88,6 +92,9 @@ async def backfill(
         )
     summary = BackfillSummary(source=source, dry_run=dry_run)
     started = time.monotonic()
+    job: dict[str, Any] = {"job": "backfill", "integration": integration_id, "dry_run": dry_run}
+    log.info("job.started", source=source, **job)
+    reported = started
     client = didomi_client(integration)
     page: list[IntakeItem] = []
 
@@ -108,6 +115,10 @@ async def backfill(
             summary.unchanged += sum(1 for r in results if not r.changed)
             ctx.wake()
         page.clear()
+        nonlocal reported
+        if time.monotonic() - reported >= PROGRESS_EVERY_S:
+            reported = time.monotonic()
+            log.info("job.progress", **job, **_counts(summary, started))
 
     try:
         async for user in client.iter_users(page_size=PAGE):
@@ -126,11 +137,26 @@ async def backfill(
                 progress(summary.users_read)
         await flush()
     except DidomiError as exc:
+        log.warning("job.failed", reason=exc.message, **job, **_counts(summary, started))
         raise InvalidInput([Issue("didomi", exc.message)], status=502) from exc
+    except Exception:
+        log.warning("job.failed", exc_info=True, **job, **_counts(summary, started))
+        raise
     finally:
         await client.aclose()
     summary.seconds = round(time.monotonic() - started, 3)
+    log.info("job.finished", **job, **_counts(summary, started))
     return summary
+
+
+def _counts(summary: BackfillSummary, started: float) -> dict[str, Any]:
+    return {
+        "users_read": summary.users_read,
+        "without_id": summary.without_id,
+        "queued": summary.queued,
+        "unchanged": summary.unchanged,
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 async def start_backfill(

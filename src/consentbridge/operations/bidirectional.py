@@ -11,6 +11,7 @@ against and uses to recognise our own writes (the application user id).
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Mapping
@@ -40,12 +41,15 @@ from consentbridge.dataverse.registration import (
     normalize_attributes,
     remove_registration,
 )
+from consentbridge.logs import get_logger
 from consentbridge.mapping import Property, one_way_columns, one_way_reason
 from consentbridge.operations.diagnostics import user_privileges
 from consentbridge.operations.errors import Conflict, NotFound, OperationError, Unavailable
 from consentbridge.store.values import iso_utc
 from consentbridge.sync.clients import runtime_for
 from consentbridge.sync.runtime import IntegrationRuntime
+
+log = get_logger("consentbridge.bidirectional")
 
 RECORD_VERSION = 1
 ENABLE_PRIVILEGES = ("prvCreateServiceEndpoint", "prvCreateSdkMessageProcessingStep")
@@ -222,6 +226,9 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
             await ctx.store.set_registration(integration_id, previous_raw)
             raise
     except DataverseError as exc:
+        log.warning(
+            "registration.failed", integration=integration_id, action="enable", reason=str(exc)
+        )
         raise _failure(exc) from exc
     finally:
         await runtime.aclose()
@@ -237,6 +244,16 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
     ctx.forget(integration_id)
     lines = [*(f"{a[0].upper()}{a[1:]}." for a in ensured.actions), *recorded_changes]
     changed = bool(lines)
+    log.log(
+        logging.INFO if changed else logging.DEBUG,
+        "registration.changed" if changed else "registration.unchanged",
+        integration=integration_id,
+        action="enable" if previous is None else "repair",
+        url=record.url,
+        endpoint_id=record.endpoint_id,
+        steps=sorted(record.step_ids),
+        actions=list(ensured.actions),
+    )
     if not changed:
         lines.append(
             f"Nothing to change: the webhook {endpoint_name(integration_id)} and its Create and "
@@ -307,10 +324,21 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
         ordered += [s for m, s in previous.step_ids.items() if m not in MESSAGES]
         actions = await remove_registration(runtime.dataverse, ordered, previous.endpoint_id)
     except DataverseError as exc:
+        log.warning(
+            "registration.failed", integration=integration_id, action="disable", reason=str(exc)
+        )
         raise _failure(exc) from exc
     finally:
         await runtime.aclose()
     await ctx.store.set_registration(integration_id, None)
+    log.info(
+        "registration.changed",
+        integration=integration_id,
+        action="disable",
+        url=previous.url,
+        endpoint_id=previous.endpoint_id,
+        actions=list(actions),
+    )
     ctx.forget(integration_id)
     lines = [f"{a[0].upper()}{a[1:]}." for a in actions]
     lines.append(

@@ -24,7 +24,7 @@ from consentbridge.context import AppContext
 from consentbridge.dataverse.remote_context import ContactChange, ContextError, parse_context
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import InvalidInput, Issue, Unauthorized, Unavailable
-from consentbridge.operations.intake import require_integration
+from consentbridge.operations.intake import log_accepted, log_accepted_as, require_integration
 from consentbridge.store.values import Direction, IntakeItem, LogEntry
 from consentbridge.sync.merge import (
     EVENT_KEY,
@@ -242,10 +242,13 @@ async def receive_contact_change(
         now=now,
     )
     if item is None:
+        event_type = f"dataverse.{change.message.lower()}"
+        log_accepted_as("dataverse", integration.id, event_type, "nothing_mapped", None)
         return {"accepted": True, "duplicate": False, "queued": False, "outcome": "nothing mapped"}
     result = await ctx.store.intake(item)
     if result.changed:
         ctx.wake()
+    log_accepted("dataverse", item, result)
     outcome = item.log_unchanged.outcome if item.log_unchanged is not None else "unchanged"
     return {
         "accepted": True,

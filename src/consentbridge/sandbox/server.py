@@ -93,6 +93,7 @@ def prepare_sandbox(
         sandbox.app,
         ssl_certfile=str(tls.server_cert),
         ssl_keyfile=str(tls.server_key),
+        log_config=None,  # a process that configured logging keeps its own handlers
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,9 +53,10 @@ from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from consentbridge.logs import get_logger
 from consentbridge.store.errors import InvalidStoreUrl, StoreUnavailable
 
-log = logging.getLogger(__name__)
+log = get_logger("consentbridge.store")
 
 T = TypeVar("T")
 
@@ -190,10 +190,10 @@ async def retrying(
                     f"store operation {name} failed: database unreachable for {budget_s:.0f} s"
                 ) from exc
             log.warning(
-                "store %s: transient database error (%s), retrying in %.2f s",
-                name,
-                type(exc.orig).__name__,
-                delay,
+                "store.retry",
+                operation=name,
+                reason=type(exc.orig).__name__,
+                retry_in_s=round(delay, 3),
             )
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_DELAY_S)
@@ -357,7 +357,7 @@ class Database:
             if conn.in_transaction():
                 conn.rollback()
         except Exception:
-            log.exception("store: the SQLite writer connection failed; opening a new one")
+            log.error("store.connection_reset", exc_info=True, reason="SQLite writer failed")
             with contextlib.suppress(Exception):
                 conn.invalidate()
                 conn.close()

@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from dataclasses import replace
-from typing import Final
+from typing import Any, Final
 
 from consentbridge.config.integration import Integration
 from consentbridge.dataverse.limiter import (
@@ -41,10 +40,11 @@ from consentbridge.dataverse.limiter import (
     SharedLimiter,
     use_limiter,
 )
+from consentbridge.logs import get_logger
 from consentbridge.store import Store
 from consentbridge.store.budget import AppUser, BudgetShare, BudgetState, Others
 
-log = logging.getLogger("consentbridge.budget")
+log = get_logger("consentbridge.budget")
 
 REFRESH_S: Final = 1.0  # how often a worker reports and takes its share
 LEASE_S: Final = 5 * REFRESH_S  # a silent worker's slots return after this
@@ -103,6 +103,38 @@ def adjust(state: BudgetState, seen: Observations, others: Others, now: float) -
     return replace(new, concurrency=max(1, min(new.concurrency, cap)))
 
 
+def _log_share(
+    app_user: AppUser,
+    share: BudgetShare,
+    previous: BudgetShare | None,
+    seen: Observations,
+    now: float,
+) -> None:
+    """`budget.cut` when the shared concurrency was halved after a 429 (whichever worker saw
+    it), `budget.paused` when every worker must wait for a Retry-After; `budget.share` (debug)
+    on every report."""
+    state, before = share.state, previous.state if previous is not None else None
+    fields: dict[str, Any] = {
+        "client_id": app_user.client_id,
+        "instance": app_user.instance,
+        "concurrency": state.concurrency,
+        "slots": share.slots,
+        "workers": share.workers,
+    }
+    last_cut = before.cut_at if before is not None else now - LEASE_S
+    if state.cut_at > last_cut:
+        log.warning("budget.cut", **fields)
+    if state.blocked_until > now and (before is None or state.blocked_until > before.blocked_until):
+        log.warning("budget.paused", wait_s=round(state.blocked_until - now, 3), **fields)
+    log.debug(
+        "budget.share",
+        demand=seen.demand,
+        successes=seen.successes,
+        throttled=seen.throttled_at is not None,
+        **fields,
+    )
+
+
 class SharedBudgets:
     """The shared budgets one worker takes part in: a `SharedLimiter` per application user,
     reported and refreshed by `run` (a task of the worker) until `aclose`."""
@@ -158,18 +190,10 @@ class SharedBudgets:
         except BaseException:
             limiter.restore(seen)
             raise
+        previous = self.shares.get(app_user)
         self.shares[app_user] = share
         await limiter.apply_share(share.slots, share.state.blocked_until)
-        log.debug(
-            "budget of %s: %d of %d slots (%d workers); reported demand %d, %d successes%s",
-            app_user.client_id,
-            share.slots,
-            share.state.concurrency,
-            share.workers,
-            seen.demand,
-            seen.successes,
-            ", a 429" if seen.throttled_at is not None else "",
-        )
+        _log_share(app_user, share, previous, seen, at)
         return share
 
     async def run(self) -> None:
@@ -192,7 +216,7 @@ class SharedBudgets:
         try:
             await self.refresh(app_user)
         except Exception:
-            log.warning("could not refresh the Dataverse budget of %s", app_user, exc_info=True)
+            log.warning("budget.refresh_failed", client_id=app_user.client_id, exc_info=True)
             if limiter.managed:
                 # The others may take our slots once our lease lapses: keep one, never stall.
                 await limiter.apply_share(1, 0.0)

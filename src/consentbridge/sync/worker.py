@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import random
 import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from consentbridge.config.errors import ConfigError
 from consentbridge.config.integration import Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.dataverse.limiter import AdaptiveLimiter
+from consentbridge.logs import bind, get_logger, user_ref
 from consentbridge.metrics import Metrics
 from consentbridge.store import Store
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
@@ -44,7 +46,12 @@ from consentbridge.sync.retry import RetryPolicy
 from consentbridge.sync.reverse import ReverseEngine
 from consentbridge.sync.runtime import IntegrationRuntime, RuntimeRegistry
 
-log = logging.getLogger("consentbridge.worker")
+log = get_logger("consentbridge.worker")
+
+# The Dataverse requests sent for the batch a lane is running (for its `batch.written` line):
+# the clients report each request from inside the lane's task, so a context variable tells
+# whose batch it was, though lanes share the clients.
+_batch_requests: ContextVar[list[int] | None] = ContextVar("batch_requests", default=None)
 
 BATCH_SIZE = 1000
 LEASE_S = 120.0
@@ -123,10 +130,7 @@ class Worker:
         }
         self.metrics = metrics
         self.budgets = SharedBudgets(store, self.worker_id)
-        self.registry = RuntimeRegistry(
-            metrics.count_dataverse_request if metrics is not None else None,
-            self.budgets.limiter,
-        )
+        self.registry = RuntimeRegistry(self._observe_request, self.budgets.limiter)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()
@@ -134,6 +138,13 @@ class Worker:
         self._busy: set[tuple[str, Direction]] = set()
         self._batches: Counter[AdaptiveLimiter] = Counter()  # batches running, by limiter
         self.batches_done = 0
+
+    def _observe_request(self, integration_id: str, operation: str, status: int) -> None:
+        counter = _batch_requests.get()
+        if counter is not None:
+            counter[0] += 1
+        if self.metrics is not None:
+            self.metrics.count_dataverse_request(integration_id, operation, status)
 
     def wake(self) -> None:
         """Intake in this process calls this so new changes are picked up at once (unless a
@@ -146,6 +157,12 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
+        log.info(
+            "worker.started",
+            worker=self.worker_id,
+            lanes=self.config.lanes,
+            batch_size=self.config.batch_size,
+        )
         helpers = [
             asyncio.create_task(self._renew_leases()),
             asyncio.create_task(self.budgets.run()),
@@ -163,13 +180,14 @@ class Worker:
                 await self.store.release_leases(self.worker_id, now=time.time())
             await self.registry.aclose()
             await self.budgets.aclose()
+            log.info("worker.stopped", worker=self.worker_id, batches=self.batches_done)
 
     async def _lane(self) -> None:
         while not self._stopping.is_set():
             try:
                 worked = await self.run_once()
             except Exception:  # a store outage must not kill the worker
-                log.exception("sync lane failed; retrying shortly")
+                log.error("sync.lane_failed", exc_info=True, retry_in_s=self.config.idle_poll_s)
                 worked = False
             if not worked:
                 self._wake.clear()
@@ -197,8 +215,10 @@ class Worker:
         try:
             integration: Integration = self.secrets.decrypt_document(document)
         except ConfigError:
-            log.exception(
-                "cannot decrypt integration %s; check CONSENTBRIDGE_SECRET_KEY", integration_id
+            log.error(
+                "integration.undecryptable",
+                integration=integration_id,
+                reason="its secrets cannot be decrypted; check CONSENTBRIDGE_SECRET_KEY",
             )
             return None
         return await self.registry.get(integration, document)
@@ -233,11 +253,12 @@ class Worker:
         keys = {c.key for c in claims}
         self._in_flight |= keys
         self._busy.add((integration_id, direction))
+        started = time.perf_counter()
         try:
-            outcomes = await self.engines[direction](runtime, claims, self.config.policy)
+            with bind(integration=integration_id, direction=direction), _counting() as requests:
+                outcomes = await self.engines[direction](runtime, claims, self.config.policy)
             dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
-            if dropped:
-                log.warning("%d outcomes dropped: their leases had expired", dropped)
+            _log_batch(claims, outcomes, requests[0], time.perf_counter() - started, dropped)
             if self.metrics is not None:
                 self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
             self.batches_done += 1
@@ -316,8 +337,79 @@ class Worker:
             try:
                 pruned = await self.store.prune(time.time(), retention_s, retention_s)
             except Exception:
-                log.warning("pruning the sync log failed; will try again", exc_info=True)
+                log.warning("retention.prune_failed", exc_info=True)
             else:
                 if any(pruned):
-                    log.info("pruned %d log lines and %d delivery keys", *pruned)
+                    log.info("retention.pruned", log_lines=pruned[0], delivery_keys=pruned[1])
             await asyncio.sleep(self.config.prune_every_s * random.uniform(0.9, 1.1))
+
+
+@contextlib.contextmanager
+def _counting() -> Iterator[list[int]]:
+    """Count the Dataverse requests sent inside the block (``[count]``)."""
+    requests = [0]
+    token = _batch_requests.set(requests)
+    try:
+        yield requests
+    finally:
+        _batch_requests.reset(token)
+
+
+def _log_batch(
+    claims: Sequence[ClaimedState],
+    outcomes: Sequence[Outcome],
+    requests: int,
+    seconds: float,
+    dropped: int,
+) -> None:
+    """One `batch.written` line per batch, then one `sync.retry` / `sync.dead_letter` line per
+    distinct reason in it (a batch that fails whole is one line, not one per user; the first
+    user stands for the others, ``users`` says how many)."""
+    if not claims:
+        return
+    first = claims[0]
+    kinds = Counter(o.kind for o in outcomes)
+    columns: set[str] = set()
+    for outcome in outcomes:
+        if outcome.kind == "written" and outcome.log is not None:
+            columns.update(outcome.log.columns)
+    log.info(
+        "batch.written",
+        integration=first.integration_id,
+        direction=first.direction,
+        users=len(claims),
+        written=kinds["written"],
+        unchanged=kinds["unchanged"],
+        skipped=kinds["skipped"],
+        retrying=kinds["retry"],
+        dead_letters=kinds["dead"],
+        columns=sorted(columns),
+        requests=requests,
+        ms=round(seconds * 1000),
+        **({"dropped": dropped} if dropped else {}),
+    )
+    failed = [o for o in outcomes if o.kind in ("retry", "dead")]
+    if not failed:
+        return
+    attempts = {c.key: c.attempts for c in claims}
+    groups: dict[tuple[str, str], list[Outcome]] = {}
+    for outcome in failed:
+        groups.setdefault((outcome.kind, outcome.error or ""), []).append(outcome)
+    now = time.time()
+    for (kind, error), group in groups.items():
+        sample = group[0]
+        user = sample.organization_user_id
+        fields: dict[str, Any] = {
+            "integration": sample.integration_id,
+            "direction": sample.direction,
+            "user": user_ref(user),
+            "users": len(group),
+            "attempt": attempts.get(sample.key, 0) + 1,
+            # An error may quote the user's id: the log names users only through user_ref.
+            "reason": error.replace(user, str(user_ref(user))) if user else error,
+        }
+        if kind == "retry":
+            retry_in = (sample.next_attempt_at or now) - now
+            log.warning("sync.retry", retry_in_s=round(max(0.0, retry_in), 1), **fields)
+        else:
+            log.error("sync.dead_letter", **fields)

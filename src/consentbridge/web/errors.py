@@ -16,7 +16,6 @@ each is clipped to ``MAX_ERROR_TEXT`` characters: an error is never an echo of a
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
 from fastapi import FastAPI, Request
@@ -25,10 +24,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from consentbridge.logs import get_logger
 from consentbridge.operations.errors import InvalidInput, Issue, OperationError, Unauthorized
 from consentbridge.web.body import issues_from_errors
 
-log = logging.getLogger("consentbridge.web")
+log = get_logger("consentbridge.web")
 
 INTERNAL_ERROR: Final = {"error": "internal error"}
 MAX_ERROR_TEXT: Final = 500
@@ -68,8 +68,22 @@ def _issues_response(issues: list[Issue], status: int) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=status)
 
 
-async def _operation_error(_request: Request, exc: OperationError) -> JSONResponse:
+async def _operation_error(request: Request, exc: OperationError) -> JSONResponse:
+    if isinstance(exc, Unauthorized) and not request.url.path.startswith("/webhooks/"):
+        # The webhook routes log their own refusals (web/routes/webhooks.py).
+        log_auth_failure(request, "admin_token", exc.message)
     return error_response(exc)
+
+
+def log_auth_failure(request: Request, kind: str, reason: str) -> None:
+    """One `auth.failed` line: which credential (``kind``), the caller's address, the route."""
+    log.warning(
+        "auth.failed",
+        kind=kind,
+        client=request.client.host if request.client is not None else None,
+        route=getattr(request.scope.get("route"), "path", None),
+        reason=clip(reason),
+    )
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -102,7 +116,13 @@ class InternalErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            log.error(
+                "http.unhandled_error",
+                exc_info=True,
+                method=scope.get("method"),
+                # The route's template, not the path: a path can hold an organization_user_id.
+                route=getattr(scope.get("route"), "path", None),
+            )
             if started:
                 raise  # too late for a clean answer; the server closes the connection
             await JSONResponse(INTERNAL_ERROR, status_code=500)(scope, receive, send)

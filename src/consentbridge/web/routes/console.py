@@ -31,7 +31,7 @@ from consentbridge.web import session as sessions
 from consentbridge.web.body import read_form
 from consentbridge.web.deps import ContextDep, admin_token
 from consentbridge.web.documents import EXAMPLE_DOCUMENT, parse_document_text, shown, unseal
-from consentbridge.web.errors import clip, clipped_issues
+from consentbridge.web.errors import clip, clipped_issues, log_auth_failure
 from consentbridge.web.pages import CSS_PATH, render, stylesheet
 
 router = APIRouter(
@@ -125,6 +125,7 @@ async def login(request: Request, ctx: ContextDep) -> Response:
         return render("login.html", None, status_code=503, disabled=True)
     form = await read_form(request, ctx.settings.max_body_bytes)
     if not tokens.same_secret(form.get("token", ""), token):
+        log_auth_failure(request, "console_sign_in", "not the admin token")
         return render("login.html", None, status_code=401, error="That is not the admin token.")
     _, cookie = sessions.new_session(token)
     response = RedirectResponse("/console", status_code=303)

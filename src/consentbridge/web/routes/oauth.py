@@ -17,6 +17,7 @@ from consentbridge.operations.errors import InvalidInput, Unauthorized
 from consentbridge.web import responses
 from consentbridge.web.body import FORM_TYPE, read_form
 from consentbridge.web.deps import ContextDep
+from consentbridge.web.errors import log_auth_failure
 
 router = APIRouter(tags=["oauth"])
 
@@ -108,6 +109,8 @@ async def issue_token(request: Request, ctx: ContextDep) -> JSONResponse:
         except Unauthorized as exc:
             raise OAuthError(401, "invalid_client", exc.message) from None
     except OAuthError as exc:
+        if exc.status == 401:
+            log_auth_failure(request, "oauth_client", exc.description)
         return exc.response()
     return JSONResponse(
         {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},

@@ -15,6 +15,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 
 from consentbridge.context import AppContext
+from consentbridge.logs import get_logger
 from consentbridge.metrics import UNKNOWN_INTEGRATION, Metrics
 from consentbridge.operations import tokens
 from consentbridge.operations.errors import InvalidInput, NotFound, OperationError, Unauthorized
@@ -27,7 +28,12 @@ from consentbridge.web.body import (
 )
 from consentbridge.web.deps import webhook_bearer, webhook_services
 
+log = get_logger("consentbridge.webhooks")
+
 PREFIX: Final = "/webhooks/"
+# How each source authenticates, for the `auth.failed` line of a refused credential.
+_AUTH_KIND: Final = {"didomi": "webhook_token", "dataverse": "dataverse_webhook_key"}
+_MAX_LOGGED: Final = 200  # characters of an id or reason a refused (anyone's) request put there
 router = APIRouter(tags=["webhooks"])
 
 _OUTCOMES: Final[tuple[tuple[type[OperationError], str], ...]] = (
@@ -156,10 +162,26 @@ async def _observed(
         return result
     except OperationError as exc:
         outcome = next((name for kind, name in _OUTCOMES if isinstance(exc, kind)), "error")
+        _log_refused(integration_id, source, outcome, exc)
         raise
     finally:
         label = await _integration_label(ctx, integration_id, outcome)
         metrics.webhooks_received.labels(label, source, outcome).inc()
+
+
+def _log_refused(integration_id: str, source: str, outcome: str, exc: OperationError) -> None:
+    """One line per refused webhook: `auth.failed` for a bad credential, else `webhook.refused`
+    (accepted ones are logged where they are stored, operations/intake.py)."""
+    fields: dict[str, Any] = {
+        "integration": integration_id[:_MAX_LOGGED],
+        "source": source,
+        "status": exc.status,
+        "reason": exc.message[:_MAX_LOGGED],
+    }
+    if isinstance(exc, Unauthorized):
+        log.warning("auth.failed", kind=_AUTH_KIND.get(source, source), **fields)
+    else:
+        log.warning("webhook.refused", outcome=outcome, **fields)
 
 
 async def _integration_label(ctx: AppContext, integration_id: str, outcome: str) -> str:
