@@ -32,7 +32,7 @@ def test_test_sandboxes_start_cost_free_with_the_published_limits(
     client = _client(sandbox)
     try:
         limits = client.x.get("/_sandbox/limits").json()
-        assert COST_KEYS <= set(limits)
+        assert set(limits) >= COST_KEYS
         assert limits["cost_base_ms"] == 0
         assert limits["cost_bulk_row_ms"] == 0
         assert limits["cost_write_row_ms"] == 0

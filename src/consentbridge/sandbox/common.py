@@ -202,7 +202,7 @@ DEFAULT_TOKEN_LIFETIME_S = 3599
 DEFAULT_DOP_HINT = 5  # x-ms-dop-hint: the server's recommended parallelism (ppds-sdk, Dec 2025)
 DEFAULT_EXECUTION_S_PER_WINDOW = 1200.0  # 20 minutes per 5-minute window (MS Learn api-limits)
 # The cost model (docs/sandbox.md "Cost model"): an UpsertMultiple of 100 rows is charged
-# 50 + 100 × 24.25 = 2,475 ms, so 5 in parallel write 500 rows per 2.475 s = 202 rows/s, as
+# 50 + 100 * 24.25 = 2,475 ms, so 5 in parallel write 500 rows per 2.475 s = 202 rows/s, as
 # ppds-sdk measured against real Dataverse with one application user.
 DEFAULT_COST_BASE_MS = 50.0
 DEFAULT_COST_BULK_ROW_MS = 24.25
@@ -230,7 +230,9 @@ class Limits:
     def cost_free(cls) -> Limits:
         """The published limits with requests charged nothing (and so served at once): what
         test sandboxes start with, so that the suite does not wait out the cost model."""
-        return cls(cost_base_ms=0.0, cost_bulk_row_ms=0.0, cost_write_row_ms=0.0, cost_read_row_ms=0.0)
+        return cls(
+            cost_base_ms=0.0, cost_bulk_row_ms=0.0, cost_write_row_ms=0.0, cost_read_row_ms=0.0
+        )
 
     def public(self) -> dict[str, Any]:
         return {

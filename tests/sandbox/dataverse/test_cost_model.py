@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from consentbridge.sandbox.common import Limits
+from consentbridge.sandbox.dataverse.errors import DataverseError
 from consentbridge.sandbox.dataverse.limits import (
     EXECUTION_TIME_EXCEEDED,
     ServiceProtection,
@@ -79,17 +80,17 @@ def test_execution_time_over_the_window_is_429_0x80072321_with_retry_after() -> 
         protection.admit("u", limits)
         protection.charge("u", 0.6)
         protection.release("u")
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(DataverseError) as raised:
         protection.admit("u", limits)
     error = raised.value
-    assert getattr(error, "status", None) == 429
-    assert getattr(error, "code", None) == EXECUTION_TIME_EXCEEDED == "0x80072321"
-    assert str(getattr(error, "message", "")) == (
+    assert error.status == 429
+    assert error.code == EXECUTION_TIME_EXCEEDED == "0x80072321"
+    assert error.message == (
         "Combined execution time of incoming requests exceeded limit of 1,000 milliseconds over "
         "time window of 60 seconds. Decrease number of concurrent requests or reduce the "
         "duration of requests and try again later."
     )
-    assert 59 <= int(error.headers["Retry-After"]) <= 60  # type: ignore[attr-defined]
+    assert 59 <= int(error.headers["Retry-After"]) <= 60
     assert protection.time_remaining("u", limits) == 0
     protection.admit("other", limits)  # the budget is per application user
     assert protection.time_remaining("other", limits) == 1.0
