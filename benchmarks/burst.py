@@ -1,7 +1,8 @@
 """`burst`: 100,000 consent changes over 50,000 users, posted as fast as intake allows, drained
 into a Dataverse with the real default service-protection limits (6,000 requests per 5
-minutes and 52 concurrent per application user) that answers each request after 40 ms + 0.2 ms
-per row read or written.
+minutes, 52 concurrent and 1,200 s of execution per 5 minutes per application user) whose cost
+model charges each request 40 ms + 0.2 ms per row read or written, and answers it no sooner.
+(The published cost model is far dearer per row; `ceiling` measures against that one.)
 
 ConsentBridge: one `consentbridge serve` (SQLite store, default worker settings) takes the
 webhooks over 64 keep-alive connections while its worker writes; the clock runs from the first
@@ -44,8 +45,8 @@ from tests.reliability.driver import (
 )
 from tests.support.sandbox import SandboxClient
 
-LATENCY_MS = 40.0
-LATENCY_PER_ROW_MS = 0.2
+COST_BASE_MS = 40.0
+COST_PER_ROW_MS = 0.2
 REQUESTS_PER_WINDOW = 6000
 WINDOW_S = 300.0
 CONCURRENT = 52
@@ -94,7 +95,7 @@ def run(options: Options) -> Report:
         title=(
             f"burst: {size.changes:,} changes over {size.users:,} users into Dataverse "
             f"(sandbox: {REQUESTS_PER_WINDOW:,} req/{WINDOW_S:.0f} s, {CONCURRENT} concurrent, "
-            f"{LATENCY_MS:.0f} ms + {LATENCY_PER_ROW_MS:g} ms/row)"
+            f"{COST_BASE_MS:.0f} ms + {COST_PER_ROW_MS:g} ms/row)"
         ),
         columns=[
             "strategy",
@@ -183,8 +184,8 @@ def run(options: Options) -> Report:
             "window_bound_changes_per_s": window_bound,
         },
         "sandbox": {
-            "latency_ms": LATENCY_MS,
-            "latency_per_row_ms": LATENCY_PER_ROW_MS,
+            "cost_base_ms": COST_BASE_MS,
+            "cost_per_row_ms": COST_PER_ROW_MS,
             "requests_per_window": REQUESTS_PER_WINDOW,
             "window_s": WINDOW_S,
             "concurrent": CONCURRENT,
@@ -215,9 +216,14 @@ def _consentbridge(
     print(f"  burst: creating {len(workload.users):,} contacts", flush=True)
     contact_ids = create_contacts(sandbox, workload.users, seeder)
     sandbox.limits(
-        requests_per_window=REQUESTS_PER_WINDOW, window_s=WINDOW_S, concurrent=CONCURRENT
+        requests_per_window=REQUESTS_PER_WINDOW,
+        window_s=WINDOW_S,
+        concurrent=CONCURRENT,
+        cost_base_ms=COST_BASE_MS,
+        cost_bulk_row_ms=COST_PER_ROW_MS,
+        cost_write_row_ms=COST_PER_ROW_MS,
+        cost_read_row_ms=COST_PER_ROW_MS,
     )
-    sandbox.faults(latency_ms=LATENCY_MS, latency_per_row_ms=LATENCY_PER_ROW_MS)
     measured = Measured(changes=len(workload.deliveries))
     with serving(workdir / "service", sandbox) as wired:
         requests = wired.requests(workload.deliveries)

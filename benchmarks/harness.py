@@ -7,8 +7,9 @@ The sandbox runs as a separate process, not in a thread of the benchmark: the lo
 lives here, and a sandbox sharing its GIL would slow both and blur what is measured. It keeps
 no snapshot (`persist=False`), so stopping it after 50,000 contacts costs nothing.
 
-`python -m benchmarks.harness DIR` is that sandbox process: it prints the banner lines of
-`consentbridge sandbox` (base_url, ca_bundle, …) and serves until terminated.
+`python -m benchmarks.harness DIR [--published-costs]` is that sandbox process: it prints the
+banner lines of `consentbridge sandbox` (base_url, ca_bundle, …) and serves until terminated.
+It starts cost-free like the test sandboxes, or with the published cost model when asked.
 """
 
 from __future__ import annotations
@@ -41,15 +42,24 @@ STARTUP_TIMEOUT_S = 60.0
 class SandboxProcess:
     """The sandbox emulators in a child process (see the module docstring)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, published_costs: bool = False) -> None:
         self.state_dir = state_dir
+        # False: cost-free, like the test sandboxes (benchmarks that want a cost set their own
+        # through /_sandbox/limits); True: the published cost model of `consentbridge sandbox`.
+        self.published_costs = published_costs
         self.proc: subprocess.Popen[str] | None = None
         self.banner: dict[str, str] = {}
         self.output: list[str] = []
 
     def start(self) -> SandboxProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.harness", str(self.state_dir)],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.harness",
+                str(self.state_dir),
+                *(["--published-costs"] if self.published_costs else []),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -195,14 +205,16 @@ def load_note(elapsed_s: float, cpu_s: float) -> str:
     )
 
 
-def _serve_sandbox(state_dir: Path) -> None:
+def _serve_sandbox(state_dir: Path, published_costs: bool) -> None:
+    from consentbridge.sandbox.common import Limits
     from consentbridge.sandbox.server import prepare_sandbox
 
-    prepared = prepare_sandbox("127.0.0.1", 0, state_dir, persist=False)
+    limits = Limits() if published_costs else Limits.cost_free()
+    prepared = prepare_sandbox("127.0.0.1", 0, state_dir, persist=False, limits=limits)
     for line in prepared.banner():
         print(line, flush=True)
     asyncio.run(prepared.serve())
 
 
 if __name__ == "__main__":
-    _serve_sandbox(Path(sys.argv[1]))
+    _serve_sandbox(Path(sys.argv[1]), "--published-costs" in sys.argv[2:])

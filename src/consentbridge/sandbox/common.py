@@ -199,18 +199,40 @@ DEFAULT_REQUESTS_PER_WINDOW = 6000
 DEFAULT_WINDOW_S = 300.0
 DEFAULT_CONCURRENT = 52
 DEFAULT_TOKEN_LIFETIME_S = 3599
-DEFAULT_DOP_HINT = 4  # x-ms-dop-hint: what a small (trial/sandbox) environment recommends
+DEFAULT_DOP_HINT = 5  # x-ms-dop-hint: the server's recommended parallelism (ppds-sdk, Dec 2025)
+DEFAULT_EXECUTION_S_PER_WINDOW = 1200.0  # 20 minutes per 5-minute window (MS Learn api-limits)
+# The cost model (docs/sandbox.md "Cost model"): an UpsertMultiple of 100 rows is charged
+# 50 + 100 * 24.25 = 2,475 ms, so 5 in parallel write 500 rows per 2.475 s = 202 rows/s, as
+# ppds-sdk measured against real Dataverse with one application user.
+DEFAULT_COST_BASE_MS = 50.0
+DEFAULT_COST_BULK_ROW_MS = 24.25
+DEFAULT_COST_WRITE_ROW_MS = 50.0
+DEFAULT_COST_READ_ROW_MS = 0.5
 
 
 @dataclass
 class Limits:
-    """Service-protection limits (per application user) and token lifetime; real defaults."""
+    """Service-protection limits (per application user), the cost model that charges each
+    request execution time, and token lifetime; real (published) defaults."""
 
     requests_per_window: int = DEFAULT_REQUESTS_PER_WINDOW
     window_s: float = DEFAULT_WINDOW_S
     concurrent: int = DEFAULT_CONCURRENT
     token_lifetime_s: int = DEFAULT_TOKEN_LIFETIME_S
     dop_hint: int = DEFAULT_DOP_HINT
+    execution_s_per_window: float = DEFAULT_EXECUTION_S_PER_WINDOW
+    cost_base_ms: float = DEFAULT_COST_BASE_MS
+    cost_bulk_row_ms: float = DEFAULT_COST_BULK_ROW_MS
+    cost_write_row_ms: float = DEFAULT_COST_WRITE_ROW_MS
+    cost_read_row_ms: float = DEFAULT_COST_READ_ROW_MS
+
+    @classmethod
+    def cost_free(cls) -> Limits:
+        """The published limits with requests charged nothing (and so served at once): what
+        test sandboxes start with, so that the suite does not wait out the cost model."""
+        return cls(
+            cost_base_ms=0.0, cost_bulk_row_ms=0.0, cost_write_row_ms=0.0, cost_read_row_ms=0.0
+        )
 
     def public(self) -> dict[str, Any]:
         return {
@@ -219,6 +241,11 @@ class Limits:
             "concurrent": self.concurrent,
             "token_lifetime_s": self.token_lifetime_s,
             "dop_hint": self.dop_hint,
+            "execution_s_per_window": self.execution_s_per_window,
+            "cost_base_ms": self.cost_base_ms,
+            "cost_bulk_row_ms": self.cost_bulk_row_ms,
+            "cost_write_row_ms": self.cost_write_row_ms,
+            "cost_read_row_ms": self.cost_read_row_ms,
         }
 
 
@@ -248,6 +275,10 @@ class Faults:
         return dict(self.__dict__)
 
 
+# What a Dataverse 429 was for: the three service-protection limits, or an injected fault.
+THROTTLE_KINDS = ("requests", "execution_time", "concurrency", "injected")
+
+
 class Stats:
     """Request counters per surface and operation (thread-safe; read by /_sandbox/stats)."""
 
@@ -260,6 +291,8 @@ class Stats:
             self.entra_tokens = 0
             self.dataverse_requests = 0
             self.dataverse_throttled = 0
+            self.dataverse_throttled_by_limit: dict[str, int] = dict.fromkeys(THROTTLE_KINDS, 0)
+            self.dataverse_execution_s = 0.0
             self.dataverse_rows_written = 0
             self.dataverse_by_operation: dict[str, int] = defaultdict(int)
             self.dataverse_by_app: dict[str, int] = defaultdict(int)
@@ -275,6 +308,17 @@ class Stats:
     def count(self, attr: str, n: int = 1) -> None:
         with self._lock:
             setattr(self, attr, getattr(self, attr) + n)
+
+    def count_throttled(self, kind: str) -> None:
+        """A Dataverse 429 sent, for the limit `kind` (one of `THROTTLE_KINDS`)."""
+        with self._lock:
+            self.dataverse_throttled += 1
+            self.dataverse_throttled_by_limit[kind] += 1
+
+    def count_execution(self, seconds: float) -> None:
+        """Execution time charged to a Dataverse request by the cost model."""
+        with self._lock:
+            self.dataverse_execution_s += seconds
 
     def count_operation(self, surface: str, operation: str, n: int = 1) -> None:
         with self._lock:
@@ -299,6 +343,8 @@ class Stats:
                 "dataverse": {
                     "requests": self.dataverse_requests,
                     "throttled": self.dataverse_throttled,
+                    "throttled_by_limit": dict(self.dataverse_throttled_by_limit),
+                    "execution_s": round(self.dataverse_execution_s, 6),
                     "by_operation": dict(self.dataverse_by_operation),
                     "by_app": dict(self.dataverse_by_app),
                     "rows_written": self.dataverse_rows_written,

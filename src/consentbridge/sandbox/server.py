@@ -14,6 +14,7 @@ import uvicorn
 
 from consentbridge.listening import listen_tcp
 from consentbridge.sandbox.app import Sandbox, build_sandbox
+from consentbridge.sandbox.common import Limits
 from consentbridge.sandbox.state import SandboxState
 from consentbridge.sandbox.tls import TlsFiles, ensure_tls_files
 
@@ -82,11 +83,13 @@ def prepare_sandbox(
     state_dir: Path | None = DEFAULT_STATE_DIR,
     *,
     persist: bool = True,
+    limits: Limits | None = None,
 ) -> PreparedSandbox:
-    """Load or create state and certificates, bind the port and build the app."""
+    """Load or create state and certificates, bind the port and build the app; the limits and
+    cost model are the published ones unless `limits` says otherwise."""
     folder = state_dir or Path(".")
     tls = ensure_tls_files(folder)
-    state = SandboxState.load(state_dir)
+    state = SandboxState.load(state_dir, limits)
     sandbox = build_sandbox(state, persist=persist and state_dir is not None)
     sock = listen_tcp(host, port, backlog=1024)
     config = uvicorn.Config(
@@ -131,8 +134,14 @@ class BackgroundSandbox:
         self.prepared.sock.close()
 
 
-def start_in_thread(state_dir: Path, host: str = DEFAULT_HOST, port: int = 0) -> BackgroundSandbox:
-    prepared = prepare_sandbox(host, port, state_dir, persist=False)
+def start_in_thread(
+    state_dir: Path, host: str = DEFAULT_HOST, port: int = 0, *, limits: Limits | None = None
+) -> BackgroundSandbox:
+    """A sandbox for tests: cost-free (`Limits.cost_free()`) unless `limits` are given, so that
+    the suite is not served at Dataverse's pace."""
+    prepared = prepare_sandbox(
+        host, port, state_dir, persist=False, limits=limits or Limits.cost_free()
+    )
     thread = threading.Thread(
         target=lambda: asyncio.run(prepared.serve()), name="sandbox", daemon=True
     )

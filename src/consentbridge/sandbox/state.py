@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,18 @@ class SandboxState:
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
     signing_kid: str = "sandbox-key-1"
+    # What `reset` brings the limits back to: the limits the sandbox started with (the published
+    # cost model for `consentbridge sandbox`, a cost-free one for test sandboxes).
+    initial_limits: Limits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.initial_limits = replace(self.limits)
 
     @classmethod
-    def load(cls, state_dir: Path | None) -> SandboxState:
+    def load(cls, state_dir: Path | None, limits: Limits | None = None) -> SandboxState:
         """Principals and the signing key survive restarts when a state dir is given, so the
-        printed credentials stay valid; everything else starts fresh."""
+        printed credentials stay valid; everything else starts fresh, with `limits` (default:
+        the published ones)."""
         if state_dir:
             state_dir.mkdir(parents=True, exist_ok=True)
         principals_path = state_dir / PRINCIPALS_FILE if state_dir else None
@@ -70,6 +77,7 @@ class SandboxState:
             principals=principals,
             signing_key=_load_or_create_signing_key(state_dir),
             state_dir=state_dir,
+            limits=limits or Limits(),
         )
         state.save_principals()
         return state
@@ -84,7 +92,7 @@ class SandboxState:
         default = self.principals.apps[0]
         default.roles = ["System Administrator"]
         del self.principals.apps[1:]
-        self.limits = Limits()
+        self.limits = replace(self.initial_limits)
         self.faults = Faults()
         self.stats.reset()
         self.save_principals()

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 
-from consentbridge.sandbox.common import App, Principals, new_app
+from consentbridge.sandbox.common import App, Limits, Principals, new_app
 from consentbridge.sandbox.dataverse.emulator import DataverseEmulator
 from consentbridge.sandbox.entra import issue_token
 from consentbridge.sandbox.state import SandboxState
@@ -31,7 +31,9 @@ def signing_key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture
 def state(signing_key: rsa.RSAPrivateKey) -> SandboxState:
-    return SandboxState(principals=Principals.generate(), signing_key=signing_key)
+    return SandboxState(
+        principals=Principals.generate(), signing_key=signing_key, limits=Limits.cost_free()
+    )
 
 
 @pytest.fixture

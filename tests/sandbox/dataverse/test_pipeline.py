@@ -49,7 +49,7 @@ async def test_responses_carry_dataverse_headers(api: Api, state: SandboxState) 
     request_id = response.headers["x-ms-service-request-id"]
     assert str(uuid.UUID(request_id)) == request_id
     assert response.headers["REQ_ID"] == request_id
-    assert response.headers["x-ms-dop-hint"] == "4"
+    assert response.headers["x-ms-dop-hint"] == "5"
     assert response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] == "5999"
     state.limits.dop_hint = 12
     again = await api.get("contacts")

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from consentbridge.sandbox.common import Principals, Stats
+from consentbridge.sandbox.common import Limits, Principals, Stats
 from consentbridge.sandbox.didomi.emulator import DidomiEmulator
 from consentbridge.sandbox.state import SandboxState
 
@@ -33,7 +33,9 @@ def signing_key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture
 def state(signing_key: rsa.RSAPrivateKey) -> SandboxState:
-    return SandboxState(principals=Principals.generate(), signing_key=signing_key)
+    return SandboxState(
+        principals=Principals.generate(), signing_key=signing_key, limits=Limits.cost_free()
+    )
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ class Context:
     transaction: Transaction | None = None
     content_ids: dict[str, str] = field(default_factory=dict)  # Content-ID → entity URL
     user_agent: str = ""  # of the HTTP request: a webhook's `InitiatingUserAgent`
+    # The (method, path, rows) of every `$batch` part run, for the cost model.
+    batch_parts: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def service_root(self) -> str:

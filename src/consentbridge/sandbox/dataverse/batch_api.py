@@ -10,7 +10,8 @@ the same dispatcher as ordinary requests, as the same caller.
 - Over 1000 operations, nested batches and malformed bodies → 400 before anything runs. GET
   parts are allowed outside change sets.
 
-The whole batch is one request for service protection and `stats.dataverse_requests`.
+The whole batch is one request for service protection and `stats.dataverse_requests`; the
+cost model charges it the sum of the parts it ran (`ctx.batch_parts`, see `limits.py`).
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class BatchApi:
             bypass=bypass,
             in_batch=True,
         )
-        return await self.dispatch(inner)
+        response = await self.dispatch(inner)
+        req.ctx.batch_parts.append((inner.method, inner.path, response.rows))
+        return response
 
     @staticmethod
     def _item(response: ApiResponse, content_id: str | None) -> _Result:

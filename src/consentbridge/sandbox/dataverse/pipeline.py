@@ -1,13 +1,17 @@
 """The HTTP front of the Web API: every request under `/api/data/v9.2/` is counted, its bearer
 token checked (401 with Dataverse's `WWW-Authenticate` challenge), its application user run
-through service protection and injected faults, then dispatched; every response carries
-`OData-Version`, `x-ms-service-request-id` / `REQ_ID`, `x-ms-dop-hint` and (once the user is
-known) `x-ms-ratelimit-burst-remaining-xrm-requests`.
+through service protection and injected faults, then dispatched, answered no sooner than the
+execution time the cost model charges it (`limits.py`) and charged to its user; every response
+carries `OData-Version`, `x-ms-service-request-id` / `REQ_ID`, `x-ms-dop-hint` and (once the user
+is known, 429s included) `x-ms-ratelimit-burst-remaining-xrm-requests` and
+`x-ms-ratelimit-time-remaining-xrm-requests`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 
 from starlette.requests import ClientDisconnect, Request
@@ -23,7 +27,15 @@ from consentbridge.sandbox.dataverse.api import (
 )
 from consentbridge.sandbox.dataverse.caller import Caller, read_bypass
 from consentbridge.sandbox.dataverse.errors import DataverseError
-from consentbridge.sandbox.dataverse.limits import ServiceProtection, add_latency, inject_faults
+from consentbridge.sandbox.dataverse.limits import (
+    THROTTLE_KIND,
+    ServiceProtection,
+    add_latency,
+    batch_charge_ms,
+    charge_ms,
+    format_time_remaining,
+    inject_faults,
+)
 from consentbridge.sandbox.dataverse.router import Router
 from consentbridge.sandbox.entra import TokenProblem, verify_token
 from consentbridge.sandbox.state import SandboxState
@@ -57,21 +69,43 @@ class Pipeline:
             return self._unauthorized(app, origin, headers)
         state.stats.count_app(app.name)
         user = app.systemuserid
+        started = time.monotonic()
         try:
             self.protection.admit(user, state.limits)
         except DataverseError as exc:
-            state.stats.count("dataverse_throttled")
-            return _send(error_response(exc), headers)
+            state.stats.count_throttled(THROTTLE_KIND.get(exc.code, "requests"))
+            return _send(error_response(exc), {**headers, **self._budget(user)})
+        cost_ms = 0.0
         try:
-            response = await self._run(request, app, origin, request_id)
+            response, cost_ms = await self._run(request, app, origin, request_id)
+            await self._serve_at_cost(started, cost_ms)
         finally:
+            # Charged even when the client left while it was being served: the work was done.
+            if cost_ms > 0:
+                self.protection.charge(user, cost_ms / 1000)
+                state.stats.count_execution(cost_ms / 1000)
             self.protection.release(user)
-        if response.status == 429:
-            state.stats.count("dataverse_throttled")
-        headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(
-            self.protection.remaining(user, state.limits)
-        )
-        return _send(response, headers)
+        if response.status == 429:  # only injected faults answer 429 past admission
+            state.stats.count_throttled("injected")
+        return _send(response, {**headers, **self._budget(user)})
+
+    @staticmethod
+    async def _serve_at_cost(started: float, cost_ms: float) -> None:
+        """Hold the answer (and the concurrency slot) until the charged time has passed."""
+        wait = cost_ms / 1000 - (time.monotonic() - started)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _budget(self, user: str) -> dict[str, str]:
+        limits = self.state.limits
+        return {
+            "x-ms-ratelimit-burst-remaining-xrm-requests": str(
+                self.protection.remaining(user, limits)
+            ),
+            "x-ms-ratelimit-time-remaining-xrm-requests": format_time_remaining(
+                self.protection.time_remaining(user, limits)
+            ),
+        }
 
     def _authenticate(self, request: Request) -> App | TokenProblem:
         header = request.headers.get("authorization", "")
@@ -90,7 +124,10 @@ class Pipeline:
         error = DataverseError(401, UNAUTHORIZED_CODE, problem.reason)
         return _send(error_response(error), headers)
 
-    async def _run(self, request: Request, app: App, origin: str, request_id: str) -> ApiResponse:
+    async def _run(
+        self, request: Request, app: App, origin: str, request_id: str
+    ) -> tuple[ApiResponse, float]:
+        """The response and the execution time charged for it (0 when nothing ran)."""
         faults = self.state.faults
         try:
             await inject_faults(faults)
@@ -108,7 +145,7 @@ class Pipeline:
                 bypass=read_bypass(lowered, caller),
             )
         except DataverseError as exc:
-            return error_response(exc)
+            return error_response(exc), 0.0
         except ClientDisconnect:
             # A client that timed out or went away before its body arrived (common under
             # injected latency and timeouts): nothing ran, and no one is left to answer.
@@ -118,10 +155,15 @@ class Pipeline:
                 request.method,
                 request.path_params.get("path", ""),
             )
-            return ApiResponse(CLIENT_CLOSED_REQUEST)
+            return ApiResponse(CLIENT_CLOSED_REQUEST), 0.0
         response = await self.router.dispatch(api_request)
+        limits = self.state.limits
+        if api_request.path.strip("/") == "$batch":
+            cost_ms = batch_charge_ms(limits, ctx.batch_parts)
+        else:
+            cost_ms = charge_ms(limits, api_request.method, api_request.path, response.rows)
         await add_latency(faults, response.rows)
-        return response
+        return response, cost_ms
 
 
 def _send(response: ApiResponse, headers: dict[str, str]) -> Response:
