@@ -3,8 +3,10 @@
 Every store operation is one transaction run through ``Database.write`` or ``Database.read``.
 
 SQLite (``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite://`` in memory): the parent
-folder is created; WAL journal; ``busy_timeout`` so several processes (the CLI beside
-``serve``) queue for the write lock instead of failing; foreign keys on. Writers inside one
+folder is created (0700) and the database file too (0600, before SQLite opens it: SQLite gives
+its ``-wal`` and ``-shm`` files the database file's mode, so they are private as well); WAL
+journal; ``busy_timeout`` so several processes (the CLI beside ``serve``) queue for the write
+lock instead of failing; foreign keys on. Writers inside one
 process are serialised and open their transaction with ``BEGIN IMMEDIATE``, so SQLite never
 answers "database is locked" to our own concurrency and never has to upgrade a read lock.
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -108,12 +111,28 @@ def create_engine(
             f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}"
         )
     if not is_memory(url):
-        assert url.database is not None
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _create_private_file(sqlite_path(url))
     engine = create_async_engine(url)
     _install_sqlite_hooks(engine.sync_engine, sqlite_synchronous, wal=not is_memory(url))
     _SYNCHRONOUS[engine.sync_engine] = sqlite_synchronous
     return engine
+
+
+def sqlite_path(url: sa.URL) -> Path:
+    """The database file of a SQLite file URL."""
+    assert url.database is not None
+    return Path(url.database).expanduser()
+
+
+def _create_private_file(path: Path) -> None:
+    """The folder (0700 if made here) and an empty database file (0600) unless they exist.
+
+    Database files hold every user's consent and id: nobody but the service's account needs to
+    read them, whatever the umask says.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 # The ``synchronous`` level each SQLite engine was made with, for its synchronous twin.
