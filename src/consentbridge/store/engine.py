@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
+import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -57,9 +57,10 @@ from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from consentbridge.logs import get_logger
 from consentbridge.store.errors import InvalidStoreUrl, StoreUnavailable
 
-log = logging.getLogger(__name__)
+log = get_logger("consentbridge.store")
 
 T = TypeVar("T")
 
@@ -179,9 +180,63 @@ def is_transient(exc: DBAPIError) -> bool:
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate is None:
-        # No server answer at all: refused, reset or closed connection.
+        # No SQLSTATE: refused, reset or closed connection — or the server refused the
+        # connection for good (libpq gives no SQLSTATE for those either; waiting cannot help).
+        if any(text in str(exc.orig) for text in _PERMANENT_CONNECT_FAILURES):
+            return False
         return isinstance(exc, OperationalError | InterfaceError)
     return str(sqlstate).startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
+
+
+# What PostgreSQL answers (as FATAL, with no SQLSTATE through libpq) to a connection that no
+# retry will let in: an unknown database or role, a wrong password, a refused client address.
+_PERMANENT_CONNECT_FAILURES = (
+    "does not exist",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "permission denied",
+)
+
+
+def describe_location(url: sa.URL) -> str:
+    """Where a store URL points, for people: a file path, or database, host and port (never
+    the password)."""
+    if url.get_backend_name() == "sqlite":
+        if is_memory(url):
+            return "in a new in-memory SQLite database"
+        return f"at {sqlite_path(url).resolve()}"
+    host = url.host or "the local socket"
+    where = f"{host}:{url.port or 5432}" if url.host else host
+    return f"in the PostgreSQL database '{url.database or ''}' on {where}"
+
+
+def open_failure(url: sa.URL, exc: BaseException, *, waited_s: float | None = None) -> str:
+    """One sentence saying why the store at ``url`` could not be opened: the driver's own
+    words, where it looked, and what to check. The URL's password never appears."""
+    cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
+    message = str(cause.orig) if isinstance(cause, DBAPIError) else str(exc)
+    # libpq repeats host and port ('connection to server at "h", port 5 failed: ') and puts
+    # its hint on a second line; say where once, and keep one line.
+    message = re.sub(
+        r'^connection failed: |connection to server at "[^"]*", port \d+ failed: ', "", message
+    )
+    message = message.replace("FATAL:", "")
+    lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
+    text = lines[0].rstrip(".") if lines else type(exc).__name__
+    if len(lines) > 1:
+        text += f" ({' '.join(lines[1:]).rstrip('.')})"
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    waited = f" (still failing after {waited_s:.0f} s)" if waited_s is not None else ""
+    if url.get_backend_name() == "sqlite":
+        return (
+            f"Cannot open the store {describe_location(url)}: {text}{waited}; check the path "
+            "and its permissions."
+        )
+    return (
+        f"Cannot open the store {describe_location(url)}: {text}{waited}; check that the "
+        "server runs and that the URL's host, port, database and user are right."
+    )
 
 
 async def retrying(
@@ -209,10 +264,10 @@ async def retrying(
                     f"store operation {name} failed: database unreachable for {budget_s:.0f} s"
                 ) from exc
             log.warning(
-                "store %s: transient database error (%s), retrying in %.2f s",
-                name,
-                type(exc.orig).__name__,
-                delay,
+                "store.retry",
+                operation=name,
+                error=type(exc.orig).__name__,
+                retry_in_s=round(delay, 2),
             )
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_DELAY_S)
@@ -376,7 +431,7 @@ class Database:
             if conn.in_transaction():
                 conn.rollback()
         except Exception:
-            log.exception("store: the SQLite writer connection failed; opening a new one")
+            log.error("store.writer_reopened", exc_info=True)
             with contextlib.suppress(Exception):
                 conn.invalidate()
                 conn.close()
