@@ -364,7 +364,9 @@ class ReverseBatch:
             self._finish(
                 plan,
                 "written",
-                f"sent consent event {plan.event['id']} to Didomi" if plan.event else "sent",
+                f"written: sent consent event {plan.event['id']} to Didomi"
+                if plan.event
+                else "written: sent to Didomi",
                 values,
             )
 
@@ -391,7 +393,9 @@ class ReverseBatch:
             if plan.notes:
                 self._finish(plan, "skipped", "nothing sent: Didomi holds newer values")
             else:
-                self._finish(plan, "unchanged", "Didomi already holds every changed value")
+                self._finish(
+                    plan, "unchanged", "already up to date: Didomi holds every changed value"
+                )
 
     async def _project(self, plan: _Plan, didomi: DidomiClient) -> None:
         values = {c: v for c, (v, _) in plan.send.items()}
