@@ -129,6 +129,16 @@ class Store:
             "get_integration", lambda c: integrations.get_integration(c, integration_id)
         )
 
+    async def update_integration(
+        self, integration_id: str, change: Callable[[Document], Document | None]
+    ) -> bool:
+        """Read, change and store a document in one transaction; True if it was stored."""
+        now = time.time()
+        return await self._db.write(
+            "update_integration",
+            lambda c: integrations.update_integration(c, integration_id, change, now),
+        )
+
     async def list_integrations(self) -> list[tuple[str, Document]]:
         return await self._db.read("list_integrations", integrations.list_integrations)
 
