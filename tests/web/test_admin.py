@@ -302,3 +302,18 @@ async def test_diagnostics_of_an_unknown_integration_are_404(
     ):
         response = await client.post(f"{API}/nobody/{route}", json=body, headers=admin)
         assert response.status_code == 404, route
+
+
+async def test_a_user_log_waits_at_most_the_bound_and_says_so(
+    client: httpx.AsyncClient, admin: dict[str, str], acme: str
+) -> None:
+    too_long = await client.get(
+        f"{API}/{acme}/users/bob@example.com/log", params={"wait_s": 31}, headers=admin
+    )
+    assert too_long.status_code == 422
+    (error,) = too_long.json()["errors"]
+    assert error["path"] == "wait_s" and "30" in error["message"]
+    settled = await client.get(
+        f"{API}/{acme}/users/nobody@example.com/log", params={"wait_s": 0.3}, headers=admin
+    )
+    assert settled.status_code == 200 and settled.json()["entries"] == []

@@ -241,6 +241,7 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
     )
     recorded_changes = _record_changes(previous, record)
     await ctx.store.set_registration(integration_id, record.stored())
+    await _store_flag(ctx, integration_id, enabled=True)
     ctx.forget(integration_id)
     lines = [*(f"{a[0].upper()}{a[1:]}." for a in ensured.actions), *recorded_changes]
     changed = bool(lines)
@@ -310,6 +311,8 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
     integration = await _integration(ctx, integration_id)
     previous = RegistrationRecord.from_stored(await ctx.store.get_registration(integration_id))
     if previous is None:
+        await _store_flag(ctx, integration_id, enabled=False)
+        ctx.forget(integration_id)
         return Report(
             integration_id,
             "disable",
@@ -331,6 +334,7 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
     finally:
         await runtime.aclose()
     await ctx.store.set_registration(integration_id, None)
+    await _store_flag(ctx, integration_id, enabled=False)
     log.info(
         "registration.changed",
         integration=integration_id,
@@ -347,6 +351,19 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
     )
     lines.append(ROLE_CAN_GO)
     return Report(integration_id, "disable", True, True, lines, previous.public())
+
+
+async def _store_flag(ctx: AppContext, integration_id: str, *, enabled: bool) -> None:
+    """Make the stored document's `bidirectional` say what was just done, so that the
+    document `show`, the API and the console editor hand out — and that is applied again
+    unchanged — keeps the webhook as it is instead of undoing the operation."""
+
+    def change(document: dict[str, Any]) -> dict[str, Any] | None:
+        if document.get("bidirectional") is enabled:
+            return None
+        return {**document, "bidirectional": enabled}
+
+    await ctx.store.update_integration(integration_id, change)
 
 
 def registration_problems(

@@ -133,8 +133,11 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
         result.columns[EVENT_KEY] = change.event_type
         return result.columns
 
-    stale_reason = f"{change.event_type} is not newer than the stored state" + (
-        f" (version {change.version})" if change.version is not None else ""
+    stale_reason = (
+        "already up to date: the stored state is as new as this "
+        + change.event_type
+        + (f" (version {change.version})" if change.version is not None else "")
+        + " or newer"
     )
     return IntakeItem(
         integration_id=integration.id,
@@ -147,7 +150,7 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
             integration,
             change,
             "unchanged",
-            stale_reason if values else "the mapping reads nothing from this change",
+            stale_reason if values else "nothing to write: the mapping reads nothing from it",
             values,
             now,
         ),

@@ -9,7 +9,9 @@ decides when that is safe); secrets are encrypted before they reach the store an
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -28,6 +30,7 @@ from consentbridge.context import AppContext
 from consentbridge.mapping import MappingError, RawTransform, lint_property
 from consentbridge.mapping import Property as MappingProperty
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound, Unavailable
+from consentbridge.store.values import DIRECTIONS
 
 __all__ = [
     "Validation",
@@ -159,12 +162,44 @@ async def delete(ctx: AppContext, integration_id: str) -> None:
 
 
 async def user_log(
-    ctx: AppContext, integration_id: str, organization_user_id: str
+    ctx: AppContext, integration_id: str, organization_user_id: str, *, wait_s: float = 0.0
 ) -> dict[str, Any]:
-    """The sync log of one user, in the contract's shape."""
+    """The sync log of one user, in the contract's shape.
+
+    With ``wait_s`` (at most ``MAX_LOG_WAIT_S``) it first waits until the log holds a final
+    outcome and none of the user's changes is pending in either direction, so a caller that
+    has just made a change sees what became of it; when the time is up it answers the log as
+    it is.
+    """
     await load_integration(ctx, integration_id)
-    entries = await ctx.store.user_log(integration_id, organization_user_id)
-    return {"organization_user_id": organization_user_id, "entries": entries}
+    deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_LOG_WAIT_S)
+    while True:
+        entries = await ctx.store.user_log(integration_id, organization_user_id)
+        if time.monotonic() >= deadline or await _settled(
+            ctx, integration_id, organization_user_id, entries
+        ):
+            return {"organization_user_id": organization_user_id, "entries": entries}
+        await asyncio.sleep(_LOG_POLL_S)
+
+
+MAX_LOG_WAIT_S: Final = 30.0
+_LOG_POLL_S: Final = 0.2
+# Outcomes after which nothing more happens to the change without a new one ("retrying" is not).
+FINAL_OUTCOMES: Final = frozenset(
+    {"written", "unchanged", "skipped", "dead_letter", "ignored_echo"}
+)
+
+
+async def _settled(
+    ctx: AppContext, integration_id: str, organization_user_id: str, entries: list[dict[str, Any]]
+) -> bool:
+    if not any(entry["outcome"] in FINAL_OUTCOMES for entry in entries):
+        return False
+    for direction in DIRECTIONS:
+        state = await ctx.store.get_state(integration_id, direction, organization_user_id)
+        if state is not None and state.pending:
+            return False
+    return True
 
 
 def _judge(raw: object, default_id: str | None) -> Validation:

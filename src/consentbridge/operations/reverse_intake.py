@@ -211,7 +211,8 @@ def contact_item(
             target,
             change,
             "unchanged",
-            f"not newer than the change already stored (modifiedon {stamp.describe()})",
+            "already up to date: the stored state is as new as this change "
+            f"(modifiedon {stamp.describe()}) or newer",
             values,
             now,
         ),

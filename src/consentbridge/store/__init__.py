@@ -17,6 +17,7 @@ from consentbridge.store.errors import (
     InvalidStoreUrl,
     SchemaMismatch,
     StoreError,
+    StoreNotFound,
     StoreUnavailable,
     UnknownIntegration,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "StateRow",
     "Store",
     "StoreError",
+    "StoreNotFound",
     "StoreUnavailable",
     "SyncStatus",
     "UnknownIntegration",

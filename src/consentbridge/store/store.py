@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import budget as budget_ops
@@ -23,9 +24,15 @@ from consentbridge.store.engine import (
     Database,
     SqliteSynchronous,
     create_engine,
+    describe_location,
+    is_memory,
     normalize_url,
+    open_failure,
+    sqlite_path,
 )
+from consentbridge.store.errors import StoreNotFound, StoreUnavailable
 from consentbridge.store.migrate import check as check_schema
+from consentbridge.store.migrate import has_schema
 from consentbridge.store.migrate import upgrade as upgrade_schema
 from consentbridge.store.values import (
     ClaimedState,
@@ -57,21 +64,42 @@ class Store:
         url: str,
         *,
         migrate: bool = True,
+        create: bool = True,
         sqlite_synchronous: SqliteSynchronous = DEFAULT_SQLITE_SYNCHRONOUS,
         retry_budget_s: float = RETRY_BUDGET_S,
+        connect_budget_s: float | None = None,
     ) -> Store:
         """Connect to ``url`` and bring the schema to head (or only check it, ``migrate=False``).
 
-        Raises ``InvalidStoreUrl``, ``SchemaMismatch``, or ``StoreUnavailable`` when PostgreSQL
-        stays unreachable for ``retry_budget_s``.
+        With ``create=False`` nothing is created where no store exists (no SQLite file or
+        folder, no tables): ``StoreNotFound`` says where it looked. ``connect_budget_s`` bounds
+        the retries of this first contact (default ``retry_budget_s``).
+
+        Raises ``InvalidStoreUrl``, ``StoreNotFound``, ``SchemaMismatch``, or
+        ``StoreUnavailable`` naming the driver's reason, where, and what to check, when the
+        database refuses us or stays unreachable.
         """
-        engine = create_engine(normalize_url(url), sqlite_synchronous=sqlite_synchronous)
-        db = Database(engine, retry_budget_s=retry_budget_s)
+        normalized = normalize_url(url)
+        sqlite_file = normalized.get_backend_name() == "sqlite" and not is_memory(normalized)
+        if not create and sqlite_file and not sqlite_path(normalized).is_file():
+            raise StoreNotFound(f"{describe_location(normalized)} (no such file)")
+        engine = create_engine(normalized, sqlite_synchronous=sqlite_synchronous)
+        budget_s = retry_budget_s if connect_budget_s is None else connect_budget_s
+        db = Database(engine, retry_budget_s=budget_s)
         try:
+            if not create and not await has_schema(db):
+                raise StoreNotFound(
+                    f"{describe_location(normalized)} (it has no ConsentBridge tables)"
+                )
             await (upgrade_schema(db) if migrate else check_schema(db))
+        except (DBAPIError, StoreUnavailable) as exc:
+            await db.dispose()
+            waited = budget_s if isinstance(exc, StoreUnavailable) else None
+            raise StoreUnavailable(open_failure(normalized, exc, waited_s=waited)) from exc
         except BaseException:
             await db.dispose()
             raise
+        db.retry_budget_s = retry_budget_s
         return cls(db)
 
     async def close(self) -> None:
@@ -99,6 +127,16 @@ class Store:
     async def get_integration(self, integration_id: str) -> Document | None:
         return await self._db.read(
             "get_integration", lambda c: integrations.get_integration(c, integration_id)
+        )
+
+    async def update_integration(
+        self, integration_id: str, change: Callable[[Document], Document | None]
+    ) -> bool:
+        """Read, change and store a document in one transaction; True if it was stored."""
+        now = time.time()
+        return await self._db.write(
+            "update_integration",
+            lambda c: integrations.update_integration(c, integration_id, change, now),
         )
 
     async def list_integrations(self) -> list[tuple[str, Document]]:

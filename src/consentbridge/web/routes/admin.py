@@ -4,9 +4,9 @@ the diagnostics of the CLI commands with the same names. Every route needs
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -150,12 +150,24 @@ async def integration_status(integration_id: str, ctx: ContextDep) -> dict[str, 
     return await sync_status.status(ctx, integration_id)
 
 
+WaitQuery = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=integrations.MAX_LOG_WAIT_S,
+        description="Wait up to this many seconds until the log holds a final outcome "
+        "(written, unchanged, skipped, dead_letter, ignored_echo) and nothing of the user's is "
+        "pending; then answer.",
+    ),
+]
+
+
 @router.get("/{integration_id}/users/{organization_user_id}/log", responses=_ERRORS)
 async def user_log(
-    integration_id: str, organization_user_id: str, ctx: ContextDep
+    integration_id: str, organization_user_id: str, ctx: ContextDep, wait_s: WaitQuery = 0.0
 ) -> dict[str, Any]:
     """The sync log of one user: every change received, what was written, the outcome and why."""
-    return await integrations.user_log(ctx, integration_id, organization_user_id)
+    return await integrations.user_log(ctx, integration_id, organization_user_id, wait_s=wait_s)
 
 
 @router.get("/{integration_id}/deadletters", responses=_ERRORS)
