@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -108,7 +109,7 @@ class DataverseClient:
         base_url: str,
         tokens: TokenProvider,
         *,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | str | bool = True,
         limiter: AdaptiveLimiter | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,

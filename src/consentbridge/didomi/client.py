@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -50,7 +51,7 @@ class DidomiClient:
         api_key: str,
         api_secret: str,
         organization_id: str,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | str | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
     ) -> None:

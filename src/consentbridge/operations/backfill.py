@@ -88,7 +88,7 @@ async def backfill(
         )
     summary = BackfillSummary(source=source, dry_run=dry_run)
     started = time.monotonic()
-    client = didomi_client(integration)
+    client = await didomi_client(integration)
     page: list[IntakeItem] = []
 
     async def flush() -> None:

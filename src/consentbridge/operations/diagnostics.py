@@ -57,7 +57,7 @@ async def user_privileges(runtime: Any, user_id: str) -> set[str]:
 
 async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
     integration = await _integration(ctx, integration_id)
-    runtime = runtime_for(integration)
+    runtime = await runtime_for(integration)
     checks: list[Check] = []
     try:
         try:
@@ -120,7 +120,7 @@ async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
                 )
             )
         if integration.didomi is not None:
-            didomi = didomi_client(integration)
+            didomi = await didomi_client(integration)
             try:
                 await didomi.request(
                     "GET", "consents/users", what="a Didomi user page", params={"$limit": "1"}
@@ -146,7 +146,7 @@ async def preview(
         raise InvalidInput(
             [Issue("organization_user_id", "Give the organization_user_id of the user to preview.")]
         )
-    runtime = runtime_for(integration)
+    runtime = await runtime_for(integration)
     try:
         values, source = await _desired_values(ctx, integration, organization_user_id)
         columns = await read_contact_columns(runtime.dataverse)
@@ -213,7 +213,7 @@ async def _desired_values(
 ) -> tuple[dict[str, Any], str]:
     properties = [Property(p.id, p.value, p.transform) for p in integration.config.properties]
     if integration.didomi is not None:
-        client = didomi_client(integration)
+        client = await didomi_client(integration)
         try:
             raw = await client.get_user(user)
         except DidomiError as exc:
@@ -236,7 +236,7 @@ async def _desired_values(
 
 async def validate_online(ctx: AppContext, integration: Integration) -> list[Issue]:
     """Every mapped column checked against the Dataverse metadata of `contact`."""
-    runtime = runtime_for(integration)
+    runtime = await runtime_for(integration)
     issues: list[Issue] = []
     try:
         columns = await read_contact_columns(runtime.dataverse)
