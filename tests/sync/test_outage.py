@@ -66,7 +66,10 @@ def test_changes_are_retried_after_the_step_then_dead_past_the_horizon() -> None
     assert retried.next_attempt_at == now + 40.0, "not before the integration's step ends"
     assert retried.error == REASON
     assert retried.log is not None
-    assert (retried.log.outcome, retried.log.reason) == ("retrying", f"will retry in 40 s: {REASON}")
+    assert (retried.log.outcome, retried.log.reason) == (
+        "retrying",
+        f"will retry in 40 s: {REASON}",
+    )
     assert (retried.claimed_seq, retried.log.event) == (7, "user.updated")
 
     assert dead.kind == "dead"

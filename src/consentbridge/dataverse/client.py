@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import ssl
 import re
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass

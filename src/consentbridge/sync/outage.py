@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consentbridge.logs import get_logger
-from consentbridge.store.values import ClaimedState, LogEntry, Outcome
+from consentbridge.store.values import ClaimedState, LogEntry, Outcome, OutcomeKind
 from consentbridge.sync.merge import last_event
 from consentbridge.sync.retry import RetryPolicy
 
@@ -80,6 +80,7 @@ def held_outcomes(
     once it has failed for longer than the policy's horizon."""
     outcomes: list[Outcome] = []
     for claim in claims:
+        kind: OutcomeKind
         when = policy.next_attempt(
             attempt=claim.attempts, first_failed_at=claim.first_failed_at, now=now
         )
@@ -96,7 +97,7 @@ def held_outcomes(
                 direction=claim.direction,
                 organization_user_id=claim.organization_user_id,
                 claimed_seq=claim.seq,
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 log=LogEntry(
                     integration_id=claim.integration_id,
                     organization_user_id=claim.organization_user_id,
