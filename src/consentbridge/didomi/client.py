@@ -98,7 +98,15 @@ class DidomiClient:
                     "check didomi.api_key and didomi.api_secret.",
                     status=response.status_code,
                 )
-            token = str(response.json()["access_token"])
+            try:
+                token = str(response.json()["access_token"])
+            except (ValueError, KeyError, TypeError):
+                # An HTML page or another service at base_url: a setting to fix, so retried.
+                raise DidomiError(
+                    f"Didomi answered the session request at {self.base_url} without an access "
+                    "token; check didomi.base_url.",
+                    transient=True,
+                ) from None
             self._token = token
             self._token_expires = _expiry(token)
             return token

@@ -13,10 +13,10 @@ from typing import Any
 from consentbridge.context import AppContext
 from consentbridge.didomi.client import DidomiError
 from consentbridge.didomi.webhooks import ConsentChange, delivery_key, parse_timestamp
+from consentbridge.operations.connection import didomi_failure, one_off_didomi
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.operations.intake import didomi_item
 from consentbridge.store.values import IntakeItem
-from consentbridge.sync.clients import didomi_client
 
 PAGE = 100
 
@@ -88,7 +88,7 @@ async def backfill(
         )
     summary = BackfillSummary(source=source, dry_run=dry_run)
     started = time.monotonic()
-    client = await didomi_client(integration)
+    client = await one_off_didomi(integration)
     page: list[IntakeItem] = []
 
     async def flush() -> None:
@@ -126,7 +126,7 @@ async def backfill(
                 progress(summary.users_read)
         await flush()
     except DidomiError as exc:
-        raise InvalidInput([Issue("didomi", exc.message)], status=502) from exc
+        raise didomi_failure(exc) from exc
     finally:
         await client.aclose()
     summary.seconds = round(time.monotonic() - started, 3)
