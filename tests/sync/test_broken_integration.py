@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
+from consentbridge.config.secrets import SecretBox
 from consentbridge.context import AppContext
 from consentbridge.logs import record_fields
 from consentbridge.operations import intake, integrations
@@ -93,3 +95,25 @@ async def test_a_broken_integration_retries_alone_and_says_so_once(
     assert "config.ca_bundle" in fields["reason"]
     assert 480 <= fields["retry_in_s"] <= 720  # the first step of the policy, ±20 % jitter
     assert not [r for r in caplog.records if r.exc_info], "no traceback for a known failure"
+
+
+async def test_an_integration_whose_secrets_do_not_decrypt_is_held_back_alone(
+    ctx: AppContext, live_sandbox: SandboxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    await integrations.apply(ctx, _document(live_sandbox, HEALTHY))
+    await intake.receive_didomi(ctx, HEALTHY, user_updated("healthy@example.com"))
+    # A worker started with another CONSENTBRIDGE_SECRET_KEY than the one that stored it.
+    worker = Worker(ctx.store, SecretBox(Fernet.generate_key()))
+    try:
+        with caplog.at_level(logging.INFO, logger="consentbridge"):
+            for _ in range(20):
+                await worker.run_once()
+    finally:
+        await worker.registry.aclose()
+
+    entry = (await ctx.store.user_log(HEALTHY, "healthy@example.com"))[-1]
+    assert entry["outcome"] == "retrying"
+    assert "CONSENTBRIDGE_SECRET_KEY" in entry["reason"]
+    said = [r for r in caplog.records if r.getMessage() == "integration.unavailable"]
+    assert len(said) == 1, "once per backoff step, not once per pass"
+    assert not [r for r in caplog.records if r.exc_info]

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from consentbridge.config.errors import ConfigError
+from consentbridge.config.errors import ConfigError, SecretDecryptionError
 from consentbridge.config.integration import Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
@@ -214,10 +214,11 @@ class Worker:
             return None
         try:
             integration: Integration = self.secrets.decrypt_document(document)
-        except ConfigError as exc:
+        except SecretDecryptionError as exc:
+            raise IntegrationUnavailable(str(exc)) from None
+        except ConfigError:
             raise IntegrationUnavailable(
-                f"its stored document cannot be read ({exc}); check CONSENTBRIDGE_SECRET_KEY "
-                "or apply it again"
+                "its stored document is no longer valid; apply it again with the problems fixed."
             ) from None
         try:
             return await self.registry.get(integration, document)
@@ -226,7 +227,7 @@ class Worker:
         except Exception as exc:
             raise IntegrationUnavailable(
                 f"its clients cannot be built ({type(exc).__name__}); see the traceback in "
-                "this log",
+                "this log.",
                 trace=True,
             ) from exc
 
@@ -272,7 +273,7 @@ class Worker:
             except Exception as exc:  # a bug or an untranslated error: this integration's own
                 failure = IntegrationUnavailable(
                     f"its sync failed unexpectedly ({type(exc).__name__}); see the traceback "
-                    "in this log",
+                    "in this log.",
                     trace=True,
                 )
                 outcomes = self._held(integration_id, claims, failure, time.time())
@@ -310,9 +311,9 @@ class Worker:
                 return held
             held = True
             outcomes = self._held(integration_id, claims, failure, now)
-            await self.store.record_outcomes(self.worker_id, outcomes, time.time())
+            dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
             if self.metrics is not None:
-                self.metrics.count_outcomes(integration_id, direction, outcomes, 0)
+                self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
             if len(claims) < self.config.batch_size:
                 return held
 
