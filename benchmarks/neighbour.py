@@ -8,6 +8,7 @@ write carrying its version (as in `benchmarks/latency.py`). In the second run a 
 integration, `aaa-broken-d365` — its id sorts before the healthy one's, which used to stall every
 integration after it — is applied with a copy of the sandbox CA that is deleted right after, and
 receives as many webhooks as the healthy one, interleaved: its clients can never be built.
+The broken integration's webhooks double the intake load, so some of any difference is theirs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.harness import SandboxProcess, Wired, distinct_changes, percentile, serving
-from benchmarks.latency import LATENCY_MS, RATE, _latencies
+from benchmarks.latency import GOAL_P99_S, LATENCY_MS, RATE, _latencies
 from benchmarks.loadgen import LoadResult, request_bytes, run_paced
 from benchmarks.report import Goal, Options, Report
 from tests.e2e.conftest import connect, integration_document, webhook_token
@@ -36,7 +37,6 @@ SECONDS = 60.0
 QUICK_SECONDS = 10.0
 BROKEN = "aaa-broken-d365"
 DRAIN_TIMEOUT_S = 300.0
-GOAL_RATIO = 1.5  # p99 beside a broken neighbour within 1.5x of the p99 alone
 
 
 def _broken_requests(
@@ -130,9 +130,9 @@ def run(options: Options) -> Report:
     alone, beside = results["alone"], results["broken neighbour"]
     report.goals = [
         Goal(
-            f"healthy p99 beside a broken neighbour ≤ {GOAL_RATIO:g} times alone",
-            f"{beside:.3f} s vs {alone:.3f} s",
-            beside <= GOAL_RATIO * alone,
+            f"healthy p99 beside a broken neighbour ≤ {GOAL_P99_S:g} s (the latency goal)",
+            f"{beside:.3f} s (alone: {alone:.3f} s)",
+            beside <= GOAL_P99_S,
         )
     ]
     report.data = {"rate": RATE, "seconds": seconds, "p99_alone_s": alone, "p99_beside_s": beside}
