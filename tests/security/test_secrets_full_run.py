@@ -304,14 +304,14 @@ def _run_flow(
         api.call(
             "POST",
             f"/api/v1/integrations/{integration_id}/preview",
-            expect=(200, 502),
+            expect=(200, 422, 502),
             admin=True,
             json={"organization_user_id": email},
         )
         api.call(
             "POST",
             f"/api/v1/integrations/{integration_id}/backfill",
-            expect=(200, 502, 503),
+            expect=(200, 422, 502, 503),
             admin=True,
             json={"dry_run": True},
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -52,7 +53,7 @@ class DidomiClient:
         api_key: str,
         api_secret: str,
         organization_id: str,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | str | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
     ) -> None:
@@ -99,7 +100,15 @@ class DidomiClient:
                     "check didomi.api_key and didomi.api_secret.",
                     status=response.status_code,
                 )
-            token = str(response.json()["access_token"])
+            try:
+                token = str(response.json()["access_token"])
+            except (ValueError, KeyError, TypeError):
+                # An HTML page or another service at base_url: a setting to fix, so retried.
+                raise DidomiError(
+                    f"Didomi answered the session request at {self.base_url} without an access "
+                    "token; check didomi.base_url.",
+                    transient=True,
+                ) from None
             self._token = token
             self._token_expires = _expiry(token)
             return token

@@ -43,10 +43,10 @@ from consentbridge.dataverse.registration import (
 )
 from consentbridge.logs import get_logger
 from consentbridge.mapping import Property, one_way_columns, one_way_reason
+from consentbridge.operations.connection import one_off_runtime
 from consentbridge.operations.diagnostics import user_privileges
 from consentbridge.operations.errors import Conflict, NotFound, OperationError, Unavailable
 from consentbridge.store.values import iso_utc
-from consentbridge.sync.clients import runtime_for
 from consentbridge.sync.runtime import IntegrationRuntime
 
 log = get_logger("consentbridge.bidirectional")
@@ -192,7 +192,7 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
         )
     previous_raw = await ctx.store.get_registration(integration_id)
     previous = RegistrationRecord.from_stored(previous_raw)
-    runtime = runtime_for(integration)
+    runtime = await one_off_runtime(integration)
     try:
         user_id = await _preflight(runtime, ENABLE_PRIVILEGES, "enable")
         secret, encrypted = _secret(ctx, previous)
@@ -320,7 +320,7 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
             False,
             [f"Nothing to disable: no webhook registration is recorded for '{integration_id}'."],
         )
-    runtime = runtime_for(integration)
+    runtime = await one_off_runtime(integration)
     try:
         await _preflight(runtime, DISABLE_PRIVILEGES, "disable")
         ordered = [previous.step_ids[m] for m in MESSAGES if m in previous.step_ids]
@@ -417,7 +417,7 @@ async def status(ctx: AppContext, integration_id: str) -> Report:
     """Compare the recorded registration with what exists in Dataverse."""
     integration = await _integration(ctx, integration_id)
     record = RegistrationRecord.from_stored(await ctx.store.get_registration(integration_id))
-    runtime = runtime_for(integration)
+    runtime = await one_off_runtime(integration)
     try:
         found = await find_registration(runtime.dataverse, integration_id)
     except PrivilegeError as exc:

@@ -4,7 +4,8 @@ Every surface (CLI, admin API, console, ``serve --config``) goes through here, s
 judged the same way everywhere: whole, with the mapping grammar as the property hook, every
 problem listed by JSON path. On replace, ``"***"`` keeps the stored secret (``merge_redacted``
 decides when that is safe); secrets are encrypted before they reach the store and read back as
-``"***"`` (``redacted``).
+``"***"`` (``redacted``). ``config.ca_bundle`` is read (in a worker thread when called from async
+code) and stored as an absolute path: an unusable file is refused here, not on the first sync.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from consentbridge.config import (
     parse_integration,
     redacted,
 )
+from consentbridge.config.ca_bundle import CaBundleError, check_ca_bundle
 from consentbridge.config.integration import REDACTED, SECRET_PATHS, derive_id
 from consentbridge.context import AppContext
 from consentbridge.mapping import MappingError, RawTransform, lint_property
@@ -82,7 +84,7 @@ def validate(raw: object, *, default_id: str | None = None) -> Validation:
     with a warning saying when ``apply`` will keep the stored secret.
     """
     document, placeholders = _fill_placeholders(raw)
-    validation = _judge(document, default_id)
+    validation = _with_ca_bundle(_judge(document, default_id))
     notes = [
         Issue(
             path,
@@ -99,7 +101,7 @@ async def check(ctx: AppContext, raw: object, *, default_id: str | None = None) 
     """Judge a document exactly as ``apply`` would, against what is stored."""
     stored = await _stored_for(ctx, raw, default_id)
     merged = merge_redacted(raw, stored) if stored is not None else raw
-    validation = _judge(merged, default_id)
+    validation = await asyncio.to_thread(_with_ca_bundle, _judge(merged, default_id))
     if validation.integration is None:
         return validation
     clash = await _webhook_client_clash(ctx, validation.integration)
@@ -208,6 +210,20 @@ def _judge(raw: object, default_id: str | None) -> Validation:
     except InvalidIntegration as exc:
         return Validation(None, _issues(exc.errors))
     return Validation(integration, [], _lint(integration))
+
+
+def _with_ca_bundle(validation: Validation) -> Validation:
+    """A valid document's ``config.ca_bundle`` read and made absolute, or its problem.
+    Blocking (it reads the file)."""
+    integration = validation.integration
+    if integration is None or integration.config.ca_bundle is None:
+        return validation
+    try:
+        absolute = check_ca_bundle(integration.config.ca_bundle)
+    except CaBundleError as exc:
+        return Validation(None, [Issue("config.ca_bundle", f"{exc}.")], validation.warnings)
+    config = integration.config.model_copy(update={"ca_bundle": absolute})
+    return Validation(integration.model_copy(update={"config": config}), [], validation.warnings)
 
 
 def _lint(integration: Integration) -> list[Issue]:

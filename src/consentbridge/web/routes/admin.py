@@ -192,7 +192,8 @@ async def replay_dead_letters(
 
 @router.post("/{integration_id}/test", responses=_ERRORS)
 async def test_connection(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
-    """Check token, Web API reachability, WhoAmI and privileges, each as ok/fail with the fix."""
+    """Check token, Web API reachability, WhoAmI, privileges and mapped columns, each as ok/fail
+    with the fix."""
     checks = [check.as_json() for check in await diagnostics.test_connection(ctx, integration_id)]
     return {"ok": all(check["ok"] for check in checks), "checks": checks}
 
