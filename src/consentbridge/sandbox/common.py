@@ -78,7 +78,7 @@ ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
 }
 
 
-# Customer Insights – Journeys tables (dataverse/journeys.py), privileges named after their
+# Customer Insights - Journeys tables (dataverse/journeys.py), privileges named after their
 # lowercase SchemaNames. Administrators and customizers have full access; a Salesperson reads
 # purposes and topics and reads, creates and updates consent rows, but deletes none.
 _JOURNEYS_TABLES = ("msdynmkt_purpose", "msdynmkt_topic", "msdynmkt_contactpointconsent4")

@@ -1,4 +1,4 @@
-"""The control API for Customer Insights – Journeys purposes and topics (no auth, loopback
+"""The control API for Customer Insights - Journeys purposes and topics (no auth, loopback
 only, like the rest of `/_sandbox/`):
 
 - `GET /_sandbox/purposes`: every purpose with its id, type, e-mail enforcement and topics;

@@ -1,4 +1,4 @@
-"""Customer Insights – Journeys consent in the sandbox, over real HTTPS: consent rows
+"""Customer Insights - Journeys consent in the sandbox, over real HTTPS: consent rows
 (`msdynmkt_contactpointconsent4s`) with their choices and lookups, the seeded purposes and
 topics, no alternate key, bulk messages, `$batch`, history, metadata, roles and the
 `/_sandbox/purposes` control API."""
@@ -174,11 +174,11 @@ def test_there_is_no_alternate_key_so_duplicates_are_accepted(
 
 
 def test_create_multiple_and_update_multiple(live_sandbox: SandboxClient) -> None:
-    targets = [
-        {"@odata.type": CONSENT_TYPE, **consent(f"user{n}@example.com")} for n in range(3)
-    ]
+    targets = [{"@odata.type": CONSENT_TYPE, **consent(f"user{n}@example.com")} for n in range(3)]
     created = live_sandbox.dv(
-        "POST", f"{CONSENTS}/Microsoft.Dynamics.CRM.CreateMultiple", expect=200,
+        "POST",
+        f"{CONSENTS}/Microsoft.Dynamics.CRM.CreateMultiple",
+        expect=200,
         json={"Targets": targets},
     ).json()
     ids = created["Ids"]
@@ -189,7 +189,9 @@ def test_create_multiple_and_update_multiple(live_sandbox: SandboxClient) -> Non
         for row_id in ids[:2]
     ]
     live_sandbox.dv(
-        "POST", f"{CONSENTS}/Microsoft.Dynamics.CRM.UpdateMultiple", expect=204,
+        "POST",
+        f"{CONSENTS}/Microsoft.Dynamics.CRM.UpdateMultiple",
+        expect=204,
         json={"Targets": updates},
     )
     rows = {
@@ -198,7 +200,9 @@ def test_create_multiple_and_update_multiple(live_sandbox: SandboxClient) -> Non
     }
     assert rows == {ids[0]: j.OPTED_OUT, ids[1]: j.OPTED_OUT, ids[2]: j.OPTED_IN}
     wrong_type = live_sandbox.dv(
-        "POST", f"{CONSENTS}/Microsoft.Dynamics.CRM.CreateMultiple", expect=400,
+        "POST",
+        f"{CONSENTS}/Microsoft.Dynamics.CRM.CreateMultiple",
+        expect=400,
         json={"Targets": [{"@odata.type": "Microsoft.Dynamics.CRM.contact", **consent()}]},
     )
     assert "msdynmkt_contactpointconsent4" in error(wrong_type)["message"]
@@ -229,9 +233,10 @@ def test_batch_change_sets_write_consent_rows(live_sandbox: SandboxClient) -> No
         headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
     )
     assert response.text.count("HTTP/1.1 204") == 2
-    values = {r["msdynmkt_contactpointvalue"] for r in live_sandbox.rows(
-        CONSENTS, "msdynmkt_contactpointvalue"
-    )}
+    values = {
+        r["msdynmkt_contactpointvalue"]
+        for r in live_sandbox.rows(CONSENTS, "msdynmkt_contactpointvalue")
+    }
     assert values == {"a@example.com", "b@example.com"}
 
 

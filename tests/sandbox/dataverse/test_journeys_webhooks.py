@@ -1,4 +1,4 @@
-"""Webhooks on Customer Insights – Journeys consent rows, delivered to a real receiver: steps on
+"""Webhooks on Customer Insights - Journeys consent rows, delivered to a real receiver: steps on
 Create and Update of `msdynmkt_contactpointconsent4` (filtering attributes honoured), bulk
 messages surfacing per row as Create / Update, and no custom steps on Upsert (not an event)."""
 
@@ -41,9 +41,7 @@ async def message_filter(api: Api, message: str) -> dict[str, Any]:
     return dict(found)
 
 
-async def register(
-    api: Api, receiver: Receiver, message: str, filtering: str | None = None
-) -> Any:
+async def register(api: Api, receiver: Receiver, message: str, filtering: str | None = None) -> Any:
     endpoint = await api.post(
         "serviceendpoints",
         json={

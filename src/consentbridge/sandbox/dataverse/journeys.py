@@ -1,4 +1,4 @@
-"""Customer Insights – Journeys consent: the tables `msdynmkt_contactpointconsent4` (consent
+"""Customer Insights - Journeys consent: the tables `msdynmkt_contactpointconsent4` (consent
 rows), `msdynmkt_purpose` and `msdynmkt_topic` with their documented columns, global choices,
 navigation property names and messages; the server-maintained `owningbusinessunit`; and the
 seeded compliance-style set of purposes and topics with stable ids.
@@ -13,7 +13,7 @@ steps may be registered on them); Create, Update, Delete, CreateMultiple and Upd
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,9 +170,7 @@ def _server_columns(entity: str) -> list[Column]:
             "Record Created On",
             valid_for_update=False,
         ),
-        Column(
-            "importsequencenumber", s.INTEGER, "Import Sequence Number", valid_for_update=False
-        ),
+        Column("importsequencenumber", s.INTEGER, "Import Sequence Number", valid_for_update=False),
     ]
 
 
@@ -349,7 +347,7 @@ def schemas() -> list[s.TableSchema]:
 # --- write rules -------------------------------------------------------------------------------
 
 
-def rules(business_unit_id: str) -> dict[str, Any]:
+def rules(business_unit_id: str) -> dict[str, Callable[[Database, Table, Row, Row | None], None]]:
     """Writer rules for the three tables: a new row belongs to the caller's business unit."""
 
     def owning_business_unit(db: Database, table: Table, new: Row, old: Row | None) -> None:
@@ -444,18 +442,17 @@ class Catalog:
     """The organization's purposes and topics, written straight into the tables (as a
     Journeys administrator creates them in the app: no webhooks, no history)."""
 
-    def __init__(
-        self, db: Database, business_unit_id: str, owner_id: str = SYSTEM_USER_ID
-    ) -> None:
+    def __init__(self, db: Database, business_unit_id: str, owner_id: str = SYSTEM_USER_ID) -> None:
         self.db = db
         self.business_unit_id = business_unit_id
         self.owner_id = owner_id
 
     def seed(self) -> None:
         for seed in SEEDS:
-            parent = self._add_purpose(seed)
+            row_id = str(self._add_purpose(seed)["msdynmkt_purposeid"])
             for topic in seed.topics:
-                parent = self.db.table(PURPOSE).store.get(parent["msdynmkt_purposeid"]) or parent
+                parent = self.db.table(PURPOSE).store.get(row_id)
+                assert parent is not None
                 self._add_topic(parent, topic)
 
     def _system(self) -> Row:

@@ -73,7 +73,7 @@ class Column:
     option_set_name: str | None = None
     option_values: frozenset[int] = field(default=frozenset(), compare=False)
     # A choice whose options live in a global option set (`option_set_name`), shared by columns
-    # of several tables, as most Customer Insights – Journeys choices do.
+    # of several tables, as most Customer Insights - Journeys choices do.
     global_option_set: bool = False
     # The SchemaName when it is not derived from the logical name: a lookup's SchemaName is
     # its navigation property name (`msdynmkt_purposeId`), which `@odata.bind` must match.
