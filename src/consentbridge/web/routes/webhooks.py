@@ -37,7 +37,10 @@ _OUTCOMES: Final[tuple[tuple[type[OperationError], str], ...]] = (
     (InvalidInput, "invalid"),
 )
 _RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    202: {"description": "The change is durably stored (or was a duplicate)."},
+    202: {
+        "description": "The change is durably stored (or was a duplicate, or was ignored and "
+        "counted: a Didomi user without an organization_user_id)."
+    },
     **responses.errors(
         400,
         401,
@@ -152,6 +155,9 @@ async def _observed(
     try:
         result = await receive()
         outcome = "duplicate" if result.get("duplicate") else "accepted"
+        if result.get("ignored"):
+            outcome = "ignored"
+            metrics.webhooks_ignored.labels(integration_id, source, result["ignored"]).inc()
         metrics.intake_seconds.observe(time.perf_counter() - started)
         return result
     except OperationError as exc:
@@ -164,7 +170,7 @@ async def _observed(
 
 async def _integration_label(ctx: AppContext, integration_id: str, outcome: str) -> str:
     # Only ids that exist become label values; anyone can post to any URL.
-    if outcome in ("accepted", "duplicate"):
+    if outcome in ("accepted", "duplicate", "ignored"):
         return integration_id
     if outcome == "not_found":
         return UNKNOWN_INTEGRATION
