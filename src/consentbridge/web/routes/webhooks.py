@@ -2,8 +2,8 @@
 
 The route bounds and parses the body and (for Didomi) checks the bearer token; the receiver in
 ``operations/intake.py`` stores the change and returns only once it is durable, so a 202 is a
-promise. Cheap refusals come first: a declared oversize body and a bad Didomi token are
-answered before a byte of the body is read.
+promise. Cheap refusals come first: a declared oversize body, a bad Didomi token and a wrong
+Dataverse key are answered before a byte of the body is read.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 
 from consentbridge.context import AppContext
 from consentbridge.metrics import UNKNOWN_INTEGRATION, Metrics
-from consentbridge.operations import tokens
+from consentbridge.operations import reverse_intake, tokens
 from consentbridge.operations.errors import InvalidInput, NotFound, OperationError, Unauthorized
 from consentbridge.web import responses
 from consentbridge.web.body import (
@@ -132,8 +132,13 @@ async def dataverse_webhook(integration_id: str, request: Request) -> dict[str, 
     ctx, metrics, receivers = webhook_services(request)
 
     async def receive() -> dict[str, Any]:
-        # read_json checks the declared length before reading (DeclaredSizeLimit leaves it
-        # to this route, so the refusal is counted).
+        # DeclaredSizeLimit leaves the declared length to this route, so the refusal is
+        # counted. The key comes next, from the headers alone: a sender without it is
+        # refused before a byte of its body is read or waited for.
+        check_declared_length(request, ctx.settings.max_body_bytes)
+        await reverse_intake.authenticate_delivery(
+            ctx, integration_id, headers=request.headers, query=request.query_params
+        )
         body = await read_json(request, ctx.settings.max_body_bytes)
         return await receivers.dataverse(
             ctx, integration_id, body, headers=request.headers, query=request.query_params
