@@ -124,9 +124,7 @@ def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
     if nesting_exceeds(body, max_depth):
         raise bad_body(f"The JSON body is nested deeper than {max_depth} levels.")
     try:
-        value = json.loads(
-            text, parse_constant=_refuse_constant, object_pairs_hook=_object_without_repeats
-        )
+        value = _DECODER.decode(text)
     except _RepeatedKey as exc:
         raise bad_body(
             f"The JSON body gives the key '{exc.key}' more than once in one object; "
@@ -322,3 +320,11 @@ def _short(exc: BaseException) -> str:
     if "integer string conversion" in message:  # CPython's int size guard
         return f"a number has more than {sys.get_int_max_str_digits()} digits"
     return message[:120]
+
+
+# One decoder for every body: ``json.loads`` with options builds a new one per call, which
+# costs about what the repeated-key hook adds (timeit, a 320-byte Didomi webhook: 7.1 µs
+# before the hook, 8.5 µs with it and the shared decoder, 11.5 µs with a decoder per call).
+_DECODER: Final = json.JSONDecoder(
+    parse_constant=_refuse_constant, object_pairs_hook=_object_without_repeats
+)
