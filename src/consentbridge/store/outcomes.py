@@ -25,7 +25,7 @@ from consentbridge.store import keyed_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
 from consentbridge.store.log import append_log
 from consentbridge.store.tables import counters, sync_states
-from consentbridge.store.values import Outcome, OutcomeKind, StateKey
+from consentbridge.store.values import Direction, Outcome, OutcomeKind, StateKey
 
 _s = sync_states.c
 _COUNTER_OF: dict[OutcomeKind, str] = {
@@ -151,7 +151,7 @@ def _params(outcome: Outcome, now: float) -> dict[str, Any]:
     return params
 
 
-async def add_counts(conn: AsyncConnection, sums: Mapping[tuple[str, str, str], int]) -> None:
+async def add_counts(conn: AsyncConnection, sums: Mapping[tuple[str, Direction, str], int]) -> None:
     """Add to the counters keyed (integration, direction, name), in one statement, in key
     order (so concurrent transactions lock the counter rows in the same order)."""
     if not sums:
