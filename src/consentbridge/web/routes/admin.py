@@ -4,9 +4,9 @@ the diagnostics of the CLI commands with the same names. Every route needs
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -154,8 +154,31 @@ async def integration_status(integration_id: str, ctx: ContextDep) -> dict[str, 
 async def user_log(
     integration_id: str, organization_user_id: str, ctx: ContextDep
 ) -> dict[str, Any]:
-    """The sync log of one user: every change received, what was written, the outcome and why."""
+    """The sync log of one user: every change received, what was written, the outcome and why.
+    For an id with a `/`, use `GET /api/v1/integrations/{integration_id}/log?user=…`."""
     return await integrations.user_log(ctx, integration_id, organization_user_id)
+
+
+_LOG_USER_REQUIRED: Final = (
+    "The query parameter 'user' is required: add ?user=<organization_user_id>, URL-encoded."
+)
+
+
+@router.get("/{integration_id}/log", responses=_ERRORS)
+async def user_log_by_query(
+    integration_id: str,
+    ctx: ContextDep,
+    user: Annotated[
+        str | None,
+        Query(description="the user's organization_user_id, URL-encoded (any characters)"),
+    ] = None,
+) -> dict[str, Any]:
+    """The sync log of the user named by `?user=…`: the same answer as
+    `/users/{organization_user_id}/log`, for any id — also one that a path segment cannot
+    carry, such as `crm/42/alice@example.com` (a `/`, even encoded as `%2F`, splits a path)."""
+    if not user:
+        raise InvalidInput([Issue("user", _LOG_USER_REQUIRED)])
+    return await integrations.user_log(ctx, integration_id, user)
 
 
 @router.get("/{integration_id}/deadletters", responses=_ERRORS)
