@@ -64,7 +64,9 @@ async def test_the_query_route_answers_what_the_path_route_answers(
 ) -> None:
     await deliver(client, ctx, acme, "bob@example.com")
     by_path = await client.get(f"{API}/{acme}/users/bob@example.com/log", headers=admin)
-    by_query = await client.get(f"{API}/{acme}/log", params={"user": "bob@example.com"}, headers=admin)
+    by_query = await client.get(
+        f"{API}/{acme}/log", params={"user": "bob@example.com"}, headers=admin
+    )
     assert by_path.status_code == by_query.status_code == 200
     assert by_query.json() == by_path.json()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from consentbridge.web.app import create_app
 from tests.support.bidirectional import SECRET, record_registration, webhook_body
 
 from .support import ADMIN_TOKEN, WEBHOOK_CLIENT, WEBHOOK_SECRET, user_updated
+from .test_console import sign_in
 
 BOM = b"\xef\xbb\xbf"
 DATAVERSE_KEY = {"x-consentbridge-key": SECRET}
@@ -70,7 +72,8 @@ async def test_an_anonymous_didomi_user_is_202_counted_and_stored_nowhere(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="consentbridge"):
-        for body in (anonymous_user_updated(), anonymous_event_created(), anonymous_event_created()):
+        anonymous = (anonymous_user_updated(), anonymous_event_created(), anonymous_event_created())
+        for body in anonymous:
             response = await client.post(f"/webhooks/didomi/{acme}", json=body, headers=bearer)
             assert response.status_code == 202, response.text
             assert response.json()["ignored"] == "no organization_user_id"
@@ -231,7 +234,7 @@ async def test_a_wrong_dataverse_key_is_401_while_the_body_is_still_unsent(
         writer.write(
             f"POST /webhooks/dataverse/{acme} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             "Content-Type: application/json\r\nContent-Length: 900000\r\n"
-            "x-consentbridge-key: wrong\r\n\r\n{\"MessageName\"".encode()
+            'x-consentbridge-key: wrong\r\n\r\n{"MessageName"'.encode()
         )
         await writer.drain()
         # The rest of the body never comes: only a route that does not wait for it answers.
@@ -240,3 +243,13 @@ async def test_a_wrong_dataverse_key_is_401_while_the_body_is_still_unsent(
         finally:
             writer.close()
     assert status_line.startswith(b"HTTP/1.1 401"), status_line
+
+
+async def test_the_console_shows_the_ignored_count(
+    client: httpx.AsyncClient, acme: str, bearer: dict[str, str]
+) -> None:
+    await client.post(f"/webhooks/didomi/{acme}", json=anonymous_user_updated(), headers=bearer)
+    assert (await sign_in(client)).status_code == 303
+    page = await client.get(f"/console/integrations/{acme}")
+    assert page.status_code == 200
+    assert re.search(r"<th>Ignored[^<]*</th><td>1</td>", page.text), page.text

@@ -201,9 +201,7 @@ async def test_dataverse_webhook_bounds_its_body(
     await record_registration(ctx)
     key = {"x-consentbridge-key": SECRET}
     too_large = await client.post(f"/webhooks/dataverse/{acme}", content=b" " * (MIB + 1))
-    too_deep = await client.post(
-        f"/webhooks/dataverse/{acme}", content=nested(5000), headers=key
-    )
+    too_deep = await client.post(f"/webhooks/dataverse/{acme}", content=nested(5000), headers=key)
     assert (too_large.status_code, too_deep.status_code) == (413, 400)
 
 

@@ -66,9 +66,7 @@ class IntakeBatcher:
                 if not future.done():
                     future.set_result(result)
 
-    async def _one_by_one(
-        self, group: list[tuple[Intake, asyncio.Future[IntakeResult]]]
-    ) -> None:
+    async def _one_by_one(self, group: list[tuple[Intake, asyncio.Future[IntakeResult]]]) -> None:
         for item, future in group:
             try:
                 result = (await self._store.intake_many([item]))[0]
