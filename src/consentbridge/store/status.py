@@ -1,7 +1,7 @@
 """Read models of the queue: one user's row, and an integration's status numbers.
 
 ``status`` never scans the log: backlog and dead letters are counted through partial indexes,
-everything else comes from the counters that outcomes maintain.
+everything else comes from the counters that outcomes maintain (and intake, for ``ignored``).
 """
 
 from __future__ import annotations
