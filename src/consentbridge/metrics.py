@@ -4,9 +4,10 @@ Each ``Metrics`` owns a ``CollectorRegistry`` (not prometheus_client's global on
 apps in one process — tests, ``serve`` beside the sandbox — never share or clash. Code that
 holds an ``AppContext`` finds its metrics with ``metrics_for(ctx)``.
 
-Labels carry integration ids, sources, directions, outcomes and operation names only — never a
-secret, a user id or anything else taken from a payload (``UNKNOWN_INTEGRATION`` stands for an
-id that does not exist, so a caller cannot grow the label set at will).
+Labels carry integration ids, sources, directions, outcomes, fixed reasons and operation
+names only — never a secret, a user id or anything else taken from a payload
+(``UNKNOWN_INTEGRATION`` stands for an id that does not exist, so a caller cannot grow the
+label set at will).
 
 Who fills what: the webhook routes count deliveries and intake time; a ``Worker`` given these
 metrics counts sync outcomes and, through the hook its Dataverse clients call, requests; the
@@ -41,6 +42,14 @@ class Metrics:
             "consentbridge_webhooks_received",
             "Webhook deliveries received, by integration, source (didomi, dataverse) and outcome.",
             ["integration", "source", "outcome"],
+            registry=self.registry,
+        )
+        self.webhooks_ignored = Counter(
+            "consentbridge_webhooks_ignored",
+            "Webhook deliveries answered 202 and stored as nothing but a count, by "
+            "integration, source and reason (e.g. 'no organization_user_id': an anonymous "
+            "Didomi user). Also counted in webhooks_received with outcome 'ignored'.",
+            ["integration", "source", "reason"],
             registry=self.registry,
         )
         self.sync_outcomes = Counter(

@@ -216,6 +216,7 @@ async def test_status_has_the_contract_keys(
         "skipped",
         "failed",
         "dead_letters",
+        "ignored",
         "last_success_at",
     }
     missing = await client.get(f"{API}/nobody/status", headers=admin)

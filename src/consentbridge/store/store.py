@@ -38,7 +38,7 @@ from consentbridge.store.values import (
     ClaimedState,
     DeadLetter,
     Direction,
-    IntakeItem,
+    Intake,
     IntakeResult,
     LogEntry,
     Outcome,
@@ -163,11 +163,12 @@ class Store:
 
     # Intake
 
-    async def intake_many(self, items: Sequence[IntakeItem]) -> list[IntakeResult]:
-        """Merge received changes in one transaction; results in the order of ``items``."""
+    async def intake_many(self, items: Sequence[Intake]) -> list[IntakeResult]:
+        """Merge received changes (and count ignored deliveries) in one transaction; results
+        in the order of ``items``."""
         return await self._db.write("intake_many", lambda c: intake.intake_many(c, items))
 
-    async def intake(self, item: IntakeItem) -> IntakeResult:
+    async def intake(self, item: Intake) -> IntakeResult:
         (result,) = await self._db.write("intake", lambda c: intake.intake_many(c, [item]))
         return result
 
