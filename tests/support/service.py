@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-ADMIN_TOKEN = "e2e-admin-token-0123456789"
+ADMIN_TOKEN = "e2e-admin-token-0123456789-abcdefgh"
 
 
 class Expecting:

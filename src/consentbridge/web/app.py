@@ -14,6 +14,7 @@ from consentbridge.web.body import DeclaredSizeLimit, refuse_nul_in_url
 from consentbridge.web.deps import Receivers
 from consentbridge.web.errors import install_error_handlers
 from consentbridge.web.routes import admin, console, health, metrics, oauth, webhooks
+from consentbridge.web.throttle import FailureLimiter
 
 DESCRIPTION = (
     "Keeps consent in step between Didomi and Microsoft Dynamics 365 (Dataverse): the OAuth "
@@ -34,6 +35,7 @@ def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAP
     app.state.ctx = ctx
     app.state.metrics = metrics_for(ctx)
     app.state.receivers = receivers or Receivers()
+    app.state.failures = FailureLimiter(ctx.settings.auth_failures_per_minute)
     install_error_handlers(app)
     app.add_middleware(
         DeclaredSizeLimit, limit=ctx.settings.max_body_bytes, exempt=(webhooks.PREFIX,)

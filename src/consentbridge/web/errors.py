@@ -2,7 +2,8 @@
 
     InvalidInput            its status (422, or 400 for a malformed body) and
                             {"errors": [{"path", "message"}]}
-    other OperationError    its status and {"error": "<sentence>"}; 401 adds WWW-Authenticate
+    other OperationError    its status and {"error": "<sentence>"}; 401 adds WWW-Authenticate,
+                            429 Retry-After
     RequestValidationError  FastAPI's own 422, reshaped to {"errors": [{"path", "message"}]}
     HTTPException           its status and {"error": "<sentence>"} (unknown route, method …)
     anything else           500 {"error": "internal error"}; the trace is logged, never sent
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consentbridge.operations.errors import InvalidInput, Issue, OperationError, Unauthorized
 from consentbridge.web.body import issues_from_errors
+from consentbridge.web.throttle import TooManyFailures
 
 log = logging.getLogger("consentbridge.web")
 
@@ -60,6 +62,8 @@ def error_response(exc: OperationError) -> JSONResponse:
     if isinstance(exc, InvalidInput):
         return _issues_response(exc.issues, exc.status)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    if isinstance(exc, TooManyFailures):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse({"error": clip(exc.message)}, status_code=exc.status, headers=headers)
 
 
