@@ -31,6 +31,11 @@ def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAP
         description=DESCRIPTION,
         # No OpenTelemetry here: skip FastAPI's per-request check for a configured provider.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; /openapi.json stays.
+        docs_url=None,
+        redoc_url=None,
+        # Starlette's slash redirect builds an absolute URL from the Host header.
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     app.state.metrics = metrics_for(ctx)
