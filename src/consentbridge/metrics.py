@@ -105,7 +105,7 @@ class Metrics:
         is summed over its integrations (no integration label at all)."""
         if per_integration:
             return generate_latest(self.registry)
-        return generate_latest(_Aggregated(self.registry))  # type: ignore[arg-type]
+        return generate_latest(_Aggregated(self.registry))
 
 
 class _Aggregated:
