@@ -105,7 +105,7 @@ async def test_no_page_loads_anything_from_a_cdn(client: httpx.AsyncClient) -> N
 
 @pytest.mark.parametrize(
     "path",
-    ["/console/", "/console/login/", "/metrics/", "/api/v1/integrations/", "/console", "/health/"],
+    ["/console/", "/console/login/", "/metrics/", "/api/v1/integrations/", "/console", "/healthz/"],
 )
 async def test_no_redirect_reflects_the_host_header(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path, headers={"Host": "evil.example"})

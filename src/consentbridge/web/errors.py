@@ -7,6 +7,7 @@
     RequestValidationError  FastAPI's own 422, reshaped to {"errors": [{"path", "message"}]}
     HTTPException           its status and {"error": "<sentence>"} (unknown route, method …)
     anything else           500 {"error": "internal error"}; the trace is logged, never sent
+    ClientDisconnect        nothing: the client left (or its body timed out), no trace logged
 
 The last is a middleware rather than an exception handler: Starlette re-raises exceptions
 that reach its handler for ``Exception`` into the server, which would log them a second time.
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consentbridge.operations.errors import InvalidInput, Issue, OperationError, Unauthorized
@@ -105,6 +107,9 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client left (or its body timed out): nobody to answer, nothing went wrong.
+            log.debug("client left during %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if started:
