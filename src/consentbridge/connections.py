@@ -22,6 +22,7 @@ Values and their defaults: docs/operations.md, "Security".
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -90,7 +91,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing() and not self.pipeline:
             self._arm(self.idle_timeout_s, self._close)
 
-    def _arm(self, delay: float, callback: Any) -> None:
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(delay, callback)
 
