@@ -15,7 +15,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import budget as budget_ops
-from consentbridge.store import claims, deadletters, intake, integrations, log, retention, status
+from consentbridge.store import (
+    claims,
+    deadletters,
+    intake,
+    integrations,
+    log,
+    retention,
+    sessions,
+    status,
+)
 from consentbridge.store import outcomes as outcome_ops
 from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
 from consentbridge.store.engine import (
@@ -311,6 +320,21 @@ class Store:
         """Give back the worker's budget slots (graceful stop)."""
         return await self._db.write(
             "release_budget", lambda c: budget_ops.release_budget(c, worker_id)
+        )
+
+    # Console sessions
+
+    async def revoke_session(self, session_id: str, expires_at: float) -> None:
+        """Record a console session as signed out until it would have expired."""
+        now = time.time()
+        await self._db.write(
+            "revoke_session", lambda c: sessions.revoke_session(c, session_id, expires_at, now)
+        )
+
+    async def session_revoked(self, session_id: str) -> bool:
+        """True if the console session was signed out."""
+        return await self._db.read(
+            "session_revoked", lambda c: sessions.session_revoked(c, session_id)
         )
 
     # Retention

@@ -27,7 +27,7 @@ PREFIX: Final = "/api/v1/integrations"
 router = APIRouter(prefix=PREFIX, tags=["admin"], dependencies=[AdminDep])
 
 _ERRORS: Final = responses.errors(
-    400, 401, 404, 413, 422, 503, e401="Missing or wrong admin token."
+    400, 401, 404, 413, 422, 429, 503, e401="Missing or wrong admin token."
 )
 
 
