@@ -71,7 +71,9 @@ async def _apply_config_files(ctx: AppContext, files: list[Path]) -> list[str]:
 
     applied = []
     for path in files:
-        result = await lifecycle.apply(ctx, load_document_file(path), default_id=path.stem)
+        result = await lifecycle.apply(
+            ctx, load_document_file(path), default_id=path.stem, actor=f"serve --config {path.name}"
+        )
         if result.flow_error is not None:
             log.warning(
                 "config.flow_error",

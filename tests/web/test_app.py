@@ -39,11 +39,27 @@ def declared_routes() -> set[tuple[str, str]]:
     """Every (method, path) of every route module's ``router``."""
     declared: set[tuple[str, str]] = set()
     for module in pkgutil.iter_modules(routes.__path__):
-        router = import_module(f"{routes.__name__}.{module.name}").router
-        assert isinstance(router, APIRouter)
-        for route in router.routes:
-            assert isinstance(route, APIRoute)
-            declared |= {(method, route.path) for method in route.methods or ()}
+        name = f"{routes.__name__}.{module.name}"
+        if module.ispkg:  # a surface split by page: each page module has its router
+            package = import_module(name)
+            found = [
+                import_module(f"{name}.{page.name}")
+                for page in pkgutil.iter_modules(package.__path__)
+            ]
+            routers = [page.router for page in found if hasattr(page, "router")]
+        else:
+            routers = [import_module(name).router]
+        for router in routers:
+            assert isinstance(router, APIRouter)
+            declared |= _routes_of(router)
+    return declared
+
+
+def _routes_of(router: APIRouter) -> set[tuple[str, str]]:
+    declared: set[tuple[str, str]] = set()
+    for route in router.routes:
+        assert isinstance(route, APIRoute)
+        declared |= {(method, route.path) for method in route.methods or ()}
     return declared
 
 

@@ -43,6 +43,7 @@ from consentbridge.dataverse.registration import (
 )
 from consentbridge.logs import get_logger
 from consentbridge.mapping import Property, one_way_columns, one_way_reason
+from consentbridge.operations import revisions
 from consentbridge.operations.connection import one_off_runtime
 from consentbridge.operations.diagnostics import user_privileges
 from consentbridge.operations.errors import Conflict, NotFound, OperationError, Unavailable
@@ -175,7 +176,13 @@ async def _preflight(runtime: IntegrationRuntime, needed: tuple[str, ...], purpo
     return who.user_id.lower()
 
 
-async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None = None) -> Report:
+async def enable(
+    ctx: AppContext,
+    integration_id: str,
+    *,
+    public_url: str | None = None,
+    actor: str = revisions.CLI,
+) -> Report:
     """Register (or repair) the webhook and its steps; a second run changes nothing."""
     integration = await _integration(ctx, integration_id)
     if integration.didomi is None:
@@ -241,7 +248,7 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
     )
     recorded_changes = _record_changes(previous, record)
     await ctx.store.set_registration(integration_id, record.stored())
-    await _store_flag(ctx, integration_id, enabled=True)
+    await _store_flag(ctx, integration_id, enabled=True, actor=actor)
     ctx.forget(integration_id)
     lines = [*(f"{a[0].upper()}{a[1:]}." for a in ensured.actions), *recorded_changes]
     changed = bool(lines)
@@ -306,12 +313,12 @@ def _record_changes(previous: RegistrationRecord | None, record: RegistrationRec
     return lines
 
 
-async def disable(ctx: AppContext, integration_id: str) -> Report:
+async def disable(ctx: AppContext, integration_id: str, *, actor: str = revisions.CLI) -> Report:
     """Remove exactly the recorded steps and endpoint, then forget the registration."""
     integration = await _integration(ctx, integration_id)
     previous = RegistrationRecord.from_stored(await ctx.store.get_registration(integration_id))
     if previous is None:
-        await _store_flag(ctx, integration_id, enabled=False)
+        await _store_flag(ctx, integration_id, enabled=False, actor=actor)
         ctx.forget(integration_id)
         return Report(
             integration_id,
@@ -334,7 +341,7 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
     finally:
         await runtime.aclose()
     await ctx.store.set_registration(integration_id, None)
-    await _store_flag(ctx, integration_id, enabled=False)
+    await _store_flag(ctx, integration_id, enabled=False, actor=actor)
     log.info(
         "registration.changed",
         integration=integration_id,
@@ -353,7 +360,7 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
     return Report(integration_id, "disable", True, True, lines, previous.public())
 
 
-async def _store_flag(ctx: AppContext, integration_id: str, *, enabled: bool) -> None:
+async def _store_flag(ctx: AppContext, integration_id: str, *, enabled: bool, actor: str) -> None:
     """Make the stored document's `bidirectional` say what was just done, so that the
     document `show`, the API and the console editor hand out — and that is applied again
     unchanged — keeps the webhook as it is instead of undoing the operation."""
@@ -363,7 +370,10 @@ async def _store_flag(ctx: AppContext, integration_id: str, *, enabled: bool) ->
             return None
         return {**document, "bidirectional": enabled}
 
-    await ctx.store.update_integration(integration_id, change)
+    action = "bidirectional_on" if enabled else "bidirectional_off"
+    await ctx.store.update_integration(
+        integration_id, change, revision=revisions.flag_revision(actor, action)
+    )
 
 
 def registration_problems(

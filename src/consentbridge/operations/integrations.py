@@ -31,6 +31,7 @@ from consentbridge.config.integration import REDACTED, SECRET_PATHS, derive_id
 from consentbridge.context import AppContext
 from consentbridge.mapping import MappingError, RawTransform, lint_property
 from consentbridge.mapping import Property as MappingProperty
+from consentbridge.operations import revisions
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound, Unavailable
 from consentbridge.store.values import DIRECTIONS
 
@@ -111,18 +112,24 @@ async def check(ctx: AppContext, raw: object, *, default_id: str | None = None) 
 
 
 async def apply(
-    ctx: AppContext, raw: object, *, default_id: str | None = None
+    ctx: AppContext, raw: object, *, default_id: str | None = None, actor: str = revisions.CLI
 ) -> tuple[Integration, bool]:
     """Create or replace an integration from a decoded document; ``(integration, created)``.
 
-    A bad document raises ``InvalidInput`` listing every issue, and nothing is stored.
+    A bad document raises ``InvalidInput`` listing every issue, and nothing is stored. The
+    change is recorded in the configuration history against ``actor``.
     """
     validation = await check(ctx, raw, default_id=default_id)
     if validation.integration is None:
         raise InvalidInput(validation.errors)
     integration = validation.integration
+    previous = await _stored_for(ctx, {"id": integration.id}, None)
     created = await ctx.store.put_integration(
-        integration.id, ctx.secrets.encrypt_document(integration)
+        integration.id,
+        ctx.secrets.encrypt_document(integration),
+        revision=revisions.draft(integration, previous, actor)
+        if revisions.changes(integration, previous)
+        else None,
     )
     ctx.forget(integration.id)
     return integration, created
@@ -155,9 +162,10 @@ async def list_all(ctx: AppContext) -> list[Integration]:
     ]
 
 
-async def delete(ctx: AppContext, integration_id: str) -> None:
-    """Delete an integration with everything stored for it (states, log, dead letters)."""
-    deleted = await ctx.store.delete_integration(integration_id)
+async def delete(ctx: AppContext, integration_id: str, *, actor: str = revisions.CLI) -> None:
+    """Delete an integration with everything stored for it (states, log, dead letters); its
+    configuration history keeps the deletion."""
+    deleted = await ctx.store.delete_integration(integration_id, actor=actor)
     ctx.forget(integration_id)
     if not deleted:
         raise _not_found(integration_id)

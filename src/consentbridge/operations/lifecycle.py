@@ -22,7 +22,7 @@ from typing import Any
 
 from consentbridge.config.integration import Integration
 from consentbridge.context import AppContext
-from consentbridge.operations import bidirectional, integrations
+from consentbridge.operations import bidirectional, integrations, revisions
 from consentbridge.operations.errors import Conflict, OperationError
 
 
@@ -52,15 +52,18 @@ async def apply(
     *,
     default_id: str | None = None,
     public_url: str | None = None,
+    actor: str = revisions.CLI,
 ) -> Applied:
     """Store the document, then bring the Dataverse webhook in line with `bidirectional`."""
-    integration, created = await integrations.apply(ctx, raw, default_id=default_id)
+    integration, created = await integrations.apply(ctx, raw, default_id=default_id, actor=actor)
     registered = await ctx.store.get_registration(integration.id) is not None
     try:
         if integration.bidirectional:
-            report = await bidirectional.enable(ctx, integration.id, public_url=public_url)
+            report = await bidirectional.enable(
+                ctx, integration.id, public_url=public_url, actor=actor
+            )
         elif registered:
-            report = await bidirectional.disable(ctx, integration.id)
+            report = await bidirectional.disable(ctx, integration.id, actor=actor)
         else:
             return Applied(integration, created)
     except OperationError as exc:
@@ -73,12 +76,14 @@ async def apply(
     return Applied(integration, created, flow=report)
 
 
-async def delete(ctx: AppContext, integration_id: str, *, force: bool = False) -> list[str]:
+async def delete(
+    ctx: AppContext, integration_id: str, *, force: bool = False, actor: str = revisions.CLI
+) -> list[str]:
     """Remove the webhook (if one is recorded), then the integration; lines say what was done."""
     lines: list[str] = []
     if await ctx.store.get_registration(integration_id) is not None:
         try:
-            report = await bidirectional.disable(ctx, integration_id)
+            report = await bidirectional.disable(ctx, integration_id, actor=actor)
             lines += report.lines[:-1]  # the role reminder makes no sense after a deletion
         except OperationError as exc:
             if not force:
@@ -95,5 +100,5 @@ async def delete(ctx: AppContext, integration_id: str, *, force: bool = False) -
                 f"The webhook could not be removed ({exc.message.rstrip('.')}): delete the "
                 f"service endpoint {endpoint or '(unknown id)'} in Dataverse by hand."
             )
-    await integrations.delete(ctx, integration_id)
+    await integrations.delete(ctx, integration_id, actor=actor)
     return lines

@@ -22,6 +22,7 @@ from consentbridge.store import (
     integrations,
     log,
     retention,
+    revisions,
     sessions,
     status,
 )
@@ -43,6 +44,7 @@ from consentbridge.store.errors import StoreNotFound, StoreUnavailable
 from consentbridge.store.migrate import check as check_schema
 from consentbridge.store.migrate import has_schema
 from consentbridge.store.migrate import upgrade as upgrade_schema
+from consentbridge.store.revisions import Revision, RevisionDraft
 from consentbridge.store.values import (
     ClaimedState,
     DeadLetter,
@@ -125,13 +127,21 @@ class Store:
 
     # Integrations
 
-    async def put_integration(self, integration_id: str, document: Document) -> bool:
-        """Create or replace an integration document; True if created."""
+    async def put_integration(
+        self, integration_id: str, document: Document, *, revision: RevisionDraft | None = None
+    ) -> bool:
+        """Create or replace an integration document; True if created. ``revision`` is
+        recorded in the configuration history in the same transaction."""
         now = time.time()
-        return await self._db.write(
-            "put_integration",
-            lambda c: integrations.put_integration(c, integration_id, document, now),
-        )
+
+        async def work(conn: AsyncConnection) -> bool:
+            created = await integrations.put_integration(conn, integration_id, document, now)
+            if revision is not None:
+                action = revision.action or ("created" if created else "replaced")
+                await _record(conn, integration_id, now, revision, action)
+            return created
+
+        return await self._db.write("put_integration", work)
 
     async def get_integration(self, integration_id: str) -> Document | None:
         return await self._db.read(
@@ -139,22 +149,52 @@ class Store:
         )
 
     async def update_integration(
-        self, integration_id: str, change: Callable[[Document], Document | None]
+        self,
+        integration_id: str,
+        change: Callable[[Document], Document | None],
+        *,
+        revision: Callable[[Document], RevisionDraft] | None = None,
     ) -> bool:
-        """Read, change and store a document in one transaction; True if it was stored."""
+        """Read, change and store a document in one transaction; True if it was stored.
+        ``revision`` turns the stored document into the history entry of the change."""
         now = time.time()
-        return await self._db.write(
-            "update_integration",
-            lambda c: integrations.update_integration(c, integration_id, change, now),
-        )
+        stored: list[Document] = []
+
+        def changing(document: Document) -> Document | None:
+            updated = change(document)
+            if updated is not None:
+                stored.append(updated)
+            return updated
+
+        async def work(conn: AsyncConnection) -> bool:
+            changed = await integrations.update_integration(conn, integration_id, changing, now)
+            if changed and revision is not None:
+                draft = revision(stored[-1])
+                await _record(conn, integration_id, now, draft, draft.action or "replaced")
+            return changed
+
+        return await self._db.write("update_integration", work)
 
     async def list_integrations(self) -> list[tuple[str, Document]]:
         return await self._db.read("list_integrations", integrations.list_integrations)
 
-    async def delete_integration(self, integration_id: str) -> bool:
-        """Delete the integration with its states, log, deliveries and counters."""
-        return await self._db.write(
-            "delete_integration", lambda c: integrations.delete_integration(c, integration_id)
+    async def delete_integration(self, integration_id: str, *, actor: str | None = None) -> bool:
+        """Delete the integration with its states, log, deliveries and counters; with
+        ``actor``, the deletion is recorded in its configuration history (which is kept)."""
+        now = time.time()
+
+        async def work(conn: AsyncConnection) -> bool:
+            deleted = await integrations.delete_integration(conn, integration_id)
+            if deleted and actor is not None:
+                await _record(conn, integration_id, now, RevisionDraft(actor, None), "deleted")
+            return deleted
+
+        return await self._db.write("delete_integration", work)
+
+    async def list_revisions(self, integration_id: str, limit: int = 200) -> list[Revision]:
+        """The integration's configuration history, newest first."""
+        return await self._db.read(
+            "list_revisions", lambda c: revisions.list_revisions(c, integration_id, limit)
         )
 
     async def set_registration(self, integration_id: str, registration: Document | None) -> bool:
@@ -281,6 +321,14 @@ class Store:
             "user_log", lambda c: log.user_log(c, integration_id, organization_user_id, limit)
         )
 
+    async def outcome_counts(
+        self, integration_id: str, since: float, bucket_s: int
+    ) -> list[tuple[float, str, int]]:
+        """Log entries per time bucket and outcome (see ``log.outcome_counts``)."""
+        return await self._db.read(
+            "outcome_counts", lambda c: log.outcome_counts(c, integration_id, since, bucket_s)
+        )
+
     async def append_log(self, entries: Sequence[LogEntry]) -> None:
         await self._db.write("append_log", lambda c: log.append_log(c, entries))
 
@@ -360,3 +408,17 @@ class Store:
             total += pruned
             if pruned < limit:
                 return total
+
+
+async def _record(
+    conn: AsyncConnection, integration_id: str, now: float, draft: RevisionDraft, action: str
+) -> None:
+    await revisions.append_revision(
+        conn,
+        integration_id,
+        at=now,
+        actor=draft.actor,
+        action=action,
+        document=draft.document,
+        secrets_changed=draft.secrets_changed,
+    )

@@ -208,5 +208,21 @@ revoked_sessions = sa.Table(
 """Console sessions signed out before their expiry; a row is useless once ``expires_at`` has
 passed (the cookie is refused anyway) and is deleted at a later sign-out."""
 
+integration_revisions = sa.Table(
+    "integration_revisions",
+    metadata,
+    sa.Column("id", _BIGSERIAL, primary_key=True, autoincrement=True),
+    sa.Column("integration_id", sa.Text, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("document", _JSON, nullable=True),
+    sa.Column("secrets_changed", _JSON, nullable=False),
+    sa.Index("ix_integration_revisions_integration_id", "integration_id", "id"),
+)
+"""Every change to an integration's document (configuration history): the document as it
+became, secrets masked as ``"***"`` (``secrets_changed`` names the ones replaced), ``None``
+once deleted. No foreign key: the history of a deleted integration is kept."""
+
 TENANT_TABLES = (sync_log, sync_states, deliveries, counters)
 """Every table holding one integration's data, children first (the order to delete in)."""

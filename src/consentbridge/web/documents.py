@@ -36,8 +36,7 @@ EXAMPLE_DOCUMENT: Final = """{
     "properties": [
       {"id": "donotbulkemail", "value": "consents_purposes_newsletter_enabled", "transform": "not"}
     ]
-  },
-  "webhook_auth": {"client_id": "didomi-webhooks", "client_secret": ""}
+  }
 }
 """
 

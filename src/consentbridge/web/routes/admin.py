@@ -16,6 +16,7 @@ from consentbridge.operations import (
     diagnostics,
     integrations,
     lifecycle,
+    revisions,
     sync_status,
 )
 from consentbridge.operations.errors import InvalidInput, Issue
@@ -106,7 +107,7 @@ async def put_integration(
             )
         # The URL id wins over one derived from organization_id.
         document = {**document, "id": integration_id}
-    applied = await lifecycle.apply(ctx, document)
+    applied = await lifecycle.apply(ctx, document, actor=revisions.ADMIN_TOKEN)
     if applied.created:
         response.status_code = 201
         response.headers["Location"] = f"{PREFIX}/{applied.integration.id}"
@@ -121,7 +122,7 @@ async def put_integration(
 async def delete_integration(integration_id: str, ctx: ContextDep, force: bool = False) -> Response:
     """Delete an integration with everything stored for it (sync states, log, dead letters),
     removing its Dataverse webhook first; 409 if that fails, unless `force=true`."""
-    await lifecycle.delete(ctx, integration_id, force=force)
+    await lifecycle.delete(ctx, integration_id, force=force, actor=revisions.ADMIN_TOKEN)
     return Response(status_code=204)
 
 
@@ -134,7 +135,7 @@ async def bidirectional_action(
     """As `bidirectional enable|disable ID`: register (idempotently) or remove the Dataverse
     webhook of the CRM → Didomi flow. Needs the System Administrator role in Dataverse."""
     operation = bidirectional.enable if action == "enable" else bidirectional.disable
-    return (await operation(ctx, integration_id)).as_json()
+    return (await operation(ctx, integration_id, actor=revisions.ADMIN_TOKEN)).as_json()
 
 
 @router.get("/{integration_id}/bidirectional", responses=_ERRORS)

@@ -1,0 +1,46 @@
+"""The configuration history: one row per change to an integration's document.
+
+Revision ID: 0007
+Revises: 0003
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+# Other branches add 0004-0006; the merge re-chains this to the latest of them.
+down_revision: str | None = "0003"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "integration_revisions",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("integration_id", sa.Text(), nullable=False),
+        sa.Column("at", sa.Double(), nullable=False),
+        sa.Column("actor", sa.Text(), nullable=False),
+        sa.Column("action", sa.Text(), nullable=False),
+        sa.Column("document", sa.JSON(none_as_null=True), nullable=True),
+        sa.Column("secrets_changed", sa.JSON(none_as_null=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_integration_revisions")),
+    )
+    op.create_index(
+        "ix_integration_revisions_integration_id",
+        "integration_revisions",
+        ["integration_id", "id"],
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_integration_revisions_integration_id", "integration_revisions")
+    op.drop_table("integration_revisions")
