@@ -54,7 +54,8 @@ def targets_in(snapshot: ConsentSnapshot) -> list[PathTarget]:
     """Every path target ``snapshot`` holds a value for, in a stable order."""
     targets: list[PathTarget] = []
     for purpose_id, purpose in sorted(snapshot.purposes.items()):
-        targets.append(PathTarget(PathKind.PURPOSE_ENABLED, purpose=purpose_id))
+        if purpose.enabled is not None:
+            targets.append(PathTarget(PathKind.PURPOSE_ENABLED, purpose=purpose_id))
         if purpose.enabled_li is not None:
             targets.append(PathTarget(PathKind.PURPOSE_ENABLED_LI, purpose=purpose_id))
         for channel in sorted(purpose.channels):
