@@ -24,7 +24,8 @@ async def user_of_contact(ctx: AppContext, integration_id: str, contact_id: str)
                     "A contact id is a GUID such as 00000000-0000-0000-0000-000000000000; "
                     "copy it from the contact's URL in Dynamics 365.",
                 )
-            ]
+            ],
+            status=400,
         ) from None
     integration = await load_integration(ctx, integration_id)
     match = integration.config.match_attribute
