@@ -76,3 +76,11 @@ def test_totals_sum_each_series() -> None:
         "skipped": 4,
         "failed": 1,
     }
+
+
+def test_the_bucket_under_way_has_its_slot() -> None:
+    now = START + 600 + 25  # 25 s into the eleventh minute
+    svg = activity_svg([B(START + 600, written=1)], start=START, end=now, bucket_s=60, title="t")
+    (bar,) = rects(svg)
+    assert bar["x"] + bar["w"] <= 720
+    assert bar["x"] == round(40 + 10 * (720 - 40) / 11, 2)

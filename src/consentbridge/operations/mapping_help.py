@@ -197,7 +197,7 @@ class BuilderChoices:
 
 # Stands in for the mapping of a draft, so its connection settings can be judged (and used)
 # before any row is complete.
-_DRAFT_PROPERTY: Final = {"id": "emailaddress1", "value": "organization_user_id"}
+_DRAFT_PROPERTY: Final = {"id": "consentbridge_probe", "value": "organization_user_id"}
 
 
 async def draft_choices(ctx: AppContext, raw: object) -> BuilderChoices:

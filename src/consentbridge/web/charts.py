@@ -7,6 +7,7 @@ to its container (``viewBox`` with ``width: 100%``), so it never overflows a pho
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -47,7 +48,8 @@ def activity_svg(
 ) -> str:
     """Stacked bars, one slot per ``bucket_s`` from ``start`` to ``end`` (unix seconds); an
     empty window says so. Each bar's ``<title>`` gives its time (UTC) and counts."""
-    slots = max(1, int((end - start) // bucket_s))
+    # The last slot is the bucket under way (``end`` is usually now, mid-bucket).
+    slots = max(1, math.ceil((end - start) / bucket_s))
     plot_w = WIDTH - _PAD_LEFT
     plot_h = HEIGHT - _PAD_BOTTOM
     peak = max((sum(_count(b, s) for s, _ in SERIES) for b in buckets), default=0)

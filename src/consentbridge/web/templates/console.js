@@ -32,8 +32,9 @@ function field(label, input, extra) {
   return wrap;
 }
 
+// Row fields carry data-field, not name: the form posts only the document.
 function select(name, options, value) {
-  var node = el("select", { name: name });
+  var node = el("select", { "data-field": name });
   options.forEach(function (option) {
     var item = el("option", { value: option[0], text: option[1] });
     if (String(option[0]) === String(value)) item.selected = true;
@@ -98,23 +99,23 @@ Builder.prototype.addRow = function (prop) {
   row.appendChild(el("legend", { text: "Row " + (index + 1) }));
   var target = select("target", [["contact", "Contact column"], ["contactpointconsent", "Journeys consent"]],
     prop.target || "contact");
-  var column = el("input", { name: "id", list: "columns-list", value: prop.id || "",
+  var column = el("input", { "data-field": "id", list: "columns-list", value: prop.id || "",
     placeholder: "logical name, e.g. donotbulkemail", autocomplete: "off" });
   var columnType = el("small", { class: "type" });
-  var purpose = el("select", { name: "purpose" });
-  var topic = el("select", { name: "topic" });
+  var purpose = el("select", { "data-field": "purpose" });
+  var topic = el("select", { "data-field": "topic" });
   var channel = select("channel", [["email", "email"], ["sms", "sms"], ["voice", "voice"], ["custom", "custom"]],
     prop.channel || "email");
-  var path = el("input", { name: "value", list: "paths-list", value: prop.value || "",
+  var path = el("input", { "data-field": "value", list: "paths-list", value: prop.value || "",
     placeholder: "consents_purposes_<purpose>_enabled", autocomplete: "off", spellcheck: "false" });
   var pathNote = el("small", { class: "note", "aria-live": "polite" });
   var transformKind = typeof prop.transform === "object" && prop.transform !== null ? "map"
     : (prop.transform === "not" ? "not" : "none");
   var transform = select("transform", [["none", "none"], ["not", "not (invert)"], ["map", "value map"]], transformKind);
-  var mapText = el("input", { name: "map", placeholder: "true=1, false=2",
+  var mapText = el("input", { "data-field": "map", placeholder: "true=1, false=2",
     value: transformKind === "map" ? Object.keys(prop.transform).map(function (k) {
       return k + "=" + JSON.stringify(prop.transform[k]); }).join(", ") : "" });
-  var regulations = el("input", { name: "regulations", placeholder: "default (config.regulations)",
+  var regulations = el("input", { "data-field": "regulations", placeholder: "default (config.regulations)",
     value: Array.isArray(prop.regulations) ? prop.regulations.join(", ") : "" });
   var remove = el("button", { type: "button", class: "link remove", text: "Remove row" });
 
@@ -193,7 +194,7 @@ function parseMap(text) {
 }
 
 Builder.prototype.rowProperty = function (row) {
-  var get = function (name) { return row.querySelector("[name=" + name + "]").value.trim(); };
+  var get = function (name) { return row.querySelector("[data-field=" + name + "]").value.trim(); };
   var prop = {};
   var journeys = get("target") === "contactpointconsent";
   if (journeys) {
@@ -310,7 +311,7 @@ Builder.prototype.placeServerErrors = function () {
     if (!row) return;
     var name = match[2] === "topic" || match[2] === "channel" || match[2] === "transform" ||
       match[2] === "regulations" || match[2] === "value" ? match[2] : "id";
-    var input = row.querySelector("[name=" + name + "]");
+    var input = row.querySelector("[data-field=" + name + "]");
     if (!input) return;
     input.setAttribute("aria-invalid", "true");
     input.parentNode.appendChild(el("small", { class: "note error-text", text: item.textContent }));
