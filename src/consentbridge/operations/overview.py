@@ -38,7 +38,8 @@ class Health:
     def state(self) -> str:
         if self.paused:
             return "paused"
-        if self.dead_letters or self.failures_last_hour:
+        # Failures that were retried or replayed since are history, not a state.
+        if self.dead_letters:
             return "failing"
         return "running"
 

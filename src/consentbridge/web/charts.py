@@ -55,7 +55,7 @@ def activity_svg(
     peak = max((sum(_count(b, s) for s, _ in SERIES) for b in buckets), default=0)
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" preserveAspectRatio="none">',
+        f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
         f'<line x1="{_PAD_LEFT}" y1="{plot_h}" x2="{WIDTH}" y2="{plot_h}" stroke="#c5cad3"/>',
         f'<text x="{_PAD_LEFT - 4}" y="12" text-anchor="end" font-size="11">{peak}</text>',
@@ -67,12 +67,13 @@ def activity_svg(
             'font-size="13" fill="#5a6472">No changes in this period</text>'
         )
     slot_w = plot_w / slots
-    bar_w = max(slot_w * 0.8, 1.0)
+    # A day of minutes is thinner than a pixel per slot: keep every bar visible.
+    bar_w = max(slot_w * 0.8, 2.0)
     for bucket in buckets:
         index = int((bucket.at - start) // bucket_s)
         if not 0 <= index < slots:
             continue
-        x = _PAD_LEFT + index * slot_w
+        x = min(_PAD_LEFT + index * slot_w, WIDTH - bar_w)
         y = float(plot_h)
         label = ", ".join(f"{_count(bucket, s)} {s}" for s, _ in SERIES)
         parts.append(f'<g class="bar"><title>{_utc(bucket.at)}: {label}</title>')

@@ -74,7 +74,7 @@ async def preview(
             session,
             integration_id,
             "Preview",
-            summary=f"{form.get('user', '')}: would {answer.get('action')}",
+            summary=f"{form.get('user', '')}, what a sync would do: {answer.get('action')}.",
             preview={
                 "rows": preview_rows(answer),
                 "values": answer.get("values", {}),
