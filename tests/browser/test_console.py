@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from tests.browser.conftest import Shots
 from tests.support.sandbox import SandboxClient, unique_email
 from tests.support.service import ADMIN_TOKEN, ServiceProcess
+
+pytestmark = pytest.mark.browser
 
 ID = "acme-d365"
 ZONE = "Asia/Kolkata"  # +05:30: a local time differs from UTC in its minutes too
