@@ -102,7 +102,8 @@ def with_diffs(revisions: Sequence[Revision]) -> list[RevisionView]:
     for index, revision in enumerate(revisions):
         before = revisions[index + 1].document if index + 1 < len(revisions) else None
         diff = document_diff(before, revision.document)
-        diff += [f"# {path} replaced" for path in revision.secrets_changed]
+        verb = "set" if before is None else "replaced"
+        diff += [f"# {path} {verb}" for path in revision.secrets_changed]
         views.append(RevisionView(revision, diff))
     return views
 

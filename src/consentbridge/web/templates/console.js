@@ -26,8 +26,8 @@ function el(tag, attrs, children) {
   return node;
 }
 
-function field(label, input, extra) {
-  var wrap = el("label", { class: "field" }, [el("span", { text: label }), input]);
+function field(label, input, extra, wide) {
+  var wrap = el("label", { class: wide ? "field wide" : "field" }, [el("span", { text: label }), input]);
   (extra || []).forEach(function (node) { wrap.appendChild(node); });
   return wrap;
 }
@@ -125,7 +125,7 @@ Builder.prototype.addRow = function (prop) {
   row.appendChild(field("Target", target));
   row.appendChild(contactPart);
   row.appendChild(consentPart);
-  row.appendChild(field("Didomi path", path, [pathNote]));
+  row.appendChild(field("Didomi path", path, [pathNote], true));
   row.appendChild(field("Transform", transform, [mapText]));
   row.appendChild(field("Regulations", regulations));
   row.appendChild(remove);
