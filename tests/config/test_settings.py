@@ -45,6 +45,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_WORKER_LANES": "12",
         "CONSENTBRIDGE_LOG_RETENTION_DAYS": "7",
         "CONSENTBRIDGE_MAX_BODY_BYTES": "2048",
+        "CONSENTBRIDGE_NIGHTLY_RECONCILE": " 2:30 ",
     }
 
     settings = Settings.from_env(environ)
@@ -60,6 +61,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (settings.retry_max_age_s, settings.batch_size, settings.lease_s) == (3600, 100, 0.5)
     assert settings.worker_lanes == 12
     assert (settings.log_retention_days, settings.max_body_bytes) == (7, 2048)
+    assert settings.nightly_reconcile == "02:30"
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 
 
@@ -76,6 +78,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ("CONSENTBRIDGE_LEASE_S", "nan"),
         ("CONSENTBRIDGE_LOG_RETENTION_DAYS", "-1"),
         ("CONSENTBRIDGE_MAX_BODY_BYTES", "lots"),
+        ("CONSENTBRIDGE_NIGHTLY_RECONCILE", "25:00"),
+        ("CONSENTBRIDGE_NIGHTLY_RECONCILE", "2h30"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_not_the_value(

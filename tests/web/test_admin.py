@@ -217,6 +217,7 @@ async def test_status_has_the_contract_keys(
         "failed",
         "dead_letters",
         "last_success_at",
+        "paused",
     }
     missing = await client.get(f"{API}/nobody/status", headers=admin)
     assert missing.status_code == 404
