@@ -147,32 +147,27 @@ async def test_a_dry_run_backfill_counts_and_stores_nothing(
     assert await ctx.store.get_states(INTEGRATION_ID, "to_dataverse", list(users)) == {}
 
 
-async def test_a_job_killed_half_way_resumes_at_its_saved_cursor(
-    ctx: AppContext, live_sandbox: SandboxClient, sqlite_url: str, key: str, tmp_path: Path
-) -> None:
-    seed(live_sandbox, USERS)
+async def kill_half_way_and_resume(
+    ctx: AppContext, sandbox: SandboxClient, env: dict[str, str], cwd: Path, users: int
+) -> Job:
+    """Queue a backfill, let a `consentbridge worker` process run it until half the users are
+    read, `kill -9` it, and let a worker of this process take the job over once the killed
+    one's lease expired; checks that only the pages after the saved cursor were read again."""
     job = await jobs.start(ctx, INTEGRATION_ID, "backfill")
-    live_sandbox.faults(didomi_latency_ms=700)  # pages slow enough to kill between two
-    env = {
-        **os.environ,
-        "CONSENTBRIDGE_DB_URL": sqlite_url,
-        "CONSENTBRIDGE_SECRET_KEY": key,
-        "CONSENTBRIDGE_LEASE_S": "2",
-        "CONSENTBRIDGE_LOG_FORMAT": "json",
-    }
+    sandbox.faults(didomi_latency_ms=700 if users <= 1000 else 100)  # slow enough to stop
     process = subprocess.Popen(
         [sys.executable, "-m", "consentbridge.cli", "worker"],
-        env=env,
-        cwd=tmp_path,
+        env={**os.environ, **env, "CONSENTBRIDGE_LEASE_S": "2", "CONSENTBRIDGE_LOG_FORMAT": "json"},
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
 
         async def half_way() -> bool:
-            return (await jobs.get(ctx, job.id)).done >= 100
+            return (await jobs.get(ctx, job.id)).done >= users // 3
 
-        await eventually(half_way, "the worker to finish a page")
+        await eventually(half_way, "the worker to read a third of the users", timeout=600)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:
@@ -180,13 +175,13 @@ async def test_a_job_killed_half_way_resumes_at_its_saved_cursor(
             process.kill()
     killed = await jobs.get(ctx, job.id)
     assert killed.state == "running" and killed.lease_owner is not None  # nobody gave it back
-    assert 100 <= killed.done < USERS
+    assert users // 3 <= killed.done < users
     pages_saved = int((killed.cursor or {})["pages"])
-    live_sandbox.faults(didomi_latency_ms=0)
+    sandbox.faults(didomi_latency_ms=0)
     # The sandbox counts a request by operation after its injected latency: let the killed
     # worker's request in flight be counted before taking the baseline.
     await asyncio.sleep(1.0)
-    before = list_requests(live_sandbox)
+    before = list_requests(sandbox)
 
     runner = JobRunner(ctx, "second-worker")
 
@@ -197,9 +192,67 @@ async def test_a_job_killed_half_way_resumes_at_its_saved_cursor(
     finished = await jobs.get(ctx, job.id)
     assert finished.state == "done", finished.error
     # Only the pages after the saved cursor were read again, and every user counted once.
-    assert list_requests(live_sandbox) - before == 3 - pages_saved
+    pages = int((finished.cursor or {})["pages"])
+    assert pages == -(-users // 100)
+    assert list_requests(sandbox) - before == pages - pages_saved
     assert finished.summary is not None
-    assert finished.summary["users_read"] == finished.done == USERS
+    assert finished.summary["users_read"] == finished.done == users
+    return finished
+
+
+async def test_a_job_killed_half_way_resumes_at_its_saved_cursor(
+    ctx: AppContext, live_sandbox: SandboxClient, sqlite_url: str, key: str, tmp_path: Path
+) -> None:
+    seed(live_sandbox, USERS)
+    env = {"CONSENTBRIDGE_DB_URL": sqlite_url, "CONSENTBRIDGE_SECRET_KEY": key}
+    await kill_half_way_and_resume(ctx, live_sandbox, env, tmp_path, USERS)
+
+
+@pytest.mark.chaos
+async def test_ten_thousand_users_backfilled_killed_resumed_reconciled(
+    ctx: AppContext, live_sandbox: SandboxClient, sqlite_url: str, key: str, tmp_path: Path
+) -> None:
+    """The issue's numbers: 10,000 Didomi users into an empty Dataverse (`make chaos`)."""
+    count = 10_000
+    users = seed(live_sandbox, count)
+    env = {"CONSENTBRIDGE_DB_URL": sqlite_url, "CONSENTBRIDGE_SECRET_KEY": key}
+    await kill_half_way_and_resume(ctx, live_sandbox, env, tmp_path, count)
+    sync = Worker(ctx.store, ctx.secrets, WorkerConfig(idle_poll_s=0.05, log_retention_s=None))
+    task = asyncio.create_task(sync.run())
+    try:
+        await settled(ctx)
+        found = all_contacts(live_sandbox)
+        assert set(found) == set(users)
+        assert all(found[u]["donotbulkemail"] is (not given) for u, given in users.items())
+        written = live_sandbox.stats()["dataverse"]["rows_written"]
+        again = await run_to_end(ctx, await jobs.start(ctx, INTEGRATION_ID, "backfill"))
+        assert again.summary is not None and again.summary["queued"] == 0
+        await settled(ctx)
+        assert live_sandbox.stats()["dataverse"]["rows_written"] == written
+        edited = sorted(users)[:5]
+        for user in edited:
+            live_sandbox.update_contact(found[user]["contactid"], donotbulkemail=users[user])
+        report = await run_to_end(ctx, await jobs.start(ctx, INTEGRATION_ID, "reconcile"))
+        assert report.summary is not None
+        assert sorted(d["organization_user_id"] for d in report.summary["differences"]) == edited
+    finally:
+        sync.stop()
+        await task
+
+
+def all_contacts(sandbox: SandboxClient) -> dict[str, dict[str, Any]]:
+    """Every contact, following the Web API's paging."""
+    found: dict[str, dict[str, Any]] = {}
+    params = {"$select": "contactid,emailaddress1,donotbulkemail"}
+    headers = {"Prefer": "odata.maxpagesize=5000"}
+    body = sandbox.dv("GET", "contacts", expect=200, params=params, headers=headers).json()
+    while True:
+        found.update({row["emailaddress1"]: row for row in body["value"]})
+        link = body.get("@odata.nextLink")
+        if not link:
+            return found
+        path = link.split("/api/data/v9.2/", 1)[1]
+        body = sandbox.dv("GET", path, expect=200, headers=headers).json()
 
 
 async def test_pause_stops_a_job_at_a_page_boundary_and_resume_finishes_it(
