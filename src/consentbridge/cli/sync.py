@@ -48,6 +48,7 @@ def status(
         "skipped",
         "failed",
         "dead letters",
+        "ignored",
         "last success",
     )
     for name, row in result.items():
@@ -62,6 +63,7 @@ def status(
                     "skipped",
                     "failed",
                     "dead_letters",
+                    "ignored",
                     "last_success_at",
                 )
             ),

@@ -205,6 +205,15 @@ dataverse_budget_leases = sa.Table(
     sa.Index("ix_dataverse_budget_leases_worker_id", "worker_id"),
 )
 
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+"""Console sessions signed out before their expiry; a row is useless once ``expires_at`` has
+passed (the cookie is refused anyway) and is deleted at a later sign-out."""
+
 # Backfill and reconcile jobs (`operations/jobs.py`): ``cursor`` is where the next page starts,
 # saved after every page, so a job a killed worker held resumes there once its lease expires.
 JOB_STATES = ("queued", "running", "paused", "done", "failed")

@@ -16,7 +16,7 @@ PREFIX: Final = "/api/v1/jobs"
 router = APIRouter(prefix=PREFIX, tags=["jobs"], dependencies=[AdminDep])
 
 _ERRORS: Final = responses.errors(
-    400, 401, 404, 422, 503, e401="Missing or wrong admin token.", e404="No job has this id."
+    400, 401, 404, 422, 429, 503, e401="Missing or wrong admin token.", e404="No job has this id."
 )
 _ACTIONS: Final = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
