@@ -111,3 +111,21 @@ async def test_an_integration_is_paused_and_resumed_and_status_says_so(
     assert (
         await client.post("/api/v1/integrations/nobody/pause", headers=admin)
     ).status_code == 404
+
+
+async def test_a_job_needing_the_didomi_api_without_its_credentials_is_422_naming_didomi(
+    client: httpx.AsyncClient, admin: dict[str, str], live_sandbox: SandboxClient
+) -> None:
+    document = integration_document(live_sandbox, PROPERTIES, id=ID)
+    del document["didomi"]
+    assert (await client.put(URL, json=document, headers=admin)).status_code == 201
+    for body in (
+        {"kind": "backfill", "from": "didomi"},
+        {"kind": "backfill", "from": "dataverse"},
+        {"kind": "reconcile"},
+    ):
+        refused = await client.post(f"{URL}/jobs", json=body, headers=admin)
+        assert refused.status_code == 422, body
+        (error,) = refused.json()["errors"]
+        assert error["path"] == "didomi" and "didomi.api_secret" in error["message"]
+    assert (await client.get(f"{URL}/jobs", headers=admin)).json()["jobs"] == []

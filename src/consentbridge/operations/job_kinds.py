@@ -399,19 +399,24 @@ async def open_kind(
     does not work — the same answers as the one-off operations."""
     dry_run = bool(params.get("dry_run"))
     source = params.get("from", "didomi")
-    if kind == "backfill" and source == "dataverse":
-        return DataverseBackfill(
-            ctx, integration, await one_off_runtime(integration), dry_run=dry_run
-        )
     if integration.didomi is None:
+        what = (
+            "sends contacts' values to the Didomi API"
+            if kind == "backfill" and source == "dataverse"
+            else "reads users from the Didomi API"
+        )
         raise InvalidInput(
             [
                 Issue(
                     "didomi",
-                    f"A {kind} reads users from the Didomi API; add didomi.api_key and "
-                    "didomi.api_secret to the integration.",
+                    f"A {kind} {what}; add didomi.api_key and didomi.api_secret to the "
+                    "integration.",
                 )
             ]
+        )
+    if kind == "backfill" and source == "dataverse":
+        return DataverseBackfill(
+            ctx, integration, await one_off_runtime(integration), dry_run=dry_run
         )
     client = await one_off_didomi(integration)
     if kind == "backfill":
