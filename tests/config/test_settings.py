@@ -51,6 +51,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_HTTP_HEADER_TIMEOUT_S": "5",
         "CONSENTBRIDGE_HTTP_BODY_TIMEOUT_S": "6",
         "CONSENTBRIDGE_HTTP_MAX_CONNECTIONS": "7",
+        "CONSENTBRIDGE_NIGHTLY_RECONCILE": " 2:30 ",
     }
 
     settings = Settings.from_env(environ)
@@ -71,6 +72,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.metrics_token.get_secret_value() == "metrics-token-8Hq2"
     assert (settings.http_keep_alive_s, settings.http_header_timeout_s) == (4, 5)
     assert (settings.http_body_timeout_s, settings.http_max_connections) == (6, 7)
+    assert settings.nightly_reconcile == "02:30"
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 
 
@@ -87,6 +89,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ("CONSENTBRIDGE_LEASE_S", "nan"),
         ("CONSENTBRIDGE_LOG_RETENTION_DAYS", "-1"),
         ("CONSENTBRIDGE_MAX_BODY_BYTES", "lots"),
+        ("CONSENTBRIDGE_NIGHTLY_RECONCILE", "25:00"),
+        ("CONSENTBRIDGE_NIGHTLY_RECONCILE", "2h30"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_not_the_value(
