@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,3 +114,23 @@ def test_an_unknown_integration_is_one_sentence(
 ) -> None:
     code, _, err = run(capsys, "audit", "verify", "nope")
     assert (code, err) == (1, "error: No integration has the id 'nope'.\n")
+
+
+def test_the_offline_checker_in_the_docs_accepts_an_export_and_catches_an_edit(
+    logged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "audit.md").read_text()
+    section = docs.split("## Checking an export offline", 1)[1]
+    checker = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code, out, _ = run(capsys, "audit", "export", ACME, "--format", "json")
+    assert code == 0
+
+    def check(export: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", checker], input=export, capture_output=True, text=True
+        )
+
+    assert check(out).stdout == "ok: 5 entries\n"
+    edited = json.loads(out)
+    edited[2]["columns"] = {"donotbulkemail": False}
+    assert "entry 3 does not match its hash" in check(json.dumps(edited)).stderr
