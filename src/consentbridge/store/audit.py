@@ -136,7 +136,7 @@ async def seal(conn: AsyncConnection, integration_id: str, now: float, limit: in
     for row in rows:
         seq += 1
         entry_hash = chain_hash(
-            prev, canonical(_entry(row).fields(), scheme=SCHEME, seal_seq=seq, sealed_at=now)
+            prev, canonical(row._mapping, scheme=SCHEME, seal_seq=seq, sealed_at=now)
         )
         params.append(
             {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,7 @@ SCHEME_FIELDS: Final[dict[int, tuple[str, ...]]] = {
 TIME_FIELDS: Final = frozenset({"at"})
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_GMTIME: Final = 253_402_300_800  # 10000-01-01: strftime's %Y has four digits up to here
 
 
 def current_scheme(columns: set[str] | frozenset[str]) -> int:
@@ -55,7 +57,10 @@ def current_scheme(columns: set[str] | frozenset[str]) -> int:
 
 def iso_us(at: float) -> str:
     """Unix seconds → ``2025-01-31T12:00:00.123456Z`` (rounded to the microsecond)."""
-    stamp = _EPOCH + timedelta(microseconds=round(at * 1_000_000))
+    seconds, micros = divmod(round(at * 1_000_000), 1_000_000)
+    if 0 <= seconds < _MAX_GMTIME:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    stamp = _EPOCH + timedelta(seconds=seconds, microseconds=micros)
     return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
