@@ -64,7 +64,7 @@ def iso_us(at: float) -> str:
     return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def canonical(fields: Mapping[str, Any], *, scheme: int, seal_seq: int, sealed_at: float) -> bytes:
+def canonical(fields: Mapping[Any, Any], *, scheme: int, seal_seq: int, sealed_at: float) -> bytes:
     """The bytes hashed for one entry: ``fields`` holds at least the scheme's fields."""
     names = SCHEME_FIELDS[scheme]
     document: dict[str, Any] = {
