@@ -224,6 +224,15 @@ dataverse_budget_leases = sa.Table(
     sa.Index("ix_dataverse_budget_leases_worker_id", "worker_id"),
 )
 
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+"""Console sessions signed out before their expiry; a row is useless once ``expires_at`` has
+passed (the cookie is refused anyway) and is deleted at a later sign-out."""
+
 # audit_chains first: a sealer locks the chain row before the log rows, so deleting in the
 # same order cannot deadlock with it.
 TENANT_TABLES = (audit_chains, sync_log, sync_states, deliveries, counters)

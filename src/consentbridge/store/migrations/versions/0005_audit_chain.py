@@ -3,7 +3,7 @@
 Existing log entries start unsealed; the first sealer run seals them (store/audit.py).
 
 Revision ID: 0005
-Revises: 0002 (the coordinator re-chains this after the 0003/0004 of other branches)
+Revises: 0003 (re-chain at merge if another branch adds a 0004)
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 
