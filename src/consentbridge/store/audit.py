@@ -105,17 +105,16 @@ async def _lock_chain(conn: AsyncConnection, integration_id: str, now: float) ->
     return (await conn.execute(select)).one()
 
 
-_SEAL = (
-    sa.update(sync_log)
-    .where(_l.id == sa.bindparam("k_id", type_=_l.id.type))
-    .values(
-        seal_seq=sa.bindparam("p_seal_seq", type_=_l.seal_seq.type),
-        sealed_at=sa.bindparam("p_sealed_at", type_=_l.sealed_at.type),
-        hash_v=sa.bindparam("p_hash_v", type_=_l.hash_v.type),
-        prev_hash=sa.bindparam("p_prev_hash", type_=_l.prev_hash.type),
-        hash=sa.bindparam("p_hash", type_=_l.hash.type),
-    )
+# A plain DBAPI executemany: SQLAlchemy's per-row parameter processing cost more than the
+# UPDATE itself (a third of sealing's CPU time in a profile).
+_SEAL_SQL = (
+    "UPDATE sync_log SET seal_seq = {p}, sealed_at = {p}, hash_v = {p}, prev_hash = {p}, "
+    "hash = {p} WHERE id = {p}"
 )
+
+
+def _seal_statement(conn: AsyncConnection) -> str:
+    return _SEAL_SQL.format(p="?" if conn.dialect.paramstyle == "qmark" else "%s")
 
 
 async def seal(conn: AsyncConnection, integration_id: str, now: float, limit: int) -> int:
@@ -132,24 +131,15 @@ async def seal(conn: AsyncConnection, integration_id: str, now: float, limit: in
     if not rows:
         return 0
     seq, prev = chain.head_seq, chain.head_hash
-    params: list[dict[str, Any]] = []
+    params: list[tuple[int, float, int, str, str, int]] = []
     for row in rows:
         seq += 1
         entry_hash = chain_hash(
             prev, canonical(row._mapping, scheme=SCHEME, seal_seq=seq, sealed_at=now)
         )
-        params.append(
-            {
-                "k_id": row.id,
-                "p_seal_seq": seq,
-                "p_sealed_at": now,
-                "p_hash_v": SCHEME,
-                "p_prev_hash": prev,
-                "p_hash": entry_hash,
-            }
-        )
+        params.append((seq, now, SCHEME, prev, entry_hash, row.id))
         prev = entry_hash
-    await conn.execute(_SEAL, params)
+    await conn.exec_driver_sql(_seal_statement(conn), params)
     await conn.execute(
         sa.update(audit_chains)
         .where(_c.integration_id == integration_id)
