@@ -202,8 +202,9 @@ class _Checker:
                     "inserted",
                     inserted_seq,
                     inserted_id,
-                    f"the entries from seal_seq {inserted_seq} up to {where} were not in the "
-                    f"chain when {where} was sealed: they were inserted (and renumbered).",
+                    f"entry {inserted_id} (seal_seq {inserted_seq}) was not in the chain when "
+                    f"{where} was sealed right after entry {earlier[1]}: it was inserted, and "
+                    "the entries after it renumbered.",
                 )
             return ChainBreak(
                 "reordered",
