@@ -105,6 +105,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "reconcile": ("sync",),
     "jobs": ("jobs",),
     "bidirectional": ("bidirectional",),
+    "audit": ("audit",),
 }
 
 

@@ -7,6 +7,7 @@ on an integration's data takes the integration id and touches nothing of another
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
@@ -14,8 +15,8 @@ from typing import Any, Literal
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from consentbridge.store import budget as budget_ops
 from consentbridge.store import (
+    audit,
     claims,
     deadletters,
     intake,
@@ -25,8 +26,10 @@ from consentbridge.store import (
     sessions,
     status,
 )
+from consentbridge.store import budget as budget_ops
 from consentbridge.store import jobs as job_ops
 from consentbridge.store import outcomes as outcome_ops
+from consentbridge.store.audit_chain import AuditEntry, ChainReport
 from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
 from consentbridge.store.engine import (
     DEFAULT_SQLITE_SYNCHRONOUS,
@@ -286,6 +289,58 @@ class Store:
     async def append_log(self, entries: Sequence[LogEntry]) -> None:
         await self._db.write("append_log", lambda c: log.append_log(c, entries))
 
+    # The audit chain (see audit.py)
+
+    async def seal_audit(self, integration_id: str | None = None) -> int:
+        """Seal the unsealed log entries of one integration (or of all); how many."""
+        ids = (
+            [integration_id]
+            if integration_id is not None
+            else await self._db.read("unsealed_integrations", audit.unsealed_integrations)
+        )
+        total = 0
+        for iid in ids:
+            while True:
+                sealed = await self._db.write("seal_audit", functools.partial(_seal_chunk, iid))
+                total += sealed
+                if sealed < audit.SEAL_CHUNK:
+                    break
+        return total
+
+    async def verify_audit(
+        self, integration_id: str, *, unsealed_after_s: float, late_after_s: float
+    ) -> ChainReport:
+        """Recompute the integration's chain from its anchor to its head (seal it first)."""
+        now = time.time()
+        return await self._db.read(
+            "verify_audit",
+            lambda c: audit.verify(c, integration_id, now, unsealed_after_s, late_after_s),
+        )
+
+    async def audit_entries(
+        self,
+        integration_id: str,
+        *,
+        organization_user_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_id: int = 0,
+        limit: int = audit.PAGE,
+    ) -> list[AuditEntry]:
+        """One page of log entries with their seals, by id after ``after_id``."""
+        return await self._db.read(
+            "audit_entries",
+            lambda c: audit.entries_page(
+                c,
+                integration_id,
+                organization_user_id=organization_user_id,
+                since=since,
+                until=until,
+                after_id=after_id,
+                limit=limit,
+            ),
+        )
+
     # Shared Dataverse budgets (see budget.py)
 
     async def share_budget(
@@ -462,11 +517,17 @@ class Store:
     async def prune(
         self, now: float, log_retention_s: float, delivery_retention_s: float
     ) -> tuple[int, int]:
-        """Delete log lines and delivery keys older than their retention; (log, deliveries)."""
+        """Delete log lines and delivery keys older than their retention; (log, deliveries).
+
+        Log lines go only once sealed, in seal order, so the audit chain stays verifiable."""
         log_cutoff = now - log_retention_s
         delivery_cutoff = now - delivery_retention_s
+        await self.seal_audit()
+        pruned_log = 0
+        for iid in await self._db.read("chained_integrations", audit.chained_integrations):
+            pruned_log += await self._prune_all(functools.partial(_prune_sealed, iid), log_cutoff)
         return (
-            await self._prune_all(retention.prune_log_chunk, log_cutoff),
+            pruned_log,
             await self._prune_all(retention.prune_deliveries_chunk, delivery_cutoff),
         )
 
@@ -480,3 +541,13 @@ class Store:
             total += pruned
             if pruned < limit:
                 return total
+
+
+async def _seal_chunk(integration_id: str, conn: AsyncConnection) -> int:
+    return await audit.seal(conn, integration_id, time.time(), audit.SEAL_CHUNK)
+
+
+async def _prune_sealed(
+    integration_id: str, conn: AsyncConnection, before: float, limit: int
+) -> int:
+    return await audit.prune_sealed(conn, integration_id, before, limit)

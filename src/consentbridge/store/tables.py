@@ -12,7 +12,9 @@ Indexes are chosen for the hot paths at a million rows per integration:
 - ``ix_sync_states_pending_since``: pending count and oldest pending age without a table scan.
 - ``ix_sync_states_dead``: dead-letter listing and count.
 - ``ix_sync_states_lease_owner``: renew/release one worker's leases.
-- ``ix_sync_log_user`` / ``ix_sync_log_at``: a user's log in order; retention pruning.
+- ``ix_sync_log_user`` / ``ix_sync_log_at``: a user's log in order; a time range.
+- ``ix_sync_log_seal`` / ``ix_sync_log_unsealed`` (partial): the audit chain in seal order
+  (verify, retention) and the entries a sealer has still to seal.
 - ``ix_dataverse_budget_leases_worker_id``: a stopping worker gives back its budget slots.
 - ``ix_jobs_one_active`` (unique, partial): at most one queued, running or paused job per
   integration — the store, not the caller, refuses a second one.
@@ -150,9 +152,32 @@ sync_log = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("columns", _JSON, nullable=False),
     sa.Column("request_id", sa.Text, nullable=True),
+    # The audit chain (store/audit.py): the Didomi event a received entry came from, and the
+    # seal a sealer gives each entry after it committed (all NULL until then).
+    sa.Column("event_id", sa.Text, nullable=True),
+    sa.Column("seal_seq", sa.BigInteger, nullable=True),
+    sa.Column("sealed_at", sa.Double, nullable=True),
+    sa.Column("hash_v", sa.Integer, nullable=True),
+    sa.Column("prev_hash", sa.Text, nullable=True),
+    sa.Column("hash", sa.Text, nullable=True),
     sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
     sa.Index("ix_sync_log_user", "integration_id", "organization_user_id", "id"),
     sa.Index("ix_sync_log_at", "at"),
+    sa.Index("ix_sync_log_seal", "integration_id", "seal_seq", unique=True),
+    sa.Index("ix_sync_log_unsealed", "integration_id", "id", **_partial("seal_seq IS NULL")),
+)
+
+# One row per integration whose log has been sealed: the chain's head (last seal) and its
+# anchor (the last entry retention deleted; seal_seq 0 and GENESIS before any).
+audit_chains = sa.Table(
+    "audit_chains",
+    metadata,
+    sa.Column("integration_id", sa.Text, sa.ForeignKey("integrations.id"), primary_key=True),
+    sa.Column("head_seq", sa.BigInteger, nullable=False),
+    sa.Column("head_hash", sa.Text, nullable=False),
+    sa.Column("anchor_seq", sa.BigInteger, nullable=False),
+    sa.Column("anchor_hash", sa.Text, nullable=False),
+    sa.Column("sealed_at", sa.Double, nullable=False),
 )
 
 counters = sa.Table(
@@ -254,5 +279,7 @@ sa.Index(
     **_partial(f"state IN {ACTIVE_JOB_STATES!r}"),
 )
 
-TENANT_TABLES = (sync_log, sync_states, deliveries, counters, jobs)
+# audit_chains first: a sealer locks the chain row before the log rows, so deleting in the
+# same order cannot deadlock with it.
+TENANT_TABLES = (audit_chains, sync_log, sync_states, deliveries, counters, jobs)
 """Every table holding one integration's data, children first (the order to delete in)."""

@@ -53,6 +53,8 @@ class LogEntry:
     columns: Columns
     request_id: str | None
     at: float
+    event_id: str | None = None
+    """The Didomi event a received change came from (when it names one)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ decrypt, its engine fails unexpectedly) is held back alone, with backoff (`sync/
 its changes are retried with the reason in the sync log, and every other integration flows.
 
 Every worker also prunes sync-log lines and delivery keys older than the retention setting,
-shortly after it starts and then every `PRUNE_EVERY_S`.
+shortly after it starts and then every `PRUNE_EVERY_S`, and seals new sync-log entries into
+the integration's audit chain every `SEAL_EVERY_S` (store/audit.py).
 
 Given the process's ``Metrics``, a worker counts the outcomes it reaches and the Dataverse
 requests its clients send; without them (tests, tools) it counts nothing.
@@ -65,6 +66,7 @@ IDLE_POLL_S = 0.5
 LOG_RETENTION_S = 30 * 86_400.0
 PRUNE_FIRST_S = 30.0
 PRUNE_EVERY_S = 3600.0
+SEAL_EVERY_S = 5.0
 
 
 class IntegrationUnavailable(Exception):
@@ -105,6 +107,8 @@ class WorkerConfig:
     log_retention_s: float | None = LOG_RETENTION_S
     prune_first_s: float = PRUNE_FIRST_S
     prune_every_s: float = PRUNE_EVERY_S
+    # How often the audit chain seals new log entries (None: never; verify/export still do).
+    seal_every_s: float | None = SEAL_EVERY_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -186,6 +190,7 @@ class Worker:
             asyncio.create_task(self._renew_leases()),
             asyncio.create_task(self.budgets.run()),
             asyncio.create_task(self._prune_periodically()),
+            asyncio.create_task(self._seal_periodically()),
             *(asyncio.create_task(helper()) for helper in self.helpers),
         ]
         try:
@@ -425,6 +430,22 @@ class Worker:
                 if any(pruned):
                     log.info("retention.pruned", log_lines=pruned[0], delivery_keys=pruned[1])
             await asyncio.sleep(self.config.prune_every_s * random.uniform(0.9, 1.1))
+
+    async def _seal_periodically(self) -> None:
+        """Seal new sync-log entries into their audit chains. Every worker does it; sealers of
+        one integration take turns on its chain row, and one that comes second finds little."""
+        every_s = self.config.seal_every_s
+        if every_s is None:
+            return
+        while True:
+            await asyncio.sleep(every_s * random.uniform(0.5, 1.5))
+            try:
+                sealed = await self.store.seal_audit()
+            except Exception:
+                log.warning("audit.seal_failed", exc_info=True)
+            else:
+                if sealed:
+                    log.debug("audit.sealed", entries=sealed)
 
 
 @contextlib.contextmanager

@@ -8,9 +8,11 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from consentbridge.operations import (
+    audit,
     bidirectional,
     diagnostics,
     integrations,
@@ -311,3 +313,50 @@ async def resume_integration(integration_id: str, ctx: ContextDep) -> dict[str, 
 def _optional_json(raw: bytes) -> object:
     """An empty body means ``{}``: these requests have only optional fields."""
     return parse_json(raw) if raw.strip() else {}
+
+
+_AUDIT_CONTENT: Final = {
+    "application/json": {
+        "schema": {
+            "type": "array",
+            "items": {"type": "object", "required": ["id", "at", "hash"]},
+        }
+    },
+    "text/csv": {"schema": {"type": "string"}},
+}
+
+
+@router.get(
+    "/{integration_id}/audit",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The entries, by id, with their seals.", "content": _AUDIT_CONTENT},
+        **_ERRORS,
+    },
+)
+async def audit_export(
+    integration_id: str,
+    ctx: ContextDep,
+    user: Annotated[str | None, Query(description="Only this organization_user_id.")] = None,
+    since: Annotated[
+        str | None,
+        Query(alias="from", description="From this time (ISO-8601 or unix seconds, inclusive)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(alias="to", description="Up to this time (ISO-8601 or unix seconds, exclusive)."),
+    ] = None,
+    export_format: Annotated[str, Query(alias="format", description="json or csv.")] = "json",
+) -> StreamingResponse:
+    """As `audit export`: every sync-log entry (of one person, in a time range) with its seal
+    (`seal_seq`, `sealed_at`, `hash_v`, `prev_hash`, `hash`), streamed; times ISO-8601 UTC.
+    New entries are sealed first. See docs/audit.md to check the hashes offline."""
+    query = audit.export_query(user, since, until, export_format)
+    chunks = await audit.export(ctx, integration_id, query)
+    if query.format == "csv":
+        return StreamingResponse(
+            chunks,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+        )
+    return StreamingResponse(chunks, media_type="application/json")
