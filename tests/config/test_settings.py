@@ -44,7 +44,12 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_LEASE_S": "0.5",
         "CONSENTBRIDGE_WORKER_LANES": "12",
         "CONSENTBRIDGE_LOG_RETENTION_DAYS": "7",
+        "CONSENTBRIDGE_ACTIVITY_RETENTION_DAYS": "40",
         "CONSENTBRIDGE_MAX_BODY_BYTES": "2048",
+        "CONSENTBRIDGE_METRICS_HOST": "0.0.0.0",
+        "CONSENTBRIDGE_METRICS_PORT": "9464",
+        "CONSENTBRIDGE_ALERT_WEBHOOK_URL": "https://hooks.example.com/services/T0/B0/secret",
+        "CONSENTBRIDGE_ALERT_BACKLOG_AGE_S": "600",
     }
 
     settings = Settings.from_env(environ)
@@ -60,6 +65,11 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (settings.retry_max_age_s, settings.batch_size, settings.lease_s) == (3600, 100, 0.5)
     assert settings.worker_lanes == 12
     assert (settings.log_retention_days, settings.max_body_bytes) == (7, 2048)
+    assert settings.activity_retention_days == 40
+    assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9464)
+    assert settings.alert_webhook_url is not None
+    assert settings.alert_webhook_url.get_secret_value().endswith("/secret")
+    assert settings.alert_backlog_age_s == 600
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 
 
@@ -76,6 +86,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ("CONSENTBRIDGE_LEASE_S", "nan"),
         ("CONSENTBRIDGE_LOG_RETENTION_DAYS", "-1"),
         ("CONSENTBRIDGE_MAX_BODY_BYTES", "lots"),
+        ("CONSENTBRIDGE_METRICS_PORT", "70000"),
+        ("CONSENTBRIDGE_ALERT_WEBHOOK_URL", "hooks.slack.com/services/T0/B0/secret"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_not_the_value(

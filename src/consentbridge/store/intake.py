@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import intake_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
+from consentbridge.store.activity import count_intake
 from consentbridge.store.errors import UnknownIntegration
 from consentbridge.store.integrations import missing_integrations
 from consentbridge.store.log import append_log
@@ -331,4 +332,5 @@ async def _results(
         if entry is not None:
             entries.append(entry)
     await append_log(conn, entries)
+    await count_intake(conn, entries)
     return results

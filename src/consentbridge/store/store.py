@@ -14,9 +14,19 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consentbridge.store import (
+    activity,
+    claims,
+    deadletters,
+    intake,
+    integrations,
+    log,
+    retention,
+    status,
+)
 from consentbridge.store import budget as budget_ops
-from consentbridge.store import claims, deadletters, intake, integrations, log, retention, status
 from consentbridge.store import outcomes as outcome_ops
+from consentbridge.store.activity import ActivityBucket, DataverseTraffic
 from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
 from consentbridge.store.engine import (
     DEFAULT_SQLITE_SYNCHRONOUS,
@@ -213,11 +223,18 @@ class Store:
 
     # Outcomes and dead letters
 
-    async def record_outcomes(self, worker_id: str, outcomes: Sequence[Outcome], now: float) -> int:
-        """Apply outcomes of rows the worker still leases; how many were dropped as stale."""
+    async def record_outcomes(
+        self,
+        worker_id: str,
+        outcomes: Sequence[Outcome],
+        now: float,
+        traffic: DataverseTraffic | None = None,
+    ) -> int:
+        """Apply outcomes of rows the worker still leases; how many were dropped as stale.
+        The batch's activity (and its Dataverse ``traffic``) is counted in the same transaction."""
         return await self._db.write(
             "record_outcomes",
-            lambda c: outcome_ops.record_outcomes(c, worker_id, outcomes, now),
+            lambda c: outcome_ops.record_outcomes(c, worker_id, outcomes, now, traffic),
         )
 
     async def list_dead_letters(
@@ -269,6 +286,16 @@ class Store:
     ) -> list[dict[str, Any]]:
         return await self._db.read(
             "user_log", lambda c: log.user_log(c, integration_id, organization_user_id, limit)
+        )
+
+    async def activity(
+        self, integration_id: str, *, since: float, until: float, bucket_s: int = 60
+    ) -> list[ActivityBucket]:
+        """The integration's activity in buckets of ``bucket_s`` (a multiple of 60) seconds;
+        buckets without any are left out."""
+        return await self._db.read(
+            "activity",
+            lambda c: activity.read_activity(c, integration_id, since, until, bucket_s),
         )
 
     async def append_log(self, entries: Sequence[LogEntry]) -> None:
@@ -324,6 +351,10 @@ class Store:
             await self._prune_all(retention.prune_log_chunk, log_cutoff),
             await self._prune_all(retention.prune_deliveries_chunk, delivery_cutoff),
         )
+
+    async def prune_activity(self, now: float, retention_s: float) -> int:
+        """Delete activity minutes older than ``retention_s``; how many."""
+        return await self._prune_all(retention.prune_activity_chunk, now - retention_s)
 
     async def _prune_all(
         self, prune_chunk: Callable[[AsyncConnection, float, int], Awaitable[int]], before: float
