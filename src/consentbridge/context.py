@@ -13,7 +13,7 @@ from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.store import Store
 from consentbridge.store.batcher import POSTGRESQL_FLUSHERS, IntakeBatcher
-from consentbridge.store.values import IntakeItem, IntakeResult
+from consentbridge.store.values import Intake, IntakeResult
 
 
 @dataclass
@@ -87,7 +87,7 @@ class AppContext:
             raise
         return cls(settings=settings, store=store, secrets=secrets)
 
-    async def intake(self, item: IntakeItem) -> IntakeResult:
+    async def intake(self, item: Intake) -> IntakeResult:
         """Store one received change; returns after the commit that holds it (group commit)."""
         if self._batcher is None:
             flushers = POSTGRESQL_FLUSHERS if self.store.dialect == "postgresql" else 1

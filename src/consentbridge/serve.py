@@ -22,6 +22,7 @@ import uvicorn
 
 from consentbridge.config.files import load_document_file
 from consentbridge.config.settings import Settings
+from consentbridge.connections import uvicorn_options
 from consentbridge.context import AppContext
 from consentbridge.listening import listen_tcp
 from consentbridge.logs import get_logger
@@ -156,8 +157,9 @@ async def run_service(
             log_level="warning",
             access_log=False,
             lifespan="on",
-            timeout_keep_alive=30,
             backlog=2048,
+            # Idle, header and body deadlines and a bound on open connections (connections.py).
+            **uvicorn_options(settings),
         )
         web = ManagedServer(config)
         servers.append((web, http_sock))

@@ -3,7 +3,9 @@ multiple of a minute, pruned by retention, deleted with their integration."""
 
 from __future__ import annotations
 
-from consentbridge.store import ClaimedState, IntakeItem, OutcomeKind, Store
+import time
+
+from consentbridge.store import ClaimedState, IgnoredDelivery, IntakeItem, OutcomeKind, Store
 from consentbridge.store.activity import ActivityBucket, DataverseTraffic
 
 from .builders import ACME, FORWARD, OTHER, T0, entry, item, outcome, put
@@ -102,3 +104,12 @@ async def test_retention_prunes_old_minutes_and_delete_removes_the_rest(store: S
 
     await store.delete_integration(ACME)
     assert await store.activity(ACME, since=0, until=T0 + 60) == []
+
+
+async def test_ignored_deliveries_are_counted_in_the_current_minute(store: Store) -> None:
+    now = time.time()
+    await store.intake_many([IgnoredDelivery(ACME, FORWARD), IgnoredDelivery(ACME, FORWARD)])
+
+    buckets = await store.activity(ACME, since=now - 120, until=now + 120)
+
+    assert [b.ignored for b in buckets] == [2]

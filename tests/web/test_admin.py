@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from consentbridge.config import Settings
 from consentbridge.context import AppContext
 from consentbridge.operations import tokens
 from consentbridge.store.values import LogEntry
@@ -25,6 +26,14 @@ from .support import (
     make_settings,
     user_updated,
 )
+
+
+@pytest.fixture
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    # These tests send hundreds of refused calls from one address on purpose; the limit on
+    # failures per address has its own tests (tests/security/test_sessions_and_throttling.py).
+    return make_settings(sqlite_url, tmp_path, auth_failures_per_minute=1_000_000)
+
 
 API = "/api/v1/integrations"
 
@@ -216,6 +225,7 @@ async def test_status_has_the_contract_keys(
         "skipped",
         "failed",
         "dead_letters",
+        "ignored",
         "last_success_at",
     }
     missing = await client.get(f"{API}/nobody/status", headers=admin)

@@ -126,6 +126,17 @@ async def count_intake(conn: AsyncConnection, entries: Iterable[LogEntry]) -> No
     await add_activity(conn, counts)
 
 
+async def count_ignored(
+    conn: AsyncConnection, ignored: Counter[tuple[str, Direction, str]], now: float
+) -> None:
+    """Count ignored deliveries (by integration, direction) in the minute of ``now``."""
+    counts: dict[ActivityKey, Counter[str]] = {}
+    for (integration_id, direction, _name), count in ignored.items():
+        key = (integration_id, direction, minute_of(now))
+        counts.setdefault(key, Counter())["ignored"] += count
+    await add_activity(conn, counts)
+
+
 async def read_activity(
     conn: AsyncConnection, integration_id: str, since: float, until: float, bucket_s: int
 ) -> list[ActivityBucket]:

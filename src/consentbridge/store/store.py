@@ -22,6 +22,7 @@ from consentbridge.store import (
     integrations,
     log,
     retention,
+    sessions,
     status,
 )
 from consentbridge.store import budget as budget_ops
@@ -48,7 +49,7 @@ from consentbridge.store.values import (
     ClaimedState,
     DeadLetter,
     Direction,
-    IntakeItem,
+    Intake,
     IntakeResult,
     LogEntry,
     Outcome,
@@ -173,11 +174,12 @@ class Store:
 
     # Intake
 
-    async def intake_many(self, items: Sequence[IntakeItem]) -> list[IntakeResult]:
-        """Merge received changes in one transaction; results in the order of ``items``."""
+    async def intake_many(self, items: Sequence[Intake]) -> list[IntakeResult]:
+        """Merge received changes (and count ignored deliveries) in one transaction; results
+        in the order of ``items``."""
         return await self._db.write("intake_many", lambda c: intake.intake_many(c, items))
 
-    async def intake(self, item: IntakeItem) -> IntakeResult:
+    async def intake(self, item: Intake) -> IntakeResult:
         (result,) = await self._db.write("intake", lambda c: intake.intake_many(c, [item]))
         return result
 
@@ -337,6 +339,21 @@ class Store:
         """Give back the worker's budget slots (graceful stop)."""
         return await self._db.write(
             "release_budget", lambda c: budget_ops.release_budget(c, worker_id)
+        )
+
+    # Console sessions
+
+    async def revoke_session(self, session_id: str, expires_at: float) -> None:
+        """Record a console session as signed out until it would have expired."""
+        now = time.time()
+        await self._db.write(
+            "revoke_session", lambda c: sessions.revoke_session(c, session_id, expires_at, now)
+        )
+
+    async def session_revoked(self, session_id: str) -> bool:
+        """True if the console session was signed out."""
+        return await self._db.read(
+            "session_revoked", lambda c: sessions.session_revoked(c, session_id)
         )
 
     # Retention

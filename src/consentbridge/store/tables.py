@@ -199,6 +199,16 @@ dataverse_budget_leases = sa.Table(
     sa.Index("ix_dataverse_budget_leases_worker_id", "worker_id"),
 )
 
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+"""Console sessions signed out before their expiry; a row is useless once ``expires_at`` has
+passed (the cookie is refused anyway) and is deleted at a later sign-out."""
+
+
 # Activity per minute: one row per (integration, direction, minute) with what happened in it;
 # ``bucket_at`` is the minute's start in whole unix seconds, so coarser buckets are integer
 # divisions on both backends (``activity.py``).

@@ -28,7 +28,7 @@ PREFIX: Final = "/api/v1/integrations"
 router = APIRouter(prefix=PREFIX, tags=["admin"], dependencies=[AdminDep])
 
 _ERRORS: Final = responses.errors(
-    400, 401, 404, 413, 422, 503, e401="Missing or wrong admin token."
+    400, 401, 404, 413, 422, 429, 503, e401="Missing or wrong admin token."
 )
 
 
@@ -183,8 +183,32 @@ WaitQuery = Annotated[
 async def user_log(
     integration_id: str, organization_user_id: str, ctx: ContextDep, wait_s: WaitQuery = 0.0
 ) -> dict[str, Any]:
-    """The sync log of one user: every change received, what was written, the outcome and why."""
+    """The sync log of one user: every change received, what was written, the outcome and why.
+    For an id with a `/`, use `GET /api/v1/integrations/{integration_id}/log?user=…`."""
     return await integrations.user_log(ctx, integration_id, organization_user_id, wait_s=wait_s)
+
+
+_LOG_USER_REQUIRED: Final = (
+    "The query parameter 'user' is required: add ?user=<organization_user_id>, URL-encoded."
+)
+
+
+@router.get("/{integration_id}/log", responses=_ERRORS)
+async def user_log_by_query(
+    integration_id: str,
+    ctx: ContextDep,
+    user: Annotated[
+        str | None,
+        Query(description="the user's organization_user_id, URL-encoded (any characters)"),
+    ] = None,
+    wait_s: WaitQuery = 0.0,
+) -> dict[str, Any]:
+    """The sync log of the user named by `?user=…`: the same answer as
+    `/users/{organization_user_id}/log`, for any id — also one that a path segment cannot
+    carry, such as `crm/42/alice@example.com` (a `/`, even encoded as `%2F`, splits a path)."""
+    if not user:
+        raise InvalidInput([Issue("user", _LOG_USER_REQUIRED)])
+    return await integrations.user_log(ctx, integration_id, user, wait_s=wait_s)
 
 
 @router.get("/{integration_id}/deadletters", responses=_ERRORS)
