@@ -103,6 +103,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "deadletters": ("sync",),
     "backfill": ("sync",),
     "bidirectional": ("bidirectional",),
+    "alerts": ("alerts",),
 }
 
 

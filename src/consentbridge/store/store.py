@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import (
     activity,
+    alerts,
     claims,
     deadletters,
+    health,
     intake,
     integrations,
     log,
@@ -28,6 +30,7 @@ from consentbridge.store import (
 from consentbridge.store import budget as budget_ops
 from consentbridge.store import outcomes as outcome_ops
 from consentbridge.store.activity import ActivityBucket, DataverseTraffic
+from consentbridge.store.alerts import AlertState
 from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
 from consentbridge.store.engine import (
     DEFAULT_SQLITE_SYNCHRONOUS,
@@ -42,6 +45,7 @@ from consentbridge.store.engine import (
     sqlite_path,
 )
 from consentbridge.store.errors import StoreNotFound, StoreUnavailable
+from consentbridge.store.health import IntegrationHealth
 from consentbridge.store.migrate import check as check_schema
 from consentbridge.store.migrate import has_schema
 from consentbridge.store.migrate import upgrade as upgrade_schema
@@ -276,6 +280,34 @@ class Store:
 
     async def status(self, integration_id: str, now: float) -> dict[str, Any]:
         return await self._db.read("status", lambda c: status.status(c, integration_id, now))
+
+    async def health(self) -> list[IntegrationHealth]:
+        """Every integration's backlog, oldest pending change, dead letters and last success."""
+        return await self._db.read("health", health.health_all)
+
+    # Alerts (see alerts.py)
+
+    async def raise_alert(
+        self, integration_id: str, condition: str, detail: str, now: float
+    ) -> bool:
+        """Mark an alert condition raised; True only for the one call that raised it."""
+        return await self._db.write(
+            "raise_alert",
+            lambda c: alerts.raise_alert(c, integration_id, condition, detail, now),
+        )
+
+    async def clear_alert(
+        self, integration_id: str, condition: str, now: float
+    ) -> AlertState | None:
+        """Mark an alert condition cleared; the state it ends for the one call that cleared it."""
+        return await self._db.write(
+            "clear_alert", lambda c: alerts.clear_alert(c, integration_id, condition, now)
+        )
+
+    async def list_alerts(self, *, raised_only: bool = True) -> list[AlertState]:
+        return await self._db.read(
+            "list_alerts", lambda c: alerts.list_alerts(c, raised_only=raised_only)
+        )
 
     async def pending_by_direction(self, integration_id: str) -> dict[str, int]:
         """Pending users of one integration by direction (for the metrics gauge)."""

@@ -312,6 +312,9 @@ class Worker:
             _log_batch(claims, outcomes, requests[0], time.perf_counter() - started, dropped)
             if self.metrics is not None:
                 self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
+                self.metrics.observe_written(
+                    integration_id, direction, claims, outcomes, time.time()
+                )
             self.batches_done += 1
         finally:
             self._in_flight -= keys
