@@ -75,9 +75,14 @@ class AlertSender:
             finally:
                 self._queue.task_done()
 
-    async def drain(self) -> None:
-        """Wait until every queued message was delivered or given up (tests, shutdown)."""
-        await self._queue.join()
+    async def flush(self) -> None:
+        """Deliver what is queued now, here (tests; a process without ``run``)."""
+        while not self._queue.empty():
+            message = self._queue.get_nowait()
+            try:
+                await self.deliver(message)
+            finally:
+                self._queue.task_done()
 
     async def deliver(self, message: AlertMessage) -> int | None:
         """POST ``message``; the final HTTP status (2xx: delivered), None if none came."""

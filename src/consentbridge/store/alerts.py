@@ -49,15 +49,17 @@ async def raise_alert(
             cleared_at=None,
         )
         .on_conflict_do_nothing(index_elements=[_a.integration_id, _a.condition])
+        .returning(_a.raised_at)
     )
-    if created.rowcount == 1:
+    if created.first() is not None:
         return True
     reopened = await conn.execute(
         sa.update(alerts)
         .where(_of(integration_id, condition), _a.cleared_at.is_not(None))
         .values(detail=detail, raised_at=now, cleared_at=None)
+        .returning(_a.raised_at)
     )
-    return reopened.rowcount == 1
+    return reopened.first() is not None
 
 
 async def clear_alert(
