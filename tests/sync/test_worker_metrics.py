@@ -159,6 +159,12 @@ async def test_the_workers_gauges_and_latency_move_when_a_change_is_written(
                 break
             assert time.monotonic() < deadline, "the change was never written"
             await asyncio.sleep(0.1)
+        # The same batches, counted per minute in the store (the console's activity chart).
+        good = await ctx.store.activity(GOOD, since=accepted - 60, until=time.time())
+        assert sum(b.written for b in good) == 1
+        assert sum(b.dataverse_requests for b in good) >= 1
+        broken = await ctx.store.activity(BROKEN, since=accepted - 60, until=time.time())
+        assert sum(b.failed for b in broken) == 1
     finally:
         await ctx.aclose()
 

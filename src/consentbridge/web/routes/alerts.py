@@ -17,7 +17,14 @@ router = APIRouter(prefix=PREFIX, tags=["admin"], dependencies=[AdminDep])
 @router.post(
     "/test",
     responses=responses.errors(
-        401, 409, 503, e401="Missing or wrong admin token.", e409="No alert webhook is set."
+        400,
+        401,
+        409,
+        429,
+        503,
+        e401="Missing or wrong admin token.",
+        e409="No alert webhook is set.",
+        e503="The alert webhook did not accept the test alert.",
     ),
 )
 async def send_test_alert(ctx: ContextDep) -> dict[str, Any]:
