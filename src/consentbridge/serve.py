@@ -28,6 +28,7 @@ from consentbridge.listening import listen_tcp
 from consentbridge.logs import get_logger
 from consentbridge.metrics import metrics_for
 from consentbridge.operations import intake
+from consentbridge.operations.job_runner import JobRunner
 from consentbridge.sync.worker import Worker, WorkerConfig
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     worker = Worker(
         ctx.store, ctx.secrets, WorkerConfig.from_settings(settings), metrics=metrics_for(ctx)
     )
+    worker.helpers.append(JobRunner.for_worker(ctx, worker.worker_id).run)
+    ctx.wake_workers.append(worker.wake)
     task = asyncio.create_task(worker.run())
     helpers: list[asyncio.Task[None]] = []
     metrics_server: tuple[uvicorn.Server, socket.socket] | None = None
@@ -225,6 +228,7 @@ async def run_service(
                 WorkerConfig.from_settings(settings),
                 metrics=metrics_for(ctx),
             )
+            worker.helpers.append(JobRunner.for_worker(ctx, worker.worker_id).run)
             ctx.wake_workers.append(worker.wake)
             tasks.append(asyncio.create_task(worker.run()))
         web_task = tasks[-2] if options.worker else tasks[-1]

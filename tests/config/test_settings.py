@@ -52,6 +52,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_HTTP_HEADER_TIMEOUT_S": "5",
         "CONSENTBRIDGE_HTTP_BODY_TIMEOUT_S": "6",
         "CONSENTBRIDGE_HTTP_MAX_CONNECTIONS": "7",
+        "CONSENTBRIDGE_NIGHTLY_RECONCILE": " 2:30 ",
         "CONSENTBRIDGE_METRICS_HOST": "0.0.0.0",
         "CONSENTBRIDGE_METRICS_PORT": "9464",
         "CONSENTBRIDGE_ALERT_WEBHOOK_URL": "https://hooks.example.com/services/T0/B0/secret",
@@ -76,6 +77,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.metrics_token.get_secret_value() == "metrics-token-8Hq2"
     assert (settings.http_keep_alive_s, settings.http_header_timeout_s) == (4, 5)
     assert (settings.http_body_timeout_s, settings.http_max_connections) == (6, 7)
+    assert settings.nightly_reconcile == "02:30"
     assert settings.activity_retention_days == 40
     assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9464)
     assert settings.alert_webhook_url is not None
@@ -97,6 +99,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ("CONSENTBRIDGE_LEASE_S", "nan"),
         ("CONSENTBRIDGE_LOG_RETENTION_DAYS", "-1"),
         ("CONSENTBRIDGE_MAX_BODY_BYTES", "lots"),
+        ("CONSENTBRIDGE_NIGHTLY_RECONCILE", "25:00"),
+        ("CONSENTBRIDGE_NIGHTLY_RECONCILE", "2h30"),
         ("CONSENTBRIDGE_METRICS_PORT", "70000"),
         ("CONSENTBRIDGE_ALERT_WEBHOOK_URL", "hooks.slack.com/services/T0/B0/secret"),
     ],

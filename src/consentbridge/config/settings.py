@@ -182,6 +182,14 @@ def _webhook_url(value: object) -> SecretStr:
     return SecretStr(text.strip())
 
 
+def _time_of_day(value: object) -> str:
+    text = _text(value).strip()
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
+    if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError("must be a time of day in UTC as HH:MM, such as 02:30")
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("must be text")
@@ -295,6 +303,13 @@ class Settings:
         default=DEFAULT_HTTP_MAX_CONNECTIONS,
         metadata=_meta(_positive_int, "open HTTP connections at most; beyond it requests get 503"),
     )
+    nightly_reconcile: str | None = field(
+        default=None,
+        metadata=_meta(
+            _time_of_day, "HH:MM UTC: each day after it, a reconcile dry-run job per integration"
+        ),
+    )
+
     metrics_host: str = field(
         default=DEFAULT_METRICS_HOST,
         metadata=_meta(_host, "address `consentbridge worker` serves /metrics on"),

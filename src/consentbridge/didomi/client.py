@@ -245,6 +245,24 @@ class DidomiClient:
             if not cursor:
                 return
 
+    async def users_page(
+        self, cursor: str | None, *, page_size: int = 100
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the organization's users and the cursor of the next (None at the end).
+
+        Read liberally: a bare array is one last page, and entries that are not objects are
+        left out."""
+        params = {"$limit": str(page_size)}
+        if cursor:
+            params["$cursor"] = cursor
+        body = (
+            await self.request("GET", "consents/users", what="the user list", params=params)
+        ).json()
+        data = body.get("data", []) if isinstance(body, dict) else body
+        users = [u for u in data if isinstance(u, dict)] if isinstance(data, list) else []
+        following = body.get("cursor") if isinstance(body, dict) else None
+        return users, following if isinstance(following, str) and following else None
+
     async def register_webhook(
         self, *, url: str, token_url: str, client_id: str, client_secret: str
     ) -> dict[str, Any]:

@@ -174,7 +174,8 @@ async def release_leases(conn: AsyncConnection, worker_id: str, now: float) -> i
 
 
 async def due_integrations(conn: AsyncConnection, direction: Direction, now: float) -> list[str]:
-    """Integrations with at least one due row: one index probe per integration."""
+    """Integrations with at least one due row: one index probe per integration. A paused
+    integration has none (its rows wait, still pending, until it is resumed)."""
     i = integrations.c
     has_due = (
         sa.select(sa.literal(1))
@@ -182,7 +183,7 @@ async def due_integrations(conn: AsyncConnection, direction: Direction, now: flo
         .correlate(integrations)
         .exists()
     )
-    rows = await conn.execute(sa.select(i.id).where(has_due).order_by(i.id))
+    rows = await conn.execute(sa.select(i.id).where(has_due, i.paused_at.is_(None)).order_by(i.id))
     return [row.id for row in rows]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,6 +28,7 @@ from consentbridge.store import (
     status,
 )
 from consentbridge.store import budget as budget_ops
+from consentbridge.store import jobs as job_ops
 from consentbridge.store import outcomes as outcome_ops
 from consentbridge.store.activity import ActivityBucket, DataverseTraffic
 from consentbridge.store.alerts import AlertState
@@ -46,6 +47,7 @@ from consentbridge.store.engine import (
 )
 from consentbridge.store.errors import StoreNotFound, StoreUnavailable
 from consentbridge.store.health import IntegrationHealth
+from consentbridge.store.jobs import Created, Job, JobKind, JobState
 from consentbridge.store.migrate import check as check_schema
 from consentbridge.store.migrate import has_schema
 from consentbridge.store.migrate import upgrade as upgrade_schema
@@ -372,6 +374,124 @@ class Store:
         return await self._db.write(
             "release_budget", lambda c: budget_ops.release_budget(c, worker_id)
         )
+
+    # Jobs and pausing (see jobs.py)
+
+    async def create_job(
+        self,
+        *,
+        job_id: str,
+        integration_id: str,
+        kind: JobKind,
+        params: dict[str, Any],
+        schedule_key: str | None = None,
+    ) -> Created:
+        """Queue a job unless the integration has an active one (``Created.blocking``)."""
+        now = time.time()
+        return await self._db.write(
+            "create_job",
+            lambda c: job_ops.create_job(
+                c,
+                job_id=job_id,
+                integration_id=integration_id,
+                kind=kind,
+                params=params,
+                now=now,
+                schedule_key=schedule_key,
+            ),
+        )
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await self._db.read("get_job", lambda c: job_ops.get_job(c, job_id))
+
+    async def list_jobs(self, integration_id: str | None = None, limit: int = 50) -> list[Job]:
+        return await self._db.read(
+            "list_jobs", lambda c: job_ops.list_jobs(c, integration_id, limit)
+        )
+
+    async def claim_job(
+        self, worker_id: str, lease_s: float, now: float, job_id: str | None = None
+    ) -> Job | None:
+        return await self._db.write(
+            "claim_job", lambda c: job_ops.claim_job(c, worker_id, lease_s, now, job_id)
+        )
+
+    async def save_job_progress(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        cursor: dict[str, Any] | None,
+        done: int,
+        total: int | None,
+        counters: dict[str, Any],
+        lease_s: float,
+        now: float,
+    ) -> JobState | None:
+        """Save a page's progress and renew the lease; the state, or None when not ours."""
+        return await self._db.write(
+            "save_job_progress",
+            lambda c: job_ops.save_job_progress(
+                c,
+                job_id,
+                worker_id,
+                cursor=cursor,
+                done=done,
+                total=total,
+                counters=counters,
+                lease_s=lease_s,
+                now=now,
+            ),
+        )
+
+    async def renew_job_lease(
+        self, job_id: str, worker_id: str, lease_s: float, now: float
+    ) -> JobState | None:
+        return await self._db.write(
+            "renew_job_lease",
+            lambda c: job_ops.renew_job_lease(c, job_id, worker_id, lease_s, now),
+        )
+
+    async def finish_job(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        state: Literal["done", "failed"],
+        summary: dict[str, Any] | None,
+        error: str | None = None,
+    ) -> bool:
+        now = time.time()
+        return await self._db.write(
+            "finish_job",
+            lambda c: job_ops.finish_job(
+                c, job_id, worker_id, state=state, summary=summary, error=error, now=now
+            ),
+        )
+
+    async def release_job(self, job_id: str, worker_id: str) -> bool:
+        now = time.time()
+        return await self._db.write(
+            "release_job", lambda c: job_ops.release_job(c, job_id, worker_id, now)
+        )
+
+    async def set_job_state(
+        self, job_id: str, state: Literal["paused", "resumed", "cancelled"]
+    ) -> Job | None:
+        now = time.time()
+        return await self._db.write(
+            "set_job_state", lambda c: job_ops.set_job_state(c, job_id, state, now)
+        )
+
+    async def set_paused(self, integration_id: str, paused: bool) -> bool:
+        """Pause or resume an integration's syncing; False if it does not exist."""
+        at = time.time() if paused else None
+        return await self._db.write(
+            "set_paused", lambda c: job_ops.set_paused(c, integration_id, at)
+        )
+
+    async def paused_at(self, integration_id: str) -> float | None:
+        return await self._db.read("paused_at", lambda c: job_ops.paused_at(c, integration_id))
 
     # Console sessions
 

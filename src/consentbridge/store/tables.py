@@ -14,6 +14,9 @@ Indexes are chosen for the hot paths at a million rows per integration:
 - ``ix_sync_states_lease_owner``: renew/release one worker's leases.
 - ``ix_sync_log_user`` / ``ix_sync_log_at``: a user's log in order; retention pruning.
 - ``ix_dataverse_budget_leases_worker_id``: a stopping worker gives back its budget slots.
+- ``ix_jobs_one_active`` (unique, partial): at most one queued, running or paused job per
+  integration — the store, not the caller, refuses a second one.
+- ``ix_jobs_claimable``: a worker finds the queued jobs and the running ones whose lease expired.
 
 Times are unix seconds in DOUBLE columns: cheap to compare, identical on both backends.
 """
@@ -52,6 +55,9 @@ integrations = sa.Table(
     sa.Column("registration", _JSON, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # Set by `integrations pause`: workers skip the integration, intake keeps storing. Kept
+    # beside the document, not in it, so applying a document again does not unpause it.
+    sa.Column("paused_at", sa.Double, nullable=True),
 )
 
 deliveries = sa.Table(
@@ -208,6 +214,45 @@ revoked_sessions = sa.Table(
 """Console sessions signed out before their expiry; a row is useless once ``expires_at`` has
 passed (the cookie is refused anyway) and is deleted at a later sign-out."""
 
+# Backfill and reconcile jobs (`operations/jobs.py`): ``cursor`` is where the next page starts,
+# saved after every page, so a job a killed worker held resumes there once its lease expires.
+JOB_STATES = ("queued", "running", "paused", "done", "failed")
+ACTIVE_JOB_STATES = ("queued", "running", "paused")
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _integration_fk(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("params", _JSON, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("cursor", _JSON, nullable=True),
+    sa.Column("done", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=True),
+    sa.Column("counters", _JSON, nullable=False),
+    sa.Column("summary", _JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    # A job created by a schedule (the nightly reconcile) names its occurrence here, so that of
+    # the workers racing to create it only one can.
+    sa.Column("schedule_key", sa.Text, nullable=True, unique=True),
+    sa.Column("lease_owner", sa.Text, nullable=True),
+    sa.Column("lease_until", sa.Double, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.CheckConstraint(f"state IN {JOB_STATES!r}", name="state"),
+    sa.CheckConstraint("kind IN ('backfill', 'reconcile')", name="kind"),
+    sa.Index("ix_jobs_integration_id_created_at", "integration_id", "created_at"),
+    sa.Index("ix_jobs_claimable", "state", "lease_until"),
+)
+sa.Index(
+    "ix_jobs_one_active",
+    jobs.c.integration_id,
+    unique=True,
+    **_partial(f"state IN {ACTIVE_JOB_STATES!r}"),
+)
 
 # Activity per minute: one row per (integration, direction, minute) with what happened in it;
 # ``bucket_at`` is the minute's start in whole unix seconds, so coarser buckets are integer
@@ -246,5 +291,6 @@ alerts = sa.Table(
     sa.PrimaryKeyConstraint("integration_id", "condition"),
 )
 
-TENANT_TABLES = (sync_log, sync_states, deliveries, counters, activity, alerts)
+
+TENANT_TABLES = (sync_log, sync_states, deliveries, counters, jobs, activity, alerts)
 """Every table holding one integration's data, children first (the order to delete in)."""

@@ -29,7 +29,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,6 +160,9 @@ class Worker:
         self._batches: Counter[AdaptiveLimiter] = Counter()  # batches running, by limiter
         self.outages = Outages(self.config.policy)
         self.batches_done = 0
+        # Loops run beside the lanes for as long as the worker runs (the job runner of
+        # `operations/job_runner.py`, added by the process that composes the worker).
+        self.helpers: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def _observe_request(self, integration_id: str, operation: str, status: int) -> None:
         counter = _batch_requests.get()
@@ -191,6 +194,7 @@ class Worker:
             asyncio.create_task(self._renew_leases()),
             asyncio.create_task(self.budgets.run()),
             asyncio.create_task(self._prune_periodically()),
+            *(asyncio.create_task(helper()) for helper in self.helpers),
         ]
         try:
             await asyncio.gather(*(self._lane() for _ in range(self.config.lanes)))

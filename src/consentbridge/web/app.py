@@ -13,7 +13,7 @@ from consentbridge.metrics import metrics_for
 from consentbridge.web.body import DeclaredSizeLimit, refuse_nul_in_url
 from consentbridge.web.deps import Receivers
 from consentbridge.web.errors import install_error_handlers
-from consentbridge.web.routes import admin, alerts, console, health, metrics, oauth, webhooks
+from consentbridge.web.routes import admin, alerts, console, health, jobs, metrics, oauth, webhooks
 from consentbridge.web.throttle import FailureLimiter
 
 DESCRIPTION = (
@@ -54,6 +54,7 @@ def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAP
         oauth.router,
         admin.router,
         alerts.router,
+        jobs.router,
         console.router,
         metrics.router,
         health.router,

@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from consentbridge.operations import (
     activity,
-    backfill,
     bidirectional,
     diagnostics,
     integrations,
+    jobs,
     lifecycle,
     sync_status,
 )
@@ -49,6 +49,23 @@ class PreviewRequest(_Body):
 class BackfillRequest(_Body):
     source: Literal["didomi", "dataverse"] = "didomi"
     dry_run: bool = False
+
+
+class JobRequest(_Body):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    kind: Literal["backfill", "reconcile"]
+    source: Literal["didomi", "dataverse"] = Field(default="didomi", alias="from")
+    dry_run: bool = False
+    fix: bool = Field(default=False, description="reconcile: queue the fixes")
+
+
+_JOB_ANSWERS: Final = {
+    202: {"description": "Queued; follow it at `/api/v1/jobs/{job_id}`."},
+    **_ERRORS,
+    **responses.errors(409, e409="The integration already has an active job; the error names it."),
+    502: {"description": "Didomi or Dataverse answered with a server error or a throttle."},
+}
 
 
 def _json_body(model: type[BaseModel] | None = None, required: bool = True) -> dict[str, Any]:
@@ -251,15 +268,61 @@ async def preview(integration_id: str, request: Request, ctx: ContextDep) -> dic
 
 @router.post(
     "/{integration_id}/backfill",
-    responses=_ERRORS,
+    status_code=202,
+    responses=_JOB_ANSWERS,
     openapi_extra=_json_body(BackfillRequest, required=False),
 )
-async def start_backfill(integration_id: str, request: Request, ctx: ContextDep) -> dict[str, Any]:
-    """Full resync from `source` (`didomi` by default); `dry_run` stores nothing."""
+async def start_backfill(
+    integration_id: str, request: Request, response: Response, ctx: ContextDep
+) -> dict[str, Any]:
+    """Full resync from `source` (`didomi` by default) as a job the workers run; `dry_run`
+    stores nothing. Answers 202 with the job (as `GET /api/v1/jobs/{job_id}`) once the
+    source's settings were checked; 409 when the integration already has an active job."""
     raw = await read_body(request, ctx.settings.max_body_bytes)
     body = parse_model(BackfillRequest, _optional_json(raw))
-    result = await backfill.start_backfill(ctx, integration_id, body.source, body.dry_run)
-    return dict(jsonable_encoder(result))
+    job = await jobs.start(
+        ctx, integration_id, "backfill", source=body.source, dry_run=body.dry_run
+    )
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return jobs.as_json(job)
+
+
+@router.post(
+    "/{integration_id}/jobs",
+    status_code=202,
+    responses=_JOB_ANSWERS,
+    openapi_extra=_json_body(JobRequest),
+)
+async def start_job(
+    integration_id: str, request: Request, response: Response, ctx: ContextDep
+) -> dict[str, Any]:
+    """Queue a backfill (`from` didomi or dataverse) or a reconcile (`fix` queues what differs)
+    job; `dry_run` writes nothing. Answers 202 `{"job_id", ...}`; 409 names the active job."""
+    body = parse_model(JobRequest, await read_json(request, ctx.settings.max_body_bytes))
+    job = await jobs.start(
+        ctx, integration_id, body.kind, source=body.source, dry_run=body.dry_run, fix=body.fix
+    )
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return jobs.as_json(job)
+
+
+@router.get("/{integration_id}/jobs", responses=_ERRORS)
+async def list_jobs(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """The integration's jobs, newest first."""
+    return {"jobs": [jobs.as_json(j) for j in await jobs.list_jobs(ctx, integration_id)]}
+
+
+@router.post("/{integration_id}/pause", responses=_ERRORS)
+async def pause_integration(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """As `integrations pause ID`: stop syncing — intake keeps storing its changes, the workers
+    skip it and its jobs until it is resumed; `status` shows `"paused": true`."""
+    return await jobs.pause_integration(ctx, integration_id, True)
+
+
+@router.post("/{integration_id}/resume", responses=_ERRORS)
+async def resume_integration(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """As `integrations resume ID`: syncing restarts with the changes held meanwhile."""
+    return await jobs.pause_integration(ctx, integration_id, False)
 
 
 def _optional_json(raw: bytes) -> object:

@@ -1,7 +1,7 @@
 """Activity per minute (``activity``) and alert conditions (``alerts``).
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 revision: str = "0004"
 # Re-chained onto the newest migration when branches that add migrations are merged.
-down_revision: str | None = "0003"
+down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
 
