@@ -106,6 +106,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "jobs": ("jobs",),
     "bidirectional": ("bidirectional",),
     "audit": ("audit",),
+    "alerts": ("alerts",),
 }
 
 

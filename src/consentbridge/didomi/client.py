@@ -68,6 +68,10 @@ class DidomiClient:
         self._token_expires = 0.0
         self._lock = asyncio.Lock()
         self.requests_sent = 0
+        # How the last session request ended, for alerts: None when a token was issued, the
+        # refusal (one sentence, no secret) when the API key was refused; unset before any.
+        self.auth_failure: str | None = None
+        self.auth_known = False
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -95,11 +99,13 @@ class DidomiClient:
                     transient=True,
                 )
             if response.status_code >= 300:
-                raise DidomiError(
+                refusal = DidomiError(
                     f"Didomi refused the API key ({response.status_code}: {_describe(response)}); "
                     "check didomi.api_key and didomi.api_secret.",
                     status=response.status_code,
                 )
+                self.auth_failure, self.auth_known = refusal.message, True
+                raise refusal
             try:
                 token = str(response.json()["access_token"])
             except (ValueError, KeyError, TypeError):
@@ -111,6 +117,7 @@ class DidomiClient:
                 ) from None
             self._token = token
             self._token_expires = _expiry(token)
+            self.auth_failure, self.auth_known = None, True
             return token
 
     async def request(

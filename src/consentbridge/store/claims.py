@@ -83,7 +83,14 @@ def claim_statement(
         sa.update(sync_states)
         .where(*where)
         .values(lease_owner=worker_id, lease_until=until, next_attempt_at=until)
-        .returning(_s.organization_user_id, _s.columns, _s.seq, _s.attempts, _s.first_failed_at)
+        .returning(
+            _s.organization_user_id,
+            _s.columns,
+            _s.seq,
+            _s.attempts,
+            _s.first_failed_at,
+            _s.pending_since,
+        )
     )
 
 
@@ -112,6 +119,7 @@ async def claim_batch(
                 seq=row.seq,
                 attempts=row.attempts,
                 first_failed_at=row.first_failed_at,
+                pending_since=row.pending_since,
             )
             for row in rows
         ),

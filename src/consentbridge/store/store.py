@@ -16,9 +16,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import (
+    activity,
+    alerts,
     audit,
     claims,
     deadletters,
+    health,
     intake,
     integrations,
     log,
@@ -29,6 +32,8 @@ from consentbridge.store import (
 from consentbridge.store import budget as budget_ops
 from consentbridge.store import jobs as job_ops
 from consentbridge.store import outcomes as outcome_ops
+from consentbridge.store.activity import ActivityBucket, DataverseTraffic
+from consentbridge.store.alerts import AlertState
 from consentbridge.store.audit_chain import AuditEntry, ChainReport
 from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
 from consentbridge.store.engine import (
@@ -44,6 +49,7 @@ from consentbridge.store.engine import (
     sqlite_path,
 )
 from consentbridge.store.errors import StoreNotFound, StoreUnavailable
+from consentbridge.store.health import IntegrationHealth
 from consentbridge.store.jobs import Created, Job, JobKind, JobState
 from consentbridge.store.migrate import check as check_schema
 from consentbridge.store.migrate import has_schema
@@ -228,11 +234,18 @@ class Store:
 
     # Outcomes and dead letters
 
-    async def record_outcomes(self, worker_id: str, outcomes: Sequence[Outcome], now: float) -> int:
-        """Apply outcomes of rows the worker still leases; how many were dropped as stale."""
+    async def record_outcomes(
+        self,
+        worker_id: str,
+        outcomes: Sequence[Outcome],
+        now: float,
+        traffic: DataverseTraffic | None = None,
+    ) -> int:
+        """Apply outcomes of rows the worker still leases; how many were dropped as stale.
+        The batch's activity (and its Dataverse ``traffic``) is counted in the same transaction."""
         return await self._db.write(
             "record_outcomes",
-            lambda c: outcome_ops.record_outcomes(c, worker_id, outcomes, now),
+            lambda c: outcome_ops.record_outcomes(c, worker_id, outcomes, now, traffic),
         )
 
     async def list_dead_letters(
@@ -273,6 +286,34 @@ class Store:
     async def status(self, integration_id: str, now: float) -> dict[str, Any]:
         return await self._db.read("status", lambda c: status.status(c, integration_id, now))
 
+    async def health(self) -> list[IntegrationHealth]:
+        """Every integration's backlog, oldest pending change, dead letters and last success."""
+        return await self._db.read("health", health.health_all)
+
+    # Alerts (see alerts.py)
+
+    async def raise_alert(
+        self, integration_id: str, condition: str, detail: str, now: float
+    ) -> bool:
+        """Mark an alert condition raised; True only for the one call that raised it."""
+        return await self._db.write(
+            "raise_alert",
+            lambda c: alerts.raise_alert(c, integration_id, condition, detail, now),
+        )
+
+    async def clear_alert(
+        self, integration_id: str, condition: str, now: float
+    ) -> AlertState | None:
+        """Mark an alert condition cleared; the state it ends for the one call that cleared it."""
+        return await self._db.write(
+            "clear_alert", lambda c: alerts.clear_alert(c, integration_id, condition, now)
+        )
+
+    async def list_alerts(self, *, raised_only: bool = True) -> list[AlertState]:
+        return await self._db.read(
+            "list_alerts", lambda c: alerts.list_alerts(c, raised_only=raised_only)
+        )
+
     async def pending_by_direction(self, integration_id: str) -> dict[str, int]:
         """Pending users of one integration by direction (for the metrics gauge)."""
         return await self._db.read(
@@ -284,6 +325,16 @@ class Store:
     ) -> list[dict[str, Any]]:
         return await self._db.read(
             "user_log", lambda c: log.user_log(c, integration_id, organization_user_id, limit)
+        )
+
+    async def activity(
+        self, integration_id: str, *, since: float, until: float, bucket_s: int = 60
+    ) -> list[ActivityBucket]:
+        """The integration's activity in buckets of ``bucket_s`` (a multiple of 60) seconds;
+        buckets without any are left out."""
+        return await self._db.read(
+            "activity",
+            lambda c: activity.read_activity(c, integration_id, since, until, bucket_s),
         )
 
     async def append_log(self, entries: Sequence[LogEntry]) -> None:
@@ -530,6 +581,10 @@ class Store:
             pruned_log,
             await self._prune_all(retention.prune_deliveries_chunk, delivery_cutoff),
         )
+
+    async def prune_activity(self, now: float, retention_s: float) -> int:
+        """Delete activity minutes older than ``retention_s``; how many."""
+        return await self._prune_all(retention.prune_activity_chunk, now - retention_s)
 
     async def _prune_all(
         self, prune_chunk: Callable[[AsyncConnection, float, int], Awaitable[int]], before: float

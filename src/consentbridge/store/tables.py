@@ -279,7 +279,44 @@ sa.Index(
     **_partial(f"state IN {ACTIVE_JOB_STATES!r}"),
 )
 
+# Activity per minute: one row per (integration, direction, minute) with what happened in it;
+# ``bucket_at`` is the minute's start in whole unix seconds, so coarser buckets are integer
+# divisions on both backends (``activity.py``).
+ACTIVITY_COUNTS = (
+    "written",
+    "unchanged",
+    "skipped",
+    "failed",
+    "retried",
+    "ignored",
+    "dataverse_requests",
+    "dataverse_throttled",
+)
+activity = sa.Table(
+    "activity",
+    metadata,
+    _integration_fk(),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("bucket_at", sa.BigInteger, nullable=False),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in ACTIVITY_COUNTS),
+    sa.PrimaryKeyConstraint("integration_id", "direction", "bucket_at"),
+    sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
+    sa.Index("ix_activity_bucket_at", "bucket_at"),
+)
+
+# Alert conditions of each integration (``alerts.py``): raised while ``cleared_at`` is null.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    _integration_fk(),
+    sa.Column("condition", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("raised_at", sa.Double, nullable=False),
+    sa.Column("cleared_at", sa.Double, nullable=True),
+    sa.PrimaryKeyConstraint("integration_id", "condition"),
+)
+
 # audit_chains first: a sealer locks the chain row before the log rows, so deleting in the
 # same order cannot deadlock with it.
-TENANT_TABLES = (audit_chains, sync_log, sync_states, deliveries, counters, jobs)
+TENANT_TABLES = (audit_chains, sync_log, sync_states, deliveries, counters, jobs, activity, alerts)
 """Every table holding one integration's data, children first (the order to delete in)."""

@@ -115,6 +115,8 @@ class ClaimedState:
     seq: int
     attempts: int
     first_failed_at: float | None
+    # When the row's oldest unwritten change was accepted (for the end-to-end latency).
+    pending_since: float | None = None
 
     @property
     def key(self) -> StateKey:

@@ -43,6 +43,7 @@ from consentbridge.dataverse.limiter import AdaptiveLimiter
 from consentbridge.logs import bind, get_logger, user_ref
 from consentbridge.metrics import Metrics
 from consentbridge.store import Store
+from consentbridge.store.activity import DataverseTraffic
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
 from consentbridge.sync.budget import SharedBudgets
 from consentbridge.sync.forward import sync_to_dataverse
@@ -67,6 +68,8 @@ LOG_RETENTION_S = 30 * 86_400.0
 PRUNE_FIRST_S = 30.0
 PRUNE_EVERY_S = 3600.0
 SEAL_EVERY_S = 5.0
+ACTIVITY_RETENTION_S = 35 * 86_400.0
+THROTTLED = 429
 
 
 class IntegrationUnavailable(Exception):
@@ -105,6 +108,8 @@ class WorkerConfig:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     # Sync-log lines and delivery keys older than this are deleted (None: never).
     log_retention_s: float | None = LOG_RETENTION_S
+    # Activity minutes older than this are deleted (None: never).
+    activity_retention_s: float | None = ACTIVITY_RETENTION_S
     prune_first_s: float = PRUNE_FIRST_S
     prune_every_s: float = PRUNE_EVERY_S
     # How often the audit chain seals new log entries (None: never; verify/export still do).
@@ -119,6 +124,7 @@ class WorkerConfig:
             lanes=settings.worker_lanes,
             policy=RetryPolicy(max_age_s=settings.retry_max_age_s),
             log_retention_s=settings.log_retention_days * 86_400.0,
+            activity_retention_s=settings.activity_retention_days * 86_400.0,
         )
 
 
@@ -166,6 +172,8 @@ class Worker:
         counter = _batch_requests.get()
         if counter is not None:
             counter[0] += 1
+            if status == THROTTLED:
+                counter[1] += 1
         if self.metrics is not None:
             self.metrics.count_dataverse_request(integration_id, operation, status)
 
@@ -306,10 +314,16 @@ class Worker:
                         trace=True,
                     )
                     outcomes = self._held(integration_id, claims, failure, time.time())
-            dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
+            traffic = DataverseTraffic(integration_id, direction, requests[0], requests[1])
+            dropped = await self.store.record_outcomes(
+                self.worker_id, outcomes, time.time(), traffic
+            )
             _log_batch(claims, outcomes, requests[0], time.perf_counter() - started, dropped)
             if self.metrics is not None:
                 self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
+                self.metrics.observe_written(
+                    integration_id, direction, claims, outcomes, time.time()
+                )
             self.batches_done += 1
         finally:
             self._in_flight -= keys
@@ -418,17 +432,28 @@ class Worker:
         """Retention: delete old sync-log lines and delivery keys now and then. Every worker
         does it; the chunks are small transactions and a second pruner finds little left."""
         retention_s = self.config.log_retention_s
-        if retention_s is None:
+        activity_s = self.config.activity_retention_s
+        if retention_s is None and activity_s is None:
             return
         await asyncio.sleep(self.config.prune_first_s * random.uniform(0.5, 1.5))
         while True:
             try:
-                pruned = await self.store.prune(time.time(), retention_s, retention_s)
+                pruned = (0, 0)
+                if retention_s is not None:
+                    pruned = await self.store.prune(time.time(), retention_s, retention_s)
+                minutes = 0
+                if activity_s is not None:
+                    minutes = await self.store.prune_activity(time.time(), activity_s)
             except Exception:
                 log.warning("retention.prune_failed", exc_info=True)
             else:
-                if any(pruned):
-                    log.info("retention.pruned", log_lines=pruned[0], delivery_keys=pruned[1])
+                if any(pruned) or minutes:
+                    log.info(
+                        "retention.pruned",
+                        log_lines=pruned[0],
+                        delivery_keys=pruned[1],
+                        activity_minutes=minutes,
+                    )
             await asyncio.sleep(self.config.prune_every_s * random.uniform(0.9, 1.1))
 
     async def _seal_periodically(self) -> None:
@@ -450,8 +475,8 @@ class Worker:
 
 @contextlib.contextmanager
 def _counting() -> Iterator[list[int]]:
-    """Count the Dataverse requests sent inside the block (``[count]``)."""
-    requests = [0]
+    """Count the Dataverse requests sent inside the block (``[count, throttled]``)."""
+    requests = [0, 0]
     token = _batch_requests.set(requests)
     try:
         yield requests

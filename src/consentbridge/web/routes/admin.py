@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from consentbridge.operations import (
+    activity,
     audit,
     bidirectional,
     diagnostics,
@@ -167,6 +168,22 @@ async def bidirectional_status(integration_id: str, ctx: ContextDep) -> dict[str
 async def integration_status(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
     """Backlog, oldest pending age, last success and counts of synced / skipped / failed."""
     return await sync_status.status(ctx, integration_id)
+
+
+@router.get("/{integration_id}/activity", responses=_ERRORS)
+async def integration_activity(
+    integration_id: str,
+    ctx: ContextDep,
+    since: Annotated[
+        str | None, Query(description="ISO-8601 or unix seconds; default 24 hours ago")
+    ] = None,
+    bucket_s: Annotated[
+        str | None, Query(description="bucket size in seconds, a multiple of 60; default 60")
+    ] = None,
+) -> dict[str, Any]:
+    """Changes written / unchanged / skipped / failed (and retried, ignored, Dataverse requests
+    and 429s) per bucket since ``since``; buckets without activity are left out."""
+    return await activity.activity(ctx, integration_id, since=since, bucket_s=bucket_s)
 
 
 WaitQuery = Annotated[
