@@ -15,10 +15,12 @@ import httpx
 
 from consentbridge.context import AppContext
 from consentbridge.operations import integrations
+from consentbridge.store.activity import DataverseTraffic
 from consentbridge.store.values import LogEntry
 from consentbridge.web.app import create_app
 
 from .support import ADMIN_TOKEN, SECRETS, document, make_settings
+from .test_activity import _skipped_delivery
 
 
 async def signed_in_csrf(client: httpx.AsyncClient) -> str:
@@ -128,6 +130,7 @@ async def test_the_audit_view_finds_a_person_and_exports_their_log(
     ctx: AppContext, client: httpx.AsyncClient, acme: str
 ) -> None:
     await _log(ctx, "alice@example.com")
+    await _log(ctx, "bob@example.com")
     await signed_in_csrf(client)
     page = await client.get(
         f"/console/integrations/{acme}/audit", params={"user": "alice@example.com"}
@@ -135,31 +138,31 @@ async def test_the_audit_view_finds_a_person_and_exports_their_log(
     assert page.status_code == 200
     assert '<time datetime="2027-01-15T08:00:00Z"' in page.text
     assert "req-123" in page.text and "donotbulkemail" in page.text
+    assert re.search(r"#1 <code title=\"[0-9a-f]{64}\">[0-9a-f]{12}</code>", page.text)
+    assert "bob@example.com" not in page.text
     exported = await client.get(
         f"/console/integrations/{acme}/audit/export", params={"user": "alice@example.com"}
     )
     assert exported.headers["content-type"].startswith("text/csv")
     assert "attachment" in exported.headers["content-disposition"]
-    rows = list(csv.DictReader(io.StringIO(exported.text)))
-    assert rows == [
-        {
-            "organization_user_id": "alice@example.com",
-            "at": "2027-01-15T08:00:00.000Z",
-            "direction": "to_dataverse",
-            "event": "user.updated",
-            "outcome": "written",
-            "reason": "2 column(s) written",
-            "columns": '{"donotbulkemail": true}',
-            "request_id": "req-123",
-        }
-    ]
-    as_json = await client.get(
-        f"/console/integrations/{acme}/audit/export",
-        params={"user": "alice@example.com", "format": "json"},
+    (row,) = list(csv.DictReader(io.StringIO(exported.text)))
+    assert (row["organization_user_id"], row["outcome"], row["request_id"]) == (
+        "alice@example.com",
+        "written",
+        "req-123",
     )
-    body = as_json.json()
-    assert body["organization_user_id"] == "alice@example.com"
-    assert [e["request_id"] for e in body["entries"]] == ["req-123"]
+    assert row["columns"] == '{"donotbulkemail":true}' and len(row["hash"]) == 64
+    ranged = await client.get(
+        f"/console/integrations/{acme}/audit/export",
+        params={"from": "2027-01-15T07:00:00Z", "to": "2027-01-15T09:00:00Z", "format": "json"},
+    )
+    body = ranged.json()
+    assert sorted(e["organization_user_id"] for e in body) == [
+        "alice@example.com",
+        "bob@example.com",
+    ]
+    bad = await client.get(f"/console/integrations/{acme}/audit/export", params={"from": "soon"})
+    assert bad.status_code == 422 and "from" in bad.text
 
 
 async def test_a_contact_id_that_is_not_a_guid_is_one_sentence(
@@ -185,28 +188,44 @@ async def test_pages_load_one_script_from_the_console_only(
     assert "localTimes" in script.text
 
 
-async def test_the_activity_page_draws_the_log_as_charts(
+async def test_the_activity_page_draws_the_activity_as_charts(
     ctx: AppContext, client: httpx.AsyncClient, acme: str
 ) -> None:
-    await ctx.store.append_log(
-        [
-            LogEntry(
-                integration_id=acme,
-                organization_user_id="bob@example.com",
-                at=time.time() - 30,
-                direction="to_dataverse",
-                event="user.updated",
-                outcome=outcome,
-                reason="",
-                columns={},
-                request_id=None,
-            )
-            for outcome in ("written", "written", "dead_letter")
-        ]
+    await _skipped_delivery(client, ctx, acme)
+    await ctx.store.record_outcomes(
+        "w", [], time.time(), DataverseTraffic(acme, "to_dataverse", requests=3, throttled=1)
     )
     await signed_in_csrf(client)
     page = await client.get(f"/console/integrations/{acme}/activity")
     assert page.status_code == 200
     assert page.text.count('<svg class="chart"') == 2
-    assert re.search(r"2 written, 0 unchanged, 0 skipped, 1 failed</title>", page.text)
+    assert re.search(r"0 written, 0 unchanged, 1 skipped, 0 failed</title>", page.text)
+    assert page.text.count('<strong class="dataverse-requests">3</strong>') == 2
+    assert page.text.count('<strong class="dataverse-throttled">1</strong>') == 2
     assert "Failures (last hour)" in page.text
+
+
+async def test_an_integration_is_paused_and_resumed_from_the_console(
+    ctx: AppContext, client: httpx.AsyncClient, acme: str
+) -> None:
+    csrf = await signed_in_csrf(client)
+    paused = await client.post(f"/console/integrations/{acme}/pause", data={"csrf": csrf})
+    assert paused.status_code == 303
+    assert await ctx.store.paused_at(acme) is not None
+    assert '<span class="badge paused">paused</span>' in (await client.get("/console")).text
+    overview = await client.get(f"/console/integrations/{acme}")
+    assert f'action="/console/integrations/{acme}/resume"' in overview.text
+    resumed = await client.post(f"/console/integrations/{acme}/resume", data={"csrf": csrf})
+    assert resumed.status_code == 303
+    assert await ctx.store.paused_at(acme) is None
+    refused = await client.post(f"/console/integrations/{acme}/pause", data={"csrf": "forged"})
+    assert refused.status_code == 403 and await ctx.store.paused_at(acme) is None
+
+
+async def test_a_test_alert_without_a_webhook_says_what_to_set(
+    client: httpx.AsyncClient, acme: str
+) -> None:
+    csrf = await signed_in_csrf(client)
+    answer = await client.post("/console/alerts/test", data={"csrf": csrf})
+    assert answer.status_code == 409
+    assert "CONSENTBRIDGE_ALERT_WEBHOOK_URL" in answer.text

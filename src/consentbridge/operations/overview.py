@@ -1,5 +1,6 @@
 """Read models of the console's integration pages: an integration's health, and its activity
-over time. Typed values, not display-ready dicts; the pages format them."""
+over time (the store's ``ActivityBucket``). Typed values, not display-ready dicts; the pages
+format them."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Final
 
 from consentbridge.context import AppContext
 from consentbridge.operations import integrations, sync_status
+from consentbridge.store.activity import ActivityBucket
 
 HOUR_S: Final = 3600
 DAY_S: Final = 86_400
-FAILED_OUTCOMES: Final = frozenset({"retrying", "dead_letter"})
 
 
 @dataclass(frozen=True)
@@ -44,21 +45,11 @@ class Health:
         return "running"
 
 
-@dataclass(frozen=True)
-class ActivityBucket:
-    """Changes in one time bucket by what became of them."""
-
-    at: float
-    written: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-
 async def health(ctx: AppContext, integration_id: str) -> Health:
     integration = await integrations.get(ctx, integration_id)
     status = await sync_status.status(ctx, integration_id)
     recent = await activity(ctx, integration_id, window_s=HOUR_S, bucket_s=HOUR_S)
+    paused_at = await ctx.store.paused_at(integration_id)
     last = status.get("last_success_at")
     return Health(
         integration_id=integration.id,
@@ -72,7 +63,7 @@ async def health(ctx: AppContext, integration_id: str) -> Health:
         synced=int(status["synced"]),
         skipped=int(status["skipped"]),
         failed=int(status["failed"]),
-        paused=False,
+        paused=paused_at is not None,
     )
 
 
@@ -83,13 +74,9 @@ async def all_health(ctx: AppContext) -> list[Health]:
 async def activity(
     ctx: AppContext, integration_id: str, *, window_s: int, bucket_s: int, now: float | None = None
 ) -> list[ActivityBucket]:
-    """Buckets of ``bucket_s`` over the last ``window_s`` seconds, oldest first; buckets
-    without activity are left out."""
-    since = (now if now is not None else time.time()) - window_s
-    buckets: dict[float, dict[str, int]] = {}
-    for at, outcome, count in await ctx.store.outcome_counts(integration_id, since, bucket_s):
-        counts = buckets.setdefault(at, {})
-        key = "failed" if outcome in FAILED_OUTCOMES else outcome
-        if key in ("written", "unchanged", "skipped", "failed"):
-            counts[key] = counts.get(key, 0) + count
-    return [ActivityBucket(at, **buckets[at]) for at in sorted(buckets)]
+    """Buckets of ``bucket_s`` over the last ``window_s`` seconds, oldest first (the store's
+    time-bucketed activity); buckets without activity are left out."""
+    until = now if now is not None else time.time()
+    return await ctx.store.activity(
+        integration_id, since=until - window_s, until=until, bucket_s=bucket_s
+    )

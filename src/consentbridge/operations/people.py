@@ -1,15 +1,17 @@
-"""Finding a person for the audit view: by `organization_user_id` directly, or by a Dataverse
-contact id through the contact's match column (``config.match_attribute``)."""
+"""The audit view's person: found by `organization_user_id` directly, or by a Dataverse contact
+id through the contact's match column (``config.match_attribute``); and their audit entries."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Final
 
 from consentbridge.context import AppContext
 from consentbridge.dataverse.errors import DataverseError, NotFoundError
 from consentbridge.operations.connection import dataverse_failure, one_off_runtime
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.operations.integrations import load_integration
+from consentbridge.store.audit_chain import AuditEntry
 
 
 async def user_of_contact(ctx: AppContext, integration_id: str, contact_id: str) -> str:
@@ -44,3 +46,18 @@ async def user_of_contact(ctx: AppContext, integration_id: str, contact_id: str)
     if not isinstance(value, str) or not value:
         raise NotFound(f"Contact {contact_uuid} has no {match}, so no Didomi user is linked to it.")
     return value
+
+
+PERSON_ENTRIES: Final = 1000
+"""Most entries the audit view shows for one person (the export has them all)."""
+
+
+async def person_entries(
+    ctx: AppContext, integration_id: str, organization_user_id: str
+) -> list[AuditEntry]:
+    """The person's audit entries, oldest first, each with its seal (sealed now if new)."""
+    await load_integration(ctx, integration_id)
+    await ctx.store.seal_audit(integration_id)
+    return await ctx.store.audit_entries(
+        integration_id, organization_user_id=organization_user_id, limit=PERSON_ENTRIES
+    )

@@ -34,6 +34,7 @@ async def append_log(conn: AsyncConnection, entries: Sequence[LogEntry]) -> None
                     "reason": e.reason,
                     "columns": e.columns,
                     "request_id": e.request_id,
+                    "event_id": e.event_id,
                 }
                 for e in chunk
             ],
@@ -62,20 +63,3 @@ async def user_log(
         }
         for row in reversed(rows.all())
     ]
-
-
-async def outcome_counts(
-    conn: AsyncConnection, integration_id: str, since: float, bucket_s: int
-) -> list[tuple[float, str, int]]:
-    """``(bucket start, outcome, entries)`` of the integration's log since ``since``, in
-    buckets of ``bucket_s`` seconds (the console's activity view until a bucketed table
-    exists; ``failed`` is the count of ``retrying`` and ``dead_letter`` entries)."""
-    # Integer division of the whole second: both backends agree on it.
-    bucket = (sa.cast(_l.at, sa.BigInteger) // bucket_s) * bucket_s
-    rows = await conn.execute(
-        sa.select(bucket.label("bucket"), _l.outcome, sa.func.count().label("n"))
-        .where(_l.integration_id == integration_id, _l.at >= since)
-        .group_by(bucket, _l.outcome)
-        .order_by(bucket)
-    )
-    return [(float(row.bucket), str(row.outcome), int(row.n)) for row in rows]

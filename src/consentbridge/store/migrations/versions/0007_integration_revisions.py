@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-# Other branches add 0004-0006; the merge re-chains this to the latest of them.
-down_revision: str | None = "0003"
+down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
 

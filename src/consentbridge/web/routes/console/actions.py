@@ -1,5 +1,5 @@
-"""Actions on one integration: the connection test, a one-user preview shown as a table, and
-the bidirectional flow (enable, disable, status)."""
+"""Actions on one integration: the connection test, a one-user preview shown as a table, the
+bidirectional flow (enable, disable, status), pausing and resuming it; and a test alert."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
-from consentbridge.operations import bidirectional, diagnostics
+from consentbridge.context import AppContext
+from consentbridge.operations import alerts, bidirectional, diagnostics, jobs
 from consentbridge.operations.errors import InvalidInput, Issue
 from consentbridge.web import session as sessions
 from consentbridge.web.deps import ContextDep
-from consentbridge.web.routes.console.base import SessionDep, actor, page_router, posted, result
+from consentbridge.web.routes.console.base import (
+    SessionDep,
+    actor,
+    integration_path,
+    page_router,
+    posted,
+    result,
+)
 
 router = page_router()
 
@@ -112,5 +120,50 @@ async def bidirectional_action(
             summary="OK" if report.ok else "Needs attention",
             details="\n".join(report.lines),
         )
+
+    return await posted(request, ctx, session, act)
+
+
+@router.post("/integrations/{integration_id}/pause")
+async def pause(
+    integration_id: str, request: Request, ctx: ContextDep, session: sessions.Session = SessionDep
+) -> Response:
+    """Pause syncing the integration: intake keeps storing, nothing is written until resumed."""
+    return await _set_paused(integration_id, request, ctx, session, paused=True)
+
+
+@router.post("/integrations/{integration_id}/resume")
+async def resume(
+    integration_id: str, request: Request, ctx: ContextDep, session: sessions.Session = SessionDep
+) -> Response:
+    """Resume syncing the integration."""
+    return await _set_paused(integration_id, request, ctx, session, paused=False)
+
+
+async def _set_paused(
+    integration_id: str,
+    request: Request,
+    ctx: AppContext,
+    session: sessions.Session,
+    *,
+    paused: bool,
+) -> Response:
+    async def act(_form: dict[str, str]) -> Response:
+        await jobs.pause_integration(ctx, integration_id, paused)
+        return RedirectResponse(integration_path(integration_id), status_code=303)
+
+    return await posted(request, ctx, session, act)
+
+
+@router.post("/alerts/test")
+async def send_test_alert(
+    request: Request, ctx: ContextDep, session: sessions.Session = SessionDep
+) -> Response:
+    """Send a test message to the alert webhook (`CONSENTBRIDGE_ALERT_WEBHOOK_URL`)."""
+
+    async def act(form: dict[str, str]) -> Response:
+        await alerts.send_test_alert(ctx.settings)
+        back = form.get("integration_id") or ""
+        return result(session, back, "Test alert", summary="Sent: the alert webhook accepted it.")
 
     return await posted(request, ctx, session, act)

@@ -39,7 +39,15 @@ async def activity_page(
             )
             start = (now - window_s) // bucket_s * bucket_s
             svg = charts.activity_svg(buckets, start=start, end=now, bucket_s=bucket_s, title=title)
-            panels.append({"title": title, "svg": Markup(svg), "totals": charts.totals(buckets)})
+            panels.append(
+                {
+                    "title": title,
+                    "svg": Markup(svg),
+                    "totals": charts.totals(buckets),
+                    "requests": sum(b.dataverse_requests for b in buckets),
+                    "throttled": sum(b.dataverse_throttled for b in buckets),
+                }
+            )
     except OperationError as exc:
         return error_page(session, exc)
     return render(

@@ -1,17 +1,16 @@
 """The audit page: find a person by `organization_user_id` or by Dataverse contact id, and see
-every change received for them and what became of it (outcome, why, the columns written, the
-Dataverse request id, when); export it as CSV or JSON."""
+every change received for them and what became of it (the Didomi event id, the outcome and
+why, the columns written, the Dataverse request id, when, and its seal in the audit chain);
+export one person or a time range as CSV or JSON (the same export as `audit export`)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from typing import Any, Literal
+from typing import Annotated
 
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Query
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from consentbridge.operations import integrations, people
+from consentbridge.operations import audit, integrations, people
 from consentbridge.operations.errors import OperationError
 from consentbridge.web import session as sessions
 from consentbridge.web.deps import ContextDep
@@ -19,27 +18,14 @@ from consentbridge.web.pages import render
 from consentbridge.web.routes.console.base import SessionDep, error_page, page_router
 
 router = page_router()
-CSV_FIELDS = ("at", "direction", "event", "outcome", "reason", "columns", "request_id")
-
-
-def log_csv(organization_user_id: str, entries: list[dict[str, Any]]) -> str:
-    """One person's log as CSV: one line per entry, the columns written as JSON."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(("organization_user_id", *CSV_FIELDS))
-    for entry in entries:
-        row = [entry.get(field) for field in CSV_FIELDS]
-        row[CSV_FIELDS.index("columns")] = json.dumps(entry.get("columns"), sort_keys=True)
-        writer.writerow([organization_user_id, *("" if v is None else v for v in row)])
-    return out.getvalue()
 
 
 async def _person(
     ctx: ContextDep, integration_id: str, user: str | None, contact: str | None
 ) -> str | None:
-    if user:
+    if user and user.strip():
         return user.strip()
-    if contact:
+    if contact and contact.strip():
         return await people.user_of_contact(ctx, integration_id, contact)
     return None
 
@@ -52,11 +38,11 @@ async def audit_page(
     contact: str | None = None,
     session: sessions.Session = SessionDep,
 ) -> HTMLResponse:
-    """Search a person (`?user=` or `?contact=`) and show their log."""
+    """Search a person (`?user=` or `?contact=`) and show their audit entries."""
     try:
         integration = await integrations.get(ctx, integration_id)
         person = await _person(ctx, integration_id, user, contact)
-        log = await integrations.user_log(ctx, integration_id, person) if person else None
+        entries = await people.person_entries(ctx, integration_id, person) if person else None
     except OperationError as exc:
         return error_page(session, exc)
     return render(
@@ -67,7 +53,7 @@ async def audit_page(
         user=user or "",
         contact=contact or "",
         person=person,
-        log=log,
+        entries=entries,
     )
 
 
@@ -75,18 +61,20 @@ async def audit_page(
 async def audit_export(
     integration_id: str,
     ctx: ContextDep,
-    user: str,
-    format: Literal["csv", "json"] = "csv",
+    user: str | None = None,
+    since: Annotated[str | None, Query(alias="from")] = None,
+    until: Annotated[str | None, Query(alias="to")] = None,
+    export_format: Annotated[str, Query(alias="format")] = "csv",
     session: sessions.Session = SessionDep,
 ) -> Response:
-    """One person's log as a file: CSV (one line per entry) or JSON (the per-user log)."""
+    """One person's entries, or a time range's (`from`, `to`: ISO-8601 or unix seconds), as
+    a CSV or JSON file with each entry's seal — the export of `audit export`."""
     try:
-        log = await integrations.user_log(ctx, integration_id, user)
+        query = audit.export_query(user, since, until, export_format)
+        chunks = await audit.export(ctx, integration_id, query)
     except OperationError as exc:
         return error_page(session, exc)
-    name = f"audit-{integration_id}.{format}"
+    name = f"audit-{integration_id}.{query.format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
-    if format == "json":
-        body = json.dumps({"integration": integration_id, **log}, indent=2, ensure_ascii=False)
-        return Response(body, media_type="application/json", headers=headers)
-    return Response(log_csv(user, log["entries"]), media_type="text/csv", headers=headers)
+    media = "text/csv; charset=utf-8" if query.format == "csv" else "application/json"
+    return StreamingResponse(chunks, media_type=media, headers=headers)
