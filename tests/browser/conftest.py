@@ -4,9 +4,13 @@ service as a subprocess and the sandbox over real HTTPS. Skipped, with one line,
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +44,42 @@ def chromium() -> Iterator[Any]:
     playwright.stop()
 
 
+class AlertInbox(BaseHTTPRequestHandler):
+    """An alert webhook (as Slack's would be) that keeps every JSON body posted to it."""
+
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Inbox:
+    url: str
+    received: list[dict[str, Any]]
+
+
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(tmp_path).start()
+def alert_inbox() -> Iterator[Inbox]:
+    AlertInbox.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AlertInbox)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Inbox(f"http://127.0.0.1:{server.server_address[1]}/hook", AlertInbox.received)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def service(tmp_path: Path, alert_inbox: Inbox) -> Iterator[ServiceProcess]:
+    env = {"CONSENTBRIDGE_ALERT_WEBHOOK_URL": alert_inbox.url}
+    process = ServiceProcess(tmp_path, extra_env=env).start()
     yield process
     process.stop()
 

@@ -1,8 +1,9 @@
 """The console in a real Chromium, as a CRM admin uses it: sign in, create an integration
 against the sandbox by picking columns from the live metadata list, test it, preview a user,
 send a consent through the sandbox Didomi and find it in the activity chart and the audit view,
-export it, replay a dead letter, run a backfill dry run — a screenshot per step at 1280 px and
-390 px, never scrolling sideways at 390 px."""
+export it, replay a dead letter, run a reconcile dry run and follow its progress, pause and
+resume, send a test alert — a screenshot per step at 1280 px and 390 px, never scrolling
+sideways at 390 px."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.browser.conftest import Shots
+from tests.browser.conftest import Inbox, Shots
 from tests.support.sandbox import SandboxClient, unique_email
 from tests.support.service import ADMIN_TOKEN, ServiceProcess
 
@@ -65,7 +66,7 @@ def starter_document(sandbox: SandboxClient) -> dict[str, Any]:
 
 
 def test_an_admin_runs_an_integration_from_the_console(
-    chromium: Any, service: ServiceProcess, live_sandbox: SandboxClient
+    chromium: Any, service: ServiceProcess, live_sandbox: SandboxClient, alert_inbox: Inbox
 ) -> None:
     sandbox = live_sandbox
     context = chromium.new_context(
@@ -207,11 +208,29 @@ def test_an_admin_runs_an_integration_from_the_console(
     reload_until(page, lambda: "written" in page.inner_text("main"), "the replayed change")
     shot("replayed")
 
-    # A backfill dry run reports without writing.
+    # A reconcile dry run runs as a job in the workers; the page follows its progress.
     page.goto(f"{console}/integrations/{ID}/jobs")
-    page.click("button:has-text('Run')")
-    assert "Backfill from didomi (dry run)" in page.inner_text("h1")
-    shot("backfill-dry-run")
+    page.select_option("select[name=kind]", "reconcile")
+    page.click("button:has-text('Start')")
+    page.wait_for_url(re.compile(rf".*/integrations/{ID}/jobs$"))
+    shot("reconcile-started")
+    job = page.locator("article.job").first
+    reload_until(page, lambda: job.locator(".badge").inner_text() == "done", "the job done")
+    assert "(dry run)" in job.locator("h3").inner_text()
+    assert re.fullmatch(r"\d+ people|\d+ of \d+ people", job.locator(".progress-text").inner_text())
+    assert job.locator("table.summary tr").count() > 0
+    shot("reconcile-done")
+
+    # Pausing stops the writes; a test alert reaches the alert webhook.
+    page.goto(f"{console}/integrations/{ID}")
+    page.click("button:has-text('Pause syncing')")
+    assert page.locator("dl.health .badge").inner_text() == "paused"
+    shot("paused")
+    page.click("button:has-text('Resume')")
+    assert page.locator("button:has-text('Pause syncing')").count() == 1
+    page.click("button:has-text('Send a test alert')")
+    assert "Sent" in page.inner_text("main")
+    assert len(alert_inbox.received) == 1 and "text" in alert_inbox.received[0]
 
     # The list shows the integration's health; the history shows who changed what.
     page.goto(console)
