@@ -45,6 +45,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_WORKER_LANES": "12",
         "CONSENTBRIDGE_LOG_RETENTION_DAYS": "7",
         "CONSENTBRIDGE_MAX_BODY_BYTES": "2048",
+        "CONSENTBRIDGE_WRITE_CHUNK": "250",
+        "CONSENTBRIDGE_DATAVERSE_PACING": " Off ",
     }
 
     settings = Settings.from_env(environ)
@@ -60,6 +62,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (settings.retry_max_age_s, settings.batch_size, settings.lease_s) == (3600, 100, 0.5)
     assert settings.worker_lanes == 12
     assert (settings.log_retention_days, settings.max_body_bytes) == (7, 2048)
+    assert (settings.write_chunk, settings.dataverse_pacing) == (250, False)
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 
 
@@ -72,6 +75,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ("CONSENTBRIDGE_LOG_LEVEL", "loud"),
         ("CONSENTBRIDGE_RETRY_MAX_AGE_S", "72h"),
         ("CONSENTBRIDGE_BATCH_SIZE", "0"),
+        ("CONSENTBRIDGE_DATAVERSE_PACING", "sometimes"),
+        ("CONSENTBRIDGE_WRITE_CHUNK", "-5"),
         ("CONSENTBRIDGE_BATCH_SIZE", "1.5"),
         ("CONSENTBRIDGE_LEASE_S", "nan"),
         ("CONSENTBRIDGE_LOG_RETENTION_DAYS", "-1"),

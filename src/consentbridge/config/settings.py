@@ -40,6 +40,9 @@ DEFAULT_LEASE_S: Final = 60.0
 DEFAULT_WORKER_LANES: Final = 4
 DEFAULT_LOG_RETENTION_DAYS: Final = 30
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+DEFAULT_WRITE_CHUNK: Final = 1000  # rows per bulk write; docs/performance.md "Batch size"
+SWITCH_ON: Final = ("1", "true", "yes", "on")
+SWITCH_OFF: Final = ("0", "false", "no", "off")
 
 Converter = Callable[[object], Any]
 
@@ -136,6 +139,17 @@ def _positive_seconds(value: object) -> float:
     return float(number)
 
 
+def _switch(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in SWITCH_ON:
+        return True
+    if text in SWITCH_OFF:
+        return False
+    raise ValueError("must be on or off (true/false, 1/0, yes/no)")
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("must be text")
@@ -213,6 +227,16 @@ class Settings:
     max_body_bytes: int = field(
         default=DEFAULT_MAX_BODY_BYTES,
         metadata=_meta(_positive_int, "largest accepted request body; larger ones get 413"),
+    )
+    write_chunk: int = field(
+        default=DEFAULT_WRITE_CHUNK,
+        metadata=_meta(_positive_int, "rows per Dataverse bulk write (UpdateMultiple …)"),
+    )
+    dataverse_pacing: bool = field(
+        default=True,
+        metadata=_meta(
+            _switch, "pace Dataverse requests on the execution time left (on) or on 429s (off)"
+        ),
     )
 
     @classmethod

@@ -19,7 +19,7 @@ from consentbridge.dataverse.metadata import MetadataCache
 from consentbridge.didomi.client import DidomiClient
 from consentbridge.store.budget import AppUser
 from consentbridge.sync.budget import app_user_of
-from consentbridge.sync.forward import ForwardRuntime
+from consentbridge.sync.forward import WRITE_CHUNK, ForwardRuntime
 
 DataverseObserver = Callable[[str, str, int], None]
 """Told of every Dataverse request: ``(integration_id, operation, status)`` (status 0: none)."""
@@ -54,6 +54,8 @@ def build_runtime(
     fingerprint: str,
     observer: DataverseObserver | None = None,
     limiters: LimiterSource | None = None,
+    *,
+    write_chunk: int = WRITE_CHUNK,
 ) -> IntegrationRuntime:
     cfg = integration.config
     verify: str | bool = cfg.ca_bundle or True
@@ -71,7 +73,12 @@ def build_runtime(
         limiter=_limiter(integration, limiters),
         on_request=_bound(observer, integration.id),
     )
-    forward = ForwardRuntime(integration=integration, client=client, metadata=MetadataCache(client))
+    forward = ForwardRuntime(
+        integration=integration,
+        client=client,
+        metadata=MetadataCache(client),
+        write_chunk=write_chunk,
+    )
     didomi = None
     if integration.didomi is not None:
         didomi = DidomiClient(
@@ -101,11 +108,16 @@ class RuntimeRegistry:
     each application user's limiter (default: this process's own, `limiter_for`)."""
 
     def __init__(
-        self, observer: DataverseObserver | None = None, limiters: LimiterSource | None = None
+        self,
+        observer: DataverseObserver | None = None,
+        limiters: LimiterSource | None = None,
+        *,
+        write_chunk: int = WRITE_CHUNK,
     ) -> None:
         self._runtimes: dict[str, IntegrationRuntime] = {}
         self._observer = observer
         self._limiters = limiters
+        self._write_chunk = write_chunk
 
     async def get(self, integration: Integration, document: dict[str, Any]) -> IntegrationRuntime:
         fingerprint = _fingerprint(document)
@@ -114,7 +126,13 @@ class RuntimeRegistry:
             return current
         if current is not None:
             await current.aclose()
-        runtime = build_runtime(integration, fingerprint, self._observer, self._limiters)
+        runtime = build_runtime(
+            integration,
+            fingerprint,
+            self._observer,
+            self._limiters,
+            write_chunk=self._write_chunk,
+        )
         self._runtimes[integration.id] = runtime
         return runtime
 

@@ -40,7 +40,7 @@ from consentbridge.metrics import Metrics
 from consentbridge.store import Store
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
 from consentbridge.sync.budget import SharedBudgets
-from consentbridge.sync.forward import sync_to_dataverse
+from consentbridge.sync.forward import WRITE_CHUNK, sync_to_dataverse
 from consentbridge.sync.linger import MAX_LINGER_S, fill_batch
 from consentbridge.sync.retry import RetryPolicy
 from consentbridge.sync.reverse import ReverseEngine
@@ -90,6 +90,9 @@ class WorkerConfig:
     log_retention_s: float | None = LOG_RETENTION_S
     prune_first_s: float = PRUNE_FIRST_S
     prune_every_s: float = PRUNE_EVERY_S
+    # Rows per Dataverse bulk write, and pacing on execution time (docs/performance.md).
+    write_chunk: int = WRITE_CHUNK
+    pacing: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -100,6 +103,8 @@ class WorkerConfig:
             lanes=settings.worker_lanes,
             policy=RetryPolicy(max_age_s=settings.retry_max_age_s),
             log_retention_s=settings.log_retention_days * 86_400.0,
+            write_chunk=settings.write_chunk,
+            pacing=settings.dataverse_pacing,
         )
 
 
@@ -129,8 +134,10 @@ class Worker:
             "to_didomi": ReverseEngine(store),
         }
         self.metrics = metrics
-        self.budgets = SharedBudgets(store, self.worker_id)
-        self.registry = RuntimeRegistry(self._observe_request, self.budgets.limiter)
+        self.budgets = SharedBudgets(store, self.worker_id, pacing=self.config.pacing)
+        self.registry = RuntimeRegistry(
+            self._observe_request, self.budgets.limiter, write_chunk=self.config.write_chunk
+        )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()

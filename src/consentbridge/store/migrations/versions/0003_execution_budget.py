@@ -1,0 +1,38 @@
+"""Execution-time pacing shared by the workers of one application user: the budget row keeps
+the newest `x-ms-ratelimit-time-remaining-xrm-requests` any worker saw (and when, and the most
+ever seen), each lease the charges its worker's requests in flight are expected to cost.
+
+Revision ID: 0003_execution
+Revises: 0002
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003_execution"
+down_revision: str | None = "0002"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("dataverse_budgets") as table:
+        table.add_column(sa.Column("time_remaining", sa.Double(), nullable=True))
+        table.add_column(
+            sa.Column("time_observed_at", sa.Double(), nullable=False, server_default="0")
+        )
+        table.add_column(sa.Column("time_limit", sa.Double(), nullable=True))
+    with op.batch_alter_table("dataverse_budget_leases") as table:
+        table.add_column(sa.Column("committed_s", sa.Double(), nullable=False, server_default="0"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("dataverse_budget_leases") as table:
+        table.drop_column("committed_s")
+    with op.batch_alter_table("dataverse_budgets") as table:
+        table.drop_column("time_limit")
+        table.drop_column("time_observed_at")
+        table.drop_column("time_remaining")
