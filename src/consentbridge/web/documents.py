@@ -18,7 +18,7 @@ from typing import Any, Final
 import yaml
 
 from consentbridge.config import ConfigError, SecretBox
-from consentbridge.config.integration import REDACTED, SECRET_PATHS
+from consentbridge.config.integration import REDACTED, SecretPath, secret_paths
 from consentbridge.operations.errors import InvalidInput, Issue
 
 EXAMPLE_DOCUMENT: Final = """{
@@ -87,14 +87,14 @@ def shown(text: str, document: object, box: SecretBox) -> tuple[str, str]:
         return mask_text(text), ""
     masked = copy.deepcopy(document)
     sealed: dict[str, str] = {}
-    for path in SECRET_PATHS:
+    for path in secret_paths(masked):
         holder = _holder(masked, path)
-        value = holder.get(path[-1]) if holder is not None else None
+        value = holder.get(str(path[-1])) if holder is not None else None
         if holder is None or value in (None, "", REDACTED):
             continue
         if isinstance(value, str):  # anything else is refused anyway: hidden, not kept
-            sealed[".".join(path)] = value
-        holder[path[-1]] = REDACTED
+            sealed[".".join(map(str, path))] = value
+        holder[str(path[-1])] = REDACTED
     pretty = json.dumps(masked, indent=2, ensure_ascii=False, default=str)
     return pretty, box.encrypt(json.dumps(sealed)) if sealed else ""
 
@@ -112,11 +112,12 @@ def unseal(document: object, sealed: str | None, box: SecretBox) -> object:
             status=400,
         ) from None
     restored = copy.deepcopy(document)
-    for path in SECRET_PATHS:
+    for path in secret_paths(restored):
         holder = _holder(restored, path)
-        secret = secrets.get(".".join(path))
-        if holder is not None and holder.get(path[-1]) == REDACTED and isinstance(secret, str):
-            holder[path[-1]] = secret
+        secret = secrets.get(".".join(map(str, path)))
+        leaf = str(path[-1])
+        if holder is not None and holder.get(leaf) == REDACTED and isinstance(secret, str):
+            holder[leaf] = secret
     return restored
 
 
@@ -125,8 +126,11 @@ def mask_text(text: str) -> str:
     return _SECRET_VALUE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', text)
 
 
-def _holder(document: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+def _holder(document: dict[str, Any], path: SecretPath) -> dict[str, Any] | None:
     node: object = document
     for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(key, int):  # config.credentials[i]
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+        else:
+            node = node.get(key) if isinstance(node, dict) else None
     return node if isinstance(node, dict) else None
