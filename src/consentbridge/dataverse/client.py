@@ -41,6 +41,7 @@ from consentbridge.dataverse.batch import (
 )
 from consentbridge.dataverse.errors import (
     AuthError,
+    DataverseError,
     TransientError,
     from_batch_part,
     from_response,
@@ -137,6 +138,8 @@ class DataverseClient:
             headers=ODATA_HEADERS,
         )
         self.requests_sent = 0
+        self.refusals = 0  # requests refused for this application user (see `_refused`)
+        self.last_refusal: DataverseError | None = None
 
     @property
     def limiter(self) -> AdaptiveLimiter:
@@ -168,7 +171,11 @@ class DataverseClient:
         limiter = self._limiter
         limiter.prober = self.probe  # any client of the application user may read its budget
         while True:
-            token = await self._tokens.token()
+            try:
+                token = await self._tokens.token()
+            except AuthError as exc:
+                self._refused(exc)
+                raise
             request_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
             try:
                 async with limiter.slot(operation):
@@ -230,7 +237,16 @@ class DataverseClient:
                 _log_retry(method, path, attempt, delay, f"HTTP {status}")
                 await asyncio.sleep(delay)
                 continue
-            raise from_response(response, what=what)
+            error = from_response(response, what=what)
+            if status in (401, 403):
+                self._refused(error)
+            raise error
+
+    def _refused(self, error: DataverseError) -> None:
+        """Entra or Dataverse refused this application user (no token, 401, 403): counted, so
+        that a caller holding several application users can set this one aside."""
+        self.refusals += 1
+        self.last_refusal = error
 
     def _note_budget(self, response: httpx.Response, operation: str, took_s: float) -> None:
         """Tell the limiter the execution time left (every answer carries it) and how long the

@@ -242,6 +242,57 @@ async def share_budget(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AppUserHealth:
+    """Whether an application user is set aside after failing, as the store records it."""
+
+    set_aside_until: float  # unix time; 0 when it never failed or has recovered
+    reason: str | None  # the error that set it aside (one sentence, no secret)
+    failures: int  # failures in a row
+
+
+async def record_app_user_health(
+    conn: AsyncConnection,
+    app_user: AppUser,
+    health: AppUserHealth,
+    *,
+    initial: BudgetState,
+    now: float,
+) -> None:
+    """Record that ``app_user`` failed and is set aside, or recovered (``failures`` 0)."""
+    b = dataverse_budgets.c
+    values = {
+        "set_aside_until": health.set_aside_until,
+        "set_aside_reason": health.reason,
+        "failures": health.failures,
+    }
+    await conn.execute(
+        insert(conn, dataverse_budgets)
+        .values(**_key(app_user), **_values(initial, now), **values)
+        .on_conflict_do_update(index_elements=[b.instance, b.tenant_id, b.client_id], set_=values)
+    )
+
+
+async def app_user_health(
+    conn: AsyncConnection, app_users: list[AppUser]
+) -> dict[AppUser, AppUserHealth]:
+    """What the store says of each of ``app_users`` (those it knows nothing of are absent)."""
+    if not app_users:
+        return {}
+    b = dataverse_budgets.c
+    rows = await conn.execute(
+        sa.select(
+            b.instance, b.tenant_id, b.client_id, b.set_aside_until, b.set_aside_reason, b.failures
+        ).where(sa.or_(*(_of(dataverse_budgets, user) for user in app_users)))
+    )
+    return {
+        AppUser(row.instance, row.tenant_id, row.client_id): AppUserHealth(
+            row.set_aside_until, row.set_aside_reason, row.failures
+        )
+        for row in rows
+    }
+
+
 async def release_budget(conn: AsyncConnection, worker_id: str) -> int:
     """Give back every slot the worker holds (graceful stop); how many leases it had."""
     lc = dataverse_budget_leases.c

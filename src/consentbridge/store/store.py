@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from consentbridge.store import budget as budget_ops
 from consentbridge.store import claims, deadletters, intake, integrations, log, retention, status
 from consentbridge.store import outcomes as outcome_ops
-from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
+from consentbridge.store.budget import Adjust, AppUser, AppUserHealth, BudgetShare, BudgetState
 from consentbridge.store.engine import (
     DEFAULT_SQLITE_SYNCHRONOUS,
     RETRY_BUDGET_S,
@@ -268,6 +268,23 @@ class Store:
                 lease_s=lease_s,
                 now=now,
             ),
+        )
+
+    async def record_app_user_health(
+        self, app_user: AppUser, health: AppUserHealth, *, initial: BudgetState, now: float
+    ) -> None:
+        """Record that an application user was set aside after failing, or recovered."""
+        await self._db.write(
+            "record_app_user_health",
+            lambda c: budget_ops.record_app_user_health(
+                c, app_user, health, initial=initial, now=now
+            ),
+        )
+
+    async def app_user_health(self, app_users: list[AppUser]) -> dict[AppUser, AppUserHealth]:
+        """Which of ``app_users`` are set aside, and why (for status)."""
+        return await self._db.read(
+            "app_user_health", lambda c: budget_ops.app_user_health(c, app_users)
         )
 
     async def release_budget(self, worker_id: str) -> int:

@@ -184,6 +184,10 @@ dataverse_budgets = sa.Table(
     sa.Column("time_remaining", sa.Double, nullable=True),
     sa.Column("time_observed_at", sa.Double, nullable=False, server_default="0"),
     sa.Column("time_limit", sa.Double, nullable=True),
+    # An application user that failed (bad secret, role missing) is set aside until then.
+    sa.Column("set_aside_until", sa.Double, nullable=False, server_default="0"),
+    sa.Column("set_aside_reason", sa.Text, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint(*_APP_USER),
 )
 

@@ -65,10 +65,20 @@ USED: Final = 0.75  # grow only when the requests out averaged this share of the
 INITIAL: Final = BudgetState(concurrency=INITIAL_CONCURRENCY)
 
 
-def app_user_of(integration: Integration) -> AppUser:
-    """The application user an integration writes as (no secret in it)."""
+def app_user_of(integration: Integration, client_id: str | None = None) -> AppUser:
+    """The application user an integration writes as (no secret in it): the seed's
+    ``config.client_id``, or the one of ``client_id`` (an entry of ``config.credentials``)."""
     cfg = integration.config
-    return AppUser(cfg.instance.rstrip("/").lower(), cfg.tenant_id.lower(), cfg.client_id.lower())
+    return AppUser(
+        cfg.instance.rstrip("/").lower(),
+        cfg.tenant_id.lower(),
+        (client_id or cfg.client_id).lower(),
+    )
+
+
+def app_users_of(integration: Integration) -> list[AppUser]:
+    """Every application user of an integration, the seed's first."""
+    return [app_user_of(integration, c.client_id) for c in integration.config.app_credentials]
 
 
 def adjust(state: BudgetState, seen: Observations, others: Others, now: float) -> BudgetState:

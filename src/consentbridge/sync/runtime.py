@@ -1,7 +1,9 @@
 """Per-integration runtime objects (token provider, Dataverse client, metadata cache), built
 from the stored document and rebuilt when the document changes. One limiter per application
 user (Dataverse instance, tenant, client id) is shared by every integration that writes as it;
-in a worker it is that worker's share of the budget all workers share (`sync/budget.py`)."""
+in a worker it is that worker's share of the budget all workers share (`sync/budget.py`).
+An integration with `config.credentials` gets a client per application user
+(`sync/app_users.py`); `dataverse`, `tokens` and `forward` are the seed's (`config.client_id`)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import Credential, Integration
 from consentbridge.dataverse.auth import TokenProvider
 from consentbridge.dataverse.client import DataverseClient, RequestHook
 from consentbridge.dataverse.limiter import AdaptiveLimiter, limiter_for
 from consentbridge.dataverse.metadata import MetadataCache
 from consentbridge.didomi.client import DidomiClient
 from consentbridge.store.budget import AppUser
+from consentbridge.sync.app_users import AppUserPool, AppUserWriter, HealthRecorder
 from consentbridge.sync.budget import app_user_of
 from consentbridge.sync.forward import WRITE_CHUNK, ForwardRuntime
 
@@ -41,10 +44,17 @@ class IntegrationRuntime:
     forward: ForwardRuntime
     # The Didomi API client of the reverse flow; None when the integration has no didomi block.
     didomi: DidomiClient | None = None
+    # Every application user it writes as (`sync/app_users.py`); the seed's is `dataverse`.
+    app_users: AppUserPool | None = None
+    # Where a worker records an application user set aside (None: not recorded).
+    record_health: HealthRecorder | None = None
 
     async def aclose(self) -> None:
-        await self.dataverse.aclose()
-        await self.tokens.aclose()
+        if self.app_users is not None:
+            await self.app_users.aclose()  # the seed's client and tokens among them
+        else:
+            await self.dataverse.aclose()
+            await self.tokens.aclose()
         if self.didomi is not None:
             await self.didomi.aclose()
 
@@ -56,29 +66,15 @@ def build_runtime(
     limiters: LimiterSource | None = None,
     *,
     write_chunk: int = WRITE_CHUNK,
+    record_health: HealthRecorder | None = None,
 ) -> IntegrationRuntime:
     cfg = integration.config
     verify: str | bool = cfg.ca_bundle or True
-    tokens = TokenProvider(
-        client_id=cfg.client_id,
-        client_secret=cfg.client_secret.get_secret_value(),
-        authority=integration.authority,
-        scope=integration.token_scope,
-        verify=verify,
-    )
-    client = DataverseClient(
-        integration.web_api_base,
-        tokens,
-        verify=verify,
-        limiter=_limiter(integration, limiters),
-        on_request=_bound(observer, integration.id),
-    )
-    forward = ForwardRuntime(
-        integration=integration,
-        client=client,
-        metadata=MetadataCache(client),
-        write_chunk=write_chunk,
-    )
+    writers = [
+        _writer(integration, credential, verify, observer, limiters, write_chunk)
+        for credential in cfg.app_credentials
+    ]
+    seed = writers[0]
     didomi = None
     if integration.didomi is not None:
         didomi = DidomiClient(
@@ -88,12 +84,50 @@ def build_runtime(
             organization_id=integration.organization_id or "",
             verify=verify,
         )
-    return IntegrationRuntime(integration, fingerprint, tokens, client, forward, didomi)
+    return IntegrationRuntime(
+        integration,
+        fingerprint,
+        seed.tokens,
+        seed.client,
+        seed.forward,
+        didomi,
+        AppUserPool(writers),
+        record_health,
+    )
 
 
-def _limiter(integration: Integration, limiters: LimiterSource | None) -> AdaptiveLimiter:
-    app_user = app_user_of(integration)
-    return limiters(app_user) if limiters is not None else limiter_for(str(app_user))
+def _writer(
+    integration: Integration,
+    credential: Credential,
+    verify: str | bool,
+    observer: DataverseObserver | None,
+    limiters: LimiterSource | None,
+    write_chunk: int,
+) -> AppUserWriter:
+    """The client of one application user, with its own limiter (its own budget)."""
+    tokens = TokenProvider(
+        client_id=credential.client_id,
+        client_secret=credential.client_secret.get_secret_value(),
+        authority=integration.authority,
+        scope=integration.token_scope,
+        verify=verify,
+    )
+    app_user = app_user_of(integration, credential.client_id)
+    limiter = limiters(app_user) if limiters is not None else limiter_for(str(app_user))
+    client = DataverseClient(
+        integration.web_api_base,
+        tokens,
+        verify=verify,
+        limiter=limiter,
+        on_request=_bound(observer, integration.id),
+    )
+    forward = ForwardRuntime(
+        integration=integration,
+        client=client,
+        metadata=MetadataCache(client),
+        write_chunk=write_chunk,
+    )
+    return AppUserWriter(app_user, tokens, client, forward)
 
 
 def _bound(observer: DataverseObserver | None, integration_id: str) -> RequestHook | None:
@@ -113,11 +147,13 @@ class RuntimeRegistry:
         limiters: LimiterSource | None = None,
         *,
         write_chunk: int = WRITE_CHUNK,
+        record_health: HealthRecorder | None = None,
     ) -> None:
         self._runtimes: dict[str, IntegrationRuntime] = {}
         self._observer = observer
         self._limiters = limiters
         self._write_chunk = write_chunk
+        self._record_health = record_health
 
     async def get(self, integration: Integration, document: dict[str, Any]) -> IntegrationRuntime:
         fingerprint = _fingerprint(document)
@@ -132,6 +168,7 @@ class RuntimeRegistry:
             self._observer,
             self._limiters,
             write_chunk=self._write_chunk,
+            record_health=self._record_health,
         )
         self._runtimes[integration.id] = runtime
         return runtime
