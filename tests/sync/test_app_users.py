@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from consentbridge.context import AppContext
-from consentbridge.operations import intake, sync_status
+from consentbridge.operations import diagnostics, intake, sync_status
 from consentbridge.sync.worker import Worker, WorkerConfig
 from tests.e2e.conftest import INTEGRATION_ID, integration_document
 from tests.support.bidirectional import open_context
@@ -138,3 +138,32 @@ async def test_a_single_application_user_has_the_contract_status(
         await ctx.aclose()
 
     assert "app_users" not in status
+
+
+async def test_integrations_test_checks_each_application_user_on_its_own_line(
+    tmp_path: Path, live_sandbox: SandboxClient, second: dict[str, Any]
+) -> None:
+    third = live_sandbox.add_app("third", [])  # an application user without a role
+    ctx = await _context(
+        tmp_path,
+        live_sandbox,
+        [
+            {"client_id": second["client_id"], "client_secret": "not-the-secret-of-second"},
+            {"client_id": third["client_id"], "client_secret": third["client_secret"]},
+        ],
+    )
+    try:
+        checks = await diagnostics.test_connection(ctx, INTEGRATION_ID)
+    finally:
+        await ctx.aclose()
+
+    lines = [check for check in checks if check.name == "app_user"]
+    seed = live_sandbox.principals()["apps"][0]["client_id"]
+    assert [line.detail.split(":")[0] for line in lines] == [
+        seed,
+        second["client_id"],
+        third["client_id"],
+    ]
+    assert [line.ok for line in lines] == [True, False, False]
+    assert "prvWriteContact" in lines[2].detail
+    assert "not-the-secret" not in " ".join(line.detail for line in lines)
