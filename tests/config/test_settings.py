@@ -47,6 +47,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_MAX_BODY_BYTES": "2048",
         "CONSENTBRIDGE_WRITE_CHUNK": "250",
         "CONSENTBRIDGE_DATAVERSE_PACING": " Off ",
+        "CONSENTBRIDGE_DATAVERSE_WINDOW_S": "60",
     }
 
     settings = Settings.from_env(environ)
@@ -63,6 +64,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.worker_lanes == 12
     assert (settings.log_retention_days, settings.max_body_bytes) == (7, 2048)
     assert (settings.write_chunk, settings.dataverse_pacing) == (250, False)
+    assert settings.dataverse_window_s == 60.0
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 
 

@@ -74,6 +74,21 @@ def test_a_request_larger_than_the_whole_budget_may_start_alone() -> None:
     pacer.finish(ticket)
 
 
+def test_our_charges_leaving_the_window_before_the_answer_are_counted_on() -> None:
+    pacer = ExecutionPacer(reserve_share=0.0, window_s=100.0)
+    pacer.timed("update_multiple", 30.0, at=1000.0)  # leaves the window at 1100
+    pacer.timed("update_multiple", 30.0, at=1050.0)  # leaves at 1150
+    pacer.observe(0.0, at=1090.0)  # the window is full now
+
+    assert not pacer.allows(30.0, now=1095.0), "nothing has left yet: Dataverse would refuse"
+    assert pacer.leaving(1090.0, 1101.0) == 30.0
+    assert pacer.allows(30.0, now=1100.5), "the first charge has left; the new one fits"
+    ticket = pacer.start(30.0)
+    assert not pacer.allows(30.0, now=1100.5)
+    pacer.finish(ticket)
+    assert ExecutionPacer(window_s=None).leaving(0.0, 1e9) == 0.0
+
+
 def test_a_probe_is_due_only_when_the_gate_is_shut_and_no_answer_is_coming() -> None:
     pacer = ExecutionPacer(probe_every_s=1.0)
     assert not pacer.probe_due(100.0), "nothing seen: nothing to refresh"
@@ -125,10 +140,12 @@ async def _burst(sandbox: SandboxClient, limiter: AdaptiveLimiter) -> tuple[int,
     return after - before, sum(len(ids) for ids, _ in created)
 
 
+@pytest.mark.parametrize("window_s", [300.0, TIGHT["window_s"]])
 async def test_a_paced_burst_is_not_refused_for_execution_time(
-    live_sandbox: SandboxClient,
+    live_sandbox: SandboxClient, window_s: float
 ) -> None:
-    throttled, rows = await _burst(live_sandbox, AdaptiveLimiter())
+    # 300 s: the pacer counts on no refill within the burst; 2 s: it knows the window.
+    throttled, rows = await _burst(live_sandbox, AdaptiveLimiter(window_s=window_s))
 
     assert rows == CHUNKS * ROWS
     assert throttled <= PACED_MAX_429

@@ -40,6 +40,7 @@ DEFAULT_LEASE_S: Final = 60.0
 DEFAULT_WORKER_LANES: Final = 4
 DEFAULT_LOG_RETENTION_DAYS: Final = 30
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+DEFAULT_DATAVERSE_WINDOW_S: Final = 300.0  # MS Learn api-limits: a sliding 5 minutes
 DEFAULT_WRITE_CHUNK: Final = 1000  # rows per bulk write; docs/performance.md "Batch size"
 SWITCH_ON: Final = ("1", "true", "yes", "on")
 SWITCH_OFF: Final = ("0", "false", "no", "off")
@@ -236,6 +237,12 @@ class Settings:
         default=True,
         metadata=_meta(
             _switch, "pace Dataverse requests on the execution time left (on) or on 429s (off)"
+        ),
+    )
+    dataverse_window_s: float = field(
+        default=DEFAULT_DATAVERSE_WINDOW_S,
+        metadata=_meta(
+            _positive_seconds, "Dataverse's service-protection window, which pacing counts on"
         ),
     )
 

@@ -251,11 +251,12 @@ class DataverseClient:
     def _note_budget(self, response: httpx.Response, operation: str, took_s: float) -> None:
         """Tell the limiter the execution time left (every answer carries it) and how long the
         request took (its charge, at most), before the slot is given back."""
+        now = time.time()
         remaining = parse_time_remaining(response.headers.get(TIME_REMAINING_HEADER))
         if remaining is not None:
-            self._limiter.on_time_remaining(remaining, time.time())
+            self._limiter.on_time_remaining(remaining, now)
         if response.status_code < 300:
-            self._limiter.on_timed(operation, took_s)
+            self._limiter.on_timed(operation, took_s, now)
 
     async def probe(self) -> None:
         """One cheap request (`WhoAmI`, outside the limiter's slots) whose answer tells the

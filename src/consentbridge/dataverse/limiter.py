@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from consentbridge.dataverse.pacing import ExecutionPacer
+from consentbridge.dataverse.pacing import WINDOW_S, ExecutionPacer
 
 INITIAL_CONCURRENCY = 2
 MAX_CONCURRENCY = 52  # Dataverse's documented concurrent-request limit per user
@@ -41,9 +41,10 @@ class AdaptiveLimiter:
         maximum: int = MAX_CONCURRENCY,
         *,
         pacing: bool = True,
+        window_s: float = WINDOW_S,
     ) -> None:
         # None: pace on concurrency and 429s only (CONSENTBRIDGE_DATAVERSE_PACING=off).
-        self.pacer: ExecutionPacer | None = ExecutionPacer() if pacing else None
+        self.pacer: ExecutionPacer | None = ExecutionPacer(window_s=window_s) if pacing else None
         self.prober: Prober | None = None
         self.limit = max(1, initial)
         self.maximum = maximum
@@ -77,7 +78,7 @@ class AdaptiveLimiter:
                         await self._cond.wait()
                         continue
                     charge = pacer.charge_of(operation) if pacer is not None else 0.0
-                    if pacer is None or pacer.allows(charge):
+                    if pacer is None or pacer.allows(charge, time.time()):
                         break
                     await self._paced(pacer)
             finally:
@@ -116,10 +117,10 @@ class AdaptiveLimiter:
         if self.pacer is not None:
             self.pacer.observe(remaining_s, at)
 
-    def on_timed(self, operation: str, seconds: float) -> None:
-        """A request of ``operation`` took ``seconds`` from sending to its answer."""
+    def on_timed(self, operation: str, seconds: float, at: float | None = None) -> None:
+        """A request of ``operation`` took ``seconds`` from sending to its answer at ``at``."""
         if self.pacer is not None:
-            self.pacer.timed(operation, seconds)
+            self.pacer.timed(operation, seconds, at)
 
     def note_backlog(self, slots: int) -> None:
         """Work for this application user was left waiting that ``slots`` slots could run now
@@ -189,8 +190,10 @@ class SharedLimiter(AdaptiveLimiter):
     other processes learn of it), or when a caller waits while the share is 0.
     """
 
-    def __init__(self, *, managed: bool = False, pacing: bool = True) -> None:
-        super().__init__(pacing=pacing)
+    def __init__(
+        self, *, managed: bool = False, pacing: bool = True, window_s: float = WINDOW_S
+    ) -> None:
+        super().__init__(pacing=pacing, window_s=window_s)
         self.managed = managed
         self.urgent = asyncio.Event()
         if managed:

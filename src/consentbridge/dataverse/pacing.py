@@ -27,10 +27,20 @@ The model — a token bucket of execution seconds whose level is read off the he
   A request expected to cost more than the whole limit may start alone (nothing else in
   flight anywhere, ``remaining`` above the reserve: Dataverse admits it, as it refuses only
   once the window is spent), so it cannot wait forever.
-- The refill is not guessed: while the gate is shut and none of our requests is out (so no
-  answer will bring fresh headers), a cheap probe (`WhoAmI`, one base cost) reads the level
-  again every `PROBE_EVERY_S` (every `EXHAUSTED_PROBE_S` when it read 0, since a probe is then
-  refused).
+- Counting what is in flight against what is left now is safe but costs throughput: in a
+  steady burst the window holds *c*·W of charges and the requests in flight *c*·d more (d: a
+  request's duration), so the rate *c* could not pass L / (W + d) — 96 % of the ceiling with
+  12 s requests and W = 300 s, 71 % with a 30 s window. So the pacer also counts the refill it
+  is sure of: its own charges (answered at *t*, each entered the window then) leave it at
+  *t* + W, and those leaving before the new request would be answered are credited. W is
+  Dataverse's documented 300 s (`CONSENTBRIDGE_DATAVERSE_WINDOW_S`); other workers' charges
+  are not known to this process and are never credited. A request also needs what is left
+  *now* (with the refill up to now) above the reserve, since Dataverse refuses a request while
+  the window is full, whatever frees later.
+- Beyond that the refill is not guessed: while the gate is shut and none of our requests is
+  out (so no answer will bring fresh headers), a cheap probe (`WhoAmI`, one base cost) reads
+  the level again every `PROBE_EVERY_S` (every `EXHAUSTED_PROBE_S` when it read 0, since a
+  probe is then refused).
 
 So from idle a burst first spends the window at the concurrency the `x-ms-dop-hint` allows
 (faster than the window refills: a short burst beats 4 s/s, as it may), then runs exactly as
@@ -40,6 +50,7 @@ the other lever (`AdaptiveLimiter`: up to `x-ms-dop-hint`); this module never ra
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Final
 
 TIME_REMAINING_HEADER: Final = "x-ms-ratelimit-time-remaining-xrm-requests"
@@ -47,6 +58,7 @@ RESERVE_SHARE: Final = 0.02  # of the limit, kept unspent (24 s of 1,200)
 PROBE_EVERY_S: Final = 1.0
 EXHAUSTED_PROBE_S: Final = 5.0
 DEFAULT_CHARGE_S: Final = 1.0  # an operation never timed yet
+WINDOW_S: Final = 300.0  # Dataverse's documented window (MS Learn api-limits)
 CHARGE_EWMA: Final = 0.3  # weight of the newest duration
 
 
@@ -73,10 +85,16 @@ class ExecutionPacer:
     caller passes the clock)."""
 
     def __init__(
-        self, *, reserve_share: float = RESERVE_SHARE, probe_every_s: float = PROBE_EVERY_S
+        self,
+        *,
+        reserve_share: float = RESERVE_SHARE,
+        probe_every_s: float = PROBE_EVERY_S,
+        window_s: float | None = WINDOW_S,
     ) -> None:
         self.reserve_share = reserve_share
         self.probe_every_s = probe_every_s
+        self.window_s = window_s  # None: credit no refill at all
+        self._charged: deque[tuple[float, float]] = deque()  # (unix time answered, charge)
         self.remaining: float | None = None  # seconds left in the window, last seen
         self.observed_at = 0.0  # unix time of that observation
         self.limit = 0.0  # the most remaining ever seen: the window's limit, or less
@@ -113,12 +131,27 @@ class ExecutionPacer:
             return known
         return max(self._charges.values(), default=DEFAULT_CHARGE_S)
 
-    def timed(self, operation: str, seconds: float) -> None:
-        """A request of ``operation`` took ``seconds`` (an upper bound of its charge)."""
+    def timed(self, operation: str, seconds: float, at: float | None = None) -> None:
+        """A request of ``operation`` took ``seconds`` (an upper bound of its charge) and was
+        answered at unix time ``at`` (then its charge entered the window)."""
         before = self._charges.get(operation)
         self._charges[operation] = (
             seconds if before is None else before + CHARGE_EWMA * (seconds - before)
         )
+        if at is not None and self.window_s is not None:
+            self._charged.append((at, seconds))
+            horizon = at - 2 * self.window_s
+            while self._charged and self._charged[0][0] < horizon:
+                self._charged.popleft()
+
+    def leaving(self, since: float, until: float) -> float:
+        """Seconds of our own charges that leave the window between ``since`` and ``until``
+        (a charge answered at *t* leaves at *t* + window): the refill we can count on. Other
+        workers' charges are not known here, so the refill is never overestimated by them."""
+        if self.window_s is None or until <= since:
+            return 0.0
+        window = self.window_s
+        return sum(c for at, c in self._charged if since < at + window <= until)
 
     def start(self, charge: float) -> int:
         """A request starts, committing ``charge``; returns its ticket for `finish`."""
@@ -138,15 +171,23 @@ class ExecutionPacer:
     def reserve(self) -> float:
         return self.reserve_share * self.limit
 
-    def headroom(self) -> float | None:
-        """Seconds that may still be committed (None: no header seen, so no pacing)."""
+    def headroom(self, now: float | None = None, charge: float = 0.0) -> float | None:
+        """Seconds that may still be committed (None: no header seen, so no pacing): what is
+        left, plus our charges that leave the window before a request of ``charge`` started
+        ``now`` is answered, less what is in flight and the reserve."""
         if self.remaining is None:
             return None
-        return self.remaining - self.committed - self.others_committed - self.reserve
+        refill = 0.0 if now is None else self.leaving(self.observed_at, now + charge)
+        return self.remaining + refill - self.committed - self.others_committed - self.reserve
 
-    def allows(self, charge: float) -> bool:
-        headroom = self.headroom()
-        if headroom is None or headroom >= charge:
+    def allows(self, charge: float, now: float | None = None) -> bool:
+        headroom = self.headroom(now, charge)
+        if headroom is None:
+            return True
+        assert self.remaining is not None
+        # Dataverse must admit it now (a window already full refuses it, whatever frees later).
+        left_now = self.remaining + (0.0 if now is None else self.leaving(self.observed_at, now))
+        if headroom >= charge and left_now > self.reserve:
             return True
         # A request larger than the whole budget would wait forever: let it start alone, when
         # Dataverse still admits requests (it refuses only once the window is spent).

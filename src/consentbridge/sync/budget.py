@@ -49,6 +49,7 @@ from consentbridge.dataverse.limiter import (
     SharedLimiter,
     use_limiter,
 )
+from consentbridge.dataverse.pacing import WINDOW_S
 from consentbridge.logs import get_logger
 from consentbridge.store import Store
 from consentbridge.store.budget import AppUser, BudgetShare, BudgetState, Others
@@ -172,9 +173,11 @@ class SharedBudgets:
         refresh_s: float = REFRESH_S,
         lease_s: float = LEASE_S,
         pacing: bool = True,
+        window_s: float = WINDOW_S,
     ) -> None:
         self.store = store
         self.pacing = pacing
+        self.window_s = window_s
         self.worker_id = worker_id
         self.refresh_s = refresh_s
         self.lease_s = lease_s
@@ -191,7 +194,7 @@ class SharedBudgets:
         if limiter is None:
             # While `run` keeps shares fresh, no request goes out before the first share.
             limiter = self.limiters[app_user] = SharedLimiter(
-                managed=self._running, pacing=self.pacing
+                managed=self._running, pacing=self.pacing, window_s=self.window_s
             )
             use_limiter(str(app_user), limiter)
             self._due[app_user] = 0.0

@@ -35,6 +35,7 @@ from consentbridge.config.integration import Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.dataverse.limiter import AdaptiveLimiter
+from consentbridge.dataverse.pacing import WINDOW_S
 from consentbridge.logs import bind, get_logger, user_ref
 from consentbridge.metrics import Metrics
 from consentbridge.store import Store
@@ -104,6 +105,7 @@ class WorkerConfig:
     # Rows per Dataverse bulk write, and pacing on execution time (docs/performance.md).
     write_chunk: int = WRITE_CHUNK
     pacing: bool = True
+    pacing_window_s: float = WINDOW_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -116,6 +118,7 @@ class WorkerConfig:
             log_retention_s=settings.log_retention_days * 86_400.0,
             write_chunk=settings.write_chunk,
             pacing=settings.dataverse_pacing,
+            pacing_window_s=settings.dataverse_window_s,
         )
 
 
@@ -150,7 +153,12 @@ class Worker:
             "to_didomi": ReverseEngine(store),
         }
         self.metrics = metrics
-        self.budgets = SharedBudgets(store, self.worker_id, pacing=self.config.pacing)
+        self.budgets = SharedBudgets(
+            store,
+            self.worker_id,
+            pacing=self.config.pacing,
+            window_s=self.config.pacing_window_s,
+        )
         self.registry = RuntimeRegistry(
             self._observe_request,
             self.budgets.limiter,
