@@ -1,5 +1,9 @@
 """`integrations test`, `integrations preview` and `validate --online`: read-only checks of an
-integration against the real services, each result one line naming the problem and the fix."""
+integration against the real services, each result one line naming the problem and the fix.
+
+`test` and `validate --online` judge the mapped columns against Dataverse's metadata with one
+function (`column_issues`). A connection setting that does not work is a failed check in `test`
+and a 4xx naming the setting in `preview` (`operations/connection.py`), never a 500."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 from consentbridge.config.integration import Integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.errors import AuthError, DataverseError
-from consentbridge.dataverse.metadata import read_contact_columns
+from consentbridge.dataverse.metadata import ColumnInfo, read_contact_columns
 from consentbridge.didomi.client import DidomiError
 from consentbridge.mapping import (
     AttributeType,
@@ -20,9 +24,16 @@ from consentbridge.mapping import (
     coerce,
     project,
 )
+from consentbridge.operations.connection import (
+    dataverse_failure,
+    didomi_failure,
+    one_off_didomi,
+    one_off_runtime,
+)
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.sync.app_users import AppUserWriter
 from consentbridge.sync.clients import didomi_client, runtime_for
+from consentbridge.sync.runtime import ClientSetupError, IntegrationRuntime
 
 CONTACT_PRIVILEGES = ("prvReadContact", "prvWriteContact", "prvCreateContact")
 REGISTRATION_PRIVILEGES = ("prvCreateServiceEndpoint", "prvCreateSdkMessageProcessingStep")
@@ -84,7 +95,10 @@ async def _check_app_user(writer: AppUserWriter) -> Check:
 
 async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
     integration = await _integration(ctx, integration_id)
-    runtime = runtime_for(integration)
+    try:
+        runtime = await runtime_for(integration)
+    except ClientSetupError as exc:
+        return [Check("ca_bundle", False, exc.message)]
     checks: list[Check] = []
     try:
         try:
@@ -134,6 +148,7 @@ async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
                 "that can read, create and write contacts",
             )
         )
+        checks += await _column_checks(runtime, integration)
         if integration.bidirectional:
             missing = [p for p in REGISTRATION_PRIVILEGES if p not in granted]
             checks.append(
@@ -150,7 +165,11 @@ async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
             for writer in runtime.app_users.writers:
                 checks.append(await _check_app_user(writer))
         if integration.didomi is not None:
-            didomi = didomi_client(integration)
+            try:
+                didomi = await didomi_client(integration)
+            except ClientSetupError as exc:
+                checks.append(Check("didomi", False, exc.message))
+                return checks
             try:
                 await didomi.request(
                     "GET", "consents/users", what="a Didomi user page", params={"$limit": "1"}
@@ -176,7 +195,7 @@ async def preview(
         raise InvalidInput(
             [Issue("organization_user_id", "Give the organization_user_id of the user to preview.")]
         )
-    runtime = runtime_for(integration)
+    runtime = await one_off_runtime(integration)
     try:
         values, source = await _desired_values(ctx, integration, organization_user_id)
         columns = await read_contact_columns(runtime.dataverse)
@@ -233,7 +252,7 @@ async def preview(
             "action": action,
         }
     except DataverseError as exc:
-        raise InvalidInput([Issue("dataverse", str(exc))], status=502) from exc
+        raise dataverse_failure(exc) from exc
     finally:
         await runtime.aclose()
 
@@ -243,11 +262,11 @@ async def _desired_values(
 ) -> tuple[dict[str, Any], str]:
     properties = [Property(p.id, p.value, p.transform) for p in integration.config.properties]
     if integration.didomi is not None:
-        client = didomi_client(integration)
+        client = await one_off_didomi(integration)
         try:
             raw = await client.get_user(user)
         except DidomiError as exc:
-            raise InvalidInput([Issue("didomi", exc.message)], status=502) from exc
+            raise didomi_failure(exc) from exc
         finally:
             await client.aclose()
         if raw is None:
@@ -264,16 +283,39 @@ async def _desired_values(
     return desired_values(state.columns), "last received change"
 
 
+async def _column_checks(runtime: IntegrationRuntime, integration: Integration) -> list[Check]:
+    """One failed check per mapped column Dataverse does not have (or cannot write), or one
+    passed check."""
+    try:
+        columns = await read_contact_columns(runtime.dataverse)
+    except DataverseError as exc:
+        return [Check("columns", False, str(exc))]
+    issues = column_issues(integration, columns)
+    if not issues:
+        count = len(integration.config.properties)
+        return [Check("columns", True, f"the contact table has all {count} mapped column(s)")]
+    return [Check("columns", False, f"{issue.path}: {issue.message}") for issue in issues]
+
+
 async def validate_online(ctx: AppContext, integration: Integration) -> list[Issue]:
     """Every mapped column checked against the Dataverse metadata of `contact`."""
-    runtime = runtime_for(integration)
-    issues: list[Issue] = []
+    try:
+        runtime = await runtime_for(integration)
+    except ClientSetupError as exc:
+        return [Issue(exc.path, exc.message)]
     try:
         columns = await read_contact_columns(runtime.dataverse)
     except DataverseError as exc:
         return [Issue("config.instance", str(exc))]
     finally:
         await runtime.aclose()
+    return column_issues(integration, columns)
+
+
+def column_issues(integration: Integration, columns: dict[str, ColumnInfo]) -> list[Issue]:
+    """Each mapped column (and the match column) missing from ``columns``, of a type the
+    mapping cannot write, or not writable through the Web API."""
+    issues: list[Issue] = []
     for index, prop in enumerate(integration.config.properties):
         info = columns.get(prop.id)
         path = f"config.properties[{index}].id"

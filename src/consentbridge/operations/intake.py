@@ -13,11 +13,23 @@ from typing import Any, Final
 
 from consentbridge.config.integration import Integration
 from consentbridge.context import AppContext
-from consentbridge.didomi.webhooks import ConsentChange, PayloadError, parse_webhook
+from consentbridge.didomi.webhooks import (
+    AnonymousUser,
+    ConsentChange,
+    PayloadError,
+    parse_webhook,
+)
 from consentbridge.logs import get_logger, user_ref
 from consentbridge.mapping import ConsentSnapshot, MappingError, Property, project
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
-from consentbridge.store.values import Direction, IntakeItem, IntakeResult, LogEntry
+from consentbridge.store.values import (
+    Direction,
+    IgnoredDelivery,
+    Intake,
+    IntakeItem,
+    IntakeResult,
+    LogEntry,
+)
 from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
 
 log = get_logger("consentbridge.intake")
@@ -27,6 +39,8 @@ TO_DATAVERSE: Final[Direction] = "to_dataverse"
 # about 4 % (measured in docs/operations.md, "Logs"); LOG_LEVEL=WARNING drops the line and the
 # hashing of the user id with it.
 ACCEPTED_LEVEL: Final = logging.INFO
+IGNORED_NO_USER: Final = "no organization_user_id"
+"""Why a Didomi delivery was ignored (the 202 answer's ``ignored``, a metrics label)."""
 UNSTORED_INTAKE_ENV: Final = "CONSENTBRIDGE_BENCH_UNSTORED_INTAKE"
 """Set to 1 only by benchmarks/intake.py: ``serve`` then answers Didomi webhooks 202 without
 storing them (``receive_didomi_unstored``) and says so loudly at start-up."""
@@ -133,8 +147,11 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
         result.columns[EVENT_KEY] = change.event_type
         return result.columns
 
-    stale_reason = f"{change.event_type} is not newer than the stored state" + (
-        f" (version {change.version})" if change.version is not None else ""
+    stale_reason = (
+        "already up to date: the stored state is as new as this "
+        + change.event_type
+        + (f" (version {change.version})" if change.version is not None else "")
+        + " or newer"
     )
     return IntakeItem(
         integration_id=integration.id,
@@ -147,7 +164,7 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
             integration,
             change,
             "unchanged",
-            stale_reason if values else "the mapping reads nothing from this change",
+            stale_reason if values else "nothing to write: the mapping reads nothing from it",
             values,
             now,
         ),
@@ -155,14 +172,24 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
     )
 
 
-async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> IntakeItem:
+async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> Intake:
     """Everything intake does to one Didomi webhook before the store: find the integration,
-    parse the payload, project it through the mapping."""
+    parse the payload, project it through the mapping. A user without an
+    ``organization_user_id`` becomes an ``IgnoredDelivery``: answered 202 (so Didomi does not
+    retry it for five minutes and park it) and only counted."""
     integration = await require_integration(ctx, integration_id)
     try:
         change = parse_webhook(body)
     except PayloadError as exc:
         raise InvalidInput([Issue(exc.path, exc.message)]) from exc
+    if isinstance(change, AnonymousUser):
+        log.debug(
+            "webhook.ignored",
+            integration=integration.id,
+            type=change.event_type,
+            reason=IGNORED_NO_USER,
+        )
+        return IgnoredDelivery(integration.id, TO_DATAVERSE)
     return didomi_item(integration, change, time.time())
 
 
@@ -172,12 +199,16 @@ async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> 
     result = await ctx.intake(item)
     if result.changed:
         ctx.wake()
-    log_accepted("didomi", item, result)
-    return {
+    if isinstance(item, IntakeItem):
+        log_accepted("didomi", item, result)
+    answer: dict[str, Any] = {
         "accepted": True,
         "duplicate": result.duplicate,
         "queued": result.changed,
     }
+    if isinstance(item, IgnoredDelivery):
+        answer["ignored"] = IGNORED_NO_USER
+    return answer
 
 
 def log_accepted(source: str, item: IntakeItem, result: IntakeResult) -> None:

@@ -17,14 +17,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from consentbridge.store.values import IntakeItem, IntakeResult
+from consentbridge.store.values import Intake, IntakeResult
 
 MAX_GROUP = 500
 POSTGRESQL_FLUSHERS = 4
 
 
 class IntakeStore(Protocol):
-    async def intake_many(self, items: Sequence[IntakeItem]) -> list[IntakeResult]: ...
+    async def intake_many(self, items: Sequence[Intake]) -> list[IntakeResult]: ...
 
 
 class IntakeBatcher:
@@ -32,11 +32,11 @@ class IntakeBatcher:
         self._store = store
         self._max_group = max_group
         self._max_flushers = max(1, flushers)
-        self._pending: list[tuple[IntakeItem, asyncio.Future[IntakeResult]]] = []
+        self._pending: list[tuple[Intake, asyncio.Future[IntakeResult]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
         self.groups = 0
 
-    async def submit(self, item: IntakeItem) -> IntakeResult:
+    async def submit(self, item: Intake) -> IntakeResult:
         future: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         # A flusher that is not done is suspended inside its loop and will see this item; a
@@ -66,9 +66,7 @@ class IntakeBatcher:
                 if not future.done():
                     future.set_result(result)
 
-    async def _one_by_one(
-        self, group: list[tuple[IntakeItem, asyncio.Future[IntakeResult]]]
-    ) -> None:
+    async def _one_by_one(self, group: list[tuple[Intake, asyncio.Future[IntakeResult]]]) -> None:
         for item, future in group:
             try:
                 result = (await self._store.intake_many([item]))[0]

@@ -208,5 +208,14 @@ dataverse_budget_leases = sa.Table(
     sa.Index("ix_dataverse_budget_leases_worker_id", "worker_id"),
 )
 
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+"""Console sessions signed out before their expiry; a row is useless once ``expires_at`` has
+passed (the cookie is refused anyway) and is deleted at a later sign-out."""
+
 TENANT_TABLES = (sync_log, sync_states, deliveries, counters)
 """Every table holding one integration's data, children first (the order to delete in)."""

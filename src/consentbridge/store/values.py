@@ -76,6 +76,24 @@ class IntakeItem:
 
 
 @dataclass(frozen=True, slots=True)
+class IgnoredDelivery:
+    """A delivery answered 202 that stores nothing but one more in the integration's
+    ``ignored`` count (e.g. a Didomi user without an ``organization_user_id``: no contact can
+    match it). It rides in the same group commit as the changes, so it costs no round trip of
+    its own."""
+
+    integration_id: str
+    direction: Direction
+
+
+Intake = IntakeItem | IgnoredDelivery
+"""What intake takes: a change to merge, or a delivery only counted."""
+
+IGNORED_COUNTER = "ignored"
+"""The counter of ``IgnoredDelivery`` (``status``: ``"ignored"``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class IntakeResult:
     """``seq`` is the row's version after this item (0 when the user has no row)."""
 

@@ -255,7 +255,10 @@ class ForwardBatch:
                     plan.updates.append({"contactid": contact["contactid"], **diff})
             if not plan.updates:
                 self._finish(
-                    plan, "unchanged", "every mapped column already holds the desired value", {}
+                    plan,
+                    "unchanged",
+                    "already up to date: every mapped column holds the desired value",
+                    {},
                 )
 
     async def _write(self) -> None:
@@ -380,11 +383,11 @@ class ForwardBatch:
             return
         count = len(plan.contacts)
         if plan.create is not None:
-            reason = "created a contact (upsert_mode is true)"
+            reason = "written: created a new contact (upsert_mode is true)"
         elif count > 1:
-            reason = f"{count} contacts match this organization_user_id; all were updated"
+            reason = f"written: updated all {count} contacts matching this organization_user_id"
         else:
-            reason = "updated the matching contact"
+            reason = "written: updated the matching contact"
         self._finish(plan, "written", reason, plan.written)
 
 

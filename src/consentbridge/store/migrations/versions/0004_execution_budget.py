@@ -4,8 +4,8 @@ ever seen), each lease the charges its worker's requests in flight are expected 
 also says whether the application user is set aside after failing (until when, why, how many
 failures in a row), for `status`.
 
-Revision ID: 0003_execution
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-06
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_execution"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 
