@@ -5,7 +5,7 @@ budget (4 s/s), so n of them should write n times as fast: goals ≥ 1.9x with 2
 with 4 (ppds-sdk measured 1.95x with two on real Dataverse), with 0 rows wrong and at most one
 429 per 1,000 requests.
 
-`--quick` uses the `ceiling` quick size (20,000 changes, the window scaled to 60 s, batches
+`--quick` uses the `ceiling` quick size (20,000 changes, the window scaled to 30 s, batches
 of 100).
 """
 
@@ -48,8 +48,9 @@ def run(options: Options) -> Report:
             "seconds",
             "changes/s",
             "rows/s",
-            "speedup",
-            "share of n x the ceiling",
+            "steady users/s",
+            "speedup (steady)",
+            "steady share of n x the ceiling",
             "requests",
             "429s",
             "execution s/s",
@@ -75,7 +76,7 @@ def run(options: Options) -> Report:
             finally:
                 sandbox.close()
                 sandbox_process.stop()
-    one = runs[1].row_rate
+    one = runs[1].steady_rate
     for count, drained in runs.items():
         report.rows.append(
             [
@@ -83,8 +84,9 @@ def run(options: Options) -> Report:
                 round(drained.seconds, 1),
                 round(drained.rate, 1),
                 round(drained.row_rate, 1),
-                f"{drained.row_rate / one:.2f}x" if one else "-",
-                f"{drained.row_rate / (count * bound):.0%}",
+                round(drained.steady_rate, 1),
+                f"{drained.steady_rate / one:.2f}x" if one else "-",
+                f"{drained.steady_rate / (count * bound):.0%}",
                 drained.requests,
                 drained.throttled,
                 round(drained.execution_s / drained.seconds, 2) if drained.seconds else 0.0,
@@ -93,9 +95,12 @@ def run(options: Options) -> Report:
         )
     report.goals = [
         Goal(
-            f"{count} application users ≥ {goal:g}x the rows/s of one",
-            f"{runs[count].row_rate / one:.2f}x" if one else "not measured",
-            one > 0 and runs[count].row_rate / one >= goal,
+            f"{count} application users ≥ {goal:g}x the steady rate of one",
+            f"{runs[count].steady_rate / one:.2f}x (overall rows/s: "
+            f"{runs[count].row_rate / runs[1].row_rate:.2f}x)"
+            if one and runs[1].row_rate
+            else "not measured",
+            one > 0 and runs[count].steady_rate / one >= goal,
         )
         for count, goal in GOALS.items()
     ]
@@ -124,8 +129,11 @@ def run(options: Options) -> Report:
         "each run: the webhooks taken in first, then one worker with lanes for every "
         "application user's x-ms-dop-hint; a batch goes to the application user with the most "
         "execution time left (sync/app_users.py)",
-        "a run shorter than a few windows is helped by the first window, which may be spent "
-        "faster than 4 s/s: compare runs of similar length, or the full size",
+        "the speedup compares steady rates: users synced per second between 10 % and 90 % of "
+        "the backlog (status polled every 0.25 s), leaving out the worker's start and the last "
+        "batches, which weigh on a short run as they would not on a long burst",
+        "a run shorter than a few windows is also helped by the first window, which may be "
+        "spent faster than 4 s/s",
     ]
     if options.quick:
         report.notes.append(
