@@ -5,7 +5,7 @@ budget (4 s/s), so n of them should write n times as fast: goals ≥ 1.9x with 2
 with 4 (ppds-sdk measured 1.95x with two on real Dataverse), with 0 rows wrong and at most one
 429 per 1,000 requests.
 
-`--quick` uses the `ceiling` quick size (20,000 changes, the window scaled to 30 s, batches
+`--quick` uses the `ceiling` quick size (20,000 changes, the window scaled to 60 s, batches
 of 100).
 """
 
