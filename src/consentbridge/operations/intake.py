@@ -89,7 +89,14 @@ def _log(
         columns=columns,
         request_id=None,
         at=now,
+        event_id=change.event_id,
     )
+
+
+def _received_reason(change: ConsentChange) -> str:
+    version = f", version {change.version}" if change.version is not None else ""
+    event = f", Didomi event {change.event_id}" if change.event_id else ""
+    return f"received from Didomi ({change.event_type}{version}{event}); queued for Dataverse"
 
 
 def _recorded_only(
@@ -159,7 +166,8 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
         organization_user_id=change.organization_user_id,
         delivery_key=change.delivery_key,
         merge=merge,
-        log=None,
+        # The audit trail's first line for this change: what was received and when.
+        log=_log(integration, change, "received", _received_reason(change), values, now),
         log_unchanged=_log(
             integration,
             change,

@@ -25,6 +25,8 @@ async def status(ctx: AppContext, integration_id: str) -> dict[str, Any]:
         raise NotFound(f"No integration has the id '{integration_id}'.")
     now = time.time()
     result = await ctx.store.status(integration_id, now)
+    # Issue 13: a paused integration's changes are held (`integrations pause`).
+    result["paused"] = await ctx.store.paused_at(integration_id) is not None
     users = app_users_of(integration)
     if len(users) > 1:
         health = await ctx.store.app_user_health(users)

@@ -83,7 +83,14 @@ def claim_statement(
         sa.update(sync_states)
         .where(*where)
         .values(lease_owner=worker_id, lease_until=until, next_attempt_at=until)
-        .returning(_s.organization_user_id, _s.columns, _s.seq, _s.attempts, _s.first_failed_at)
+        .returning(
+            _s.organization_user_id,
+            _s.columns,
+            _s.seq,
+            _s.attempts,
+            _s.first_failed_at,
+            _s.pending_since,
+        )
     )
 
 
@@ -112,6 +119,7 @@ async def claim_batch(
                 seq=row.seq,
                 attempts=row.attempts,
                 first_failed_at=row.first_failed_at,
+                pending_since=row.pending_since,
             )
             for row in rows
         ),
@@ -166,7 +174,8 @@ async def release_leases(conn: AsyncConnection, worker_id: str, now: float) -> i
 
 
 async def due_integrations(conn: AsyncConnection, direction: Direction, now: float) -> list[str]:
-    """Integrations with at least one due row: one index probe per integration."""
+    """Integrations with at least one due row: one index probe per integration. A paused
+    integration has none (its rows wait, still pending, until it is resumed)."""
     i = integrations.c
     has_due = (
         sa.select(sa.literal(1))
@@ -174,7 +183,7 @@ async def due_integrations(conn: AsyncConnection, direction: Direction, now: flo
         .correlate(integrations)
         .exists()
     )
-    rows = await conn.execute(sa.select(i.id).where(has_due).order_by(i.id))
+    rows = await conn.execute(sa.select(i.id).where(has_due, i.paused_at.is_(None)).order_by(i.id))
     return [row.id for row in rows]
 
 

@@ -20,6 +20,7 @@ added in the same transaction (one statement per group that has any).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import intake_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
+from consentbridge.store.activity import count_ignored, count_intake
 from consentbridge.store.errors import UnknownIntegration
 from consentbridge.store.integrations import missing_integrations
 from consentbridge.store.log import append_log
@@ -92,6 +94,7 @@ async def intake_many(conn: AsyncConnection, items: Sequence[Intake]) -> list[In
     # Last, after every row lock of the changes: concurrent groups then take the shared
     # counter row in the same order and hold it only until their commit.
     await add_counts(conn, ignored)
+    await count_ignored(conn, ignored, time.time())
     return [next(results) if isinstance(item, IntakeItem) else _IGNORED for item in items]
 
 
@@ -377,4 +380,5 @@ async def _results(
         if entry is not None:
             entries.append(entry)
     await append_log(conn, entries)
+    await count_intake(conn, entries)
     return results

@@ -34,6 +34,7 @@ async def append_log(conn: AsyncConnection, entries: Sequence[LogEntry]) -> None
                     "reason": e.reason,
                     "columns": e.columns,
                     "request_id": e.request_id,
+                    "event_id": e.event_id,
                 }
                 for e in chunk
             ],

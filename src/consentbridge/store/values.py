@@ -53,6 +53,8 @@ class LogEntry:
     columns: Columns
     request_id: str | None
     at: float
+    event_id: str | None = None
+    """The Didomi event a received change came from (when it names one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,8 @@ class ClaimedState:
     seq: int
     attempts: int
     first_failed_at: float | None
+    # When the row's oldest unwritten change was accepted (for the end-to-end latency).
+    pending_since: float | None = None
 
     @property
     def key(self) -> StateKey:
