@@ -211,6 +211,14 @@ dataverse_budgets = sa.Table(
     sa.Column("cut_at", sa.Double, nullable=False),
     sa.Column("grown_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # Execution-time pacing (sync/budget.py): the newest time-remaining header any worker saw.
+    sa.Column("time_remaining", sa.Double, nullable=True),
+    sa.Column("time_observed_at", sa.Double, nullable=False, server_default="0"),
+    sa.Column("time_limit", sa.Double, nullable=True),
+    # An application user that failed (bad secret, role missing) is set aside until then.
+    sa.Column("set_aside_until", sa.Double, nullable=False, server_default="0"),
+    sa.Column("set_aside_reason", sa.Text, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint(*_APP_USER),
 )
 
@@ -223,6 +231,7 @@ dataverse_budget_leases = sa.Table(
     sa.Column("demand", sa.Integer, nullable=False),
     sa.Column("busy", sa.Double, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("committed_s", sa.Double, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint(*_APP_USER, "worker_id"),
     sa.ForeignKeyConstraint(
         list(_APP_USER), [f"dataverse_budgets.{c}" for c in _APP_USER], ondelete="CASCADE"
