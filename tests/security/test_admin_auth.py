@@ -32,6 +32,7 @@ PARAMS = {
     "integration_id": ACME,
     "organization_user_id": "alice@example.com",
     "action": "enable",
+    "job_id": "job-0",
 }
 LIVE_CHECKS = {f"{API}/{ACME}/bidirectional"}
 # The mapping builder's lists ask Dataverse or Didomi, unreachable here: past auth, a 4xx that
