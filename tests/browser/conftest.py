@@ -88,18 +88,33 @@ class Shots:
     """A screenshot per step at 1280 px and 390 px; at 390 px the page must not scroll
     sideways."""
 
-    def __init__(self, page: Any, name: str) -> None:
+    def __init__(self, page: Any, name: str, secrets: tuple[str, ...] = ()) -> None:
         self.page = page
         self.folder = ARTIFACTS / name
         self.folder.mkdir(parents=True, exist_ok=True)
         self.count = 0
+        self.secrets = tuple(s for s in secrets if s)
+
+    def _masks(self) -> list[Any]:
+        """Fields that hold a secret the admin typed (a new document before it is sealed):
+        masked in the screenshot, so test artifacts never carry a secret."""
+        masks = []
+        fields = self.page.locator("textarea, input")
+        for i in range(fields.count()):
+            field = fields.nth(i)
+            value = field.input_value() if field.is_visible() else ""
+            if any(secret in value for secret in self.secrets):
+                masks.append(field)
+        return masks
 
     def __call__(self, step: str) -> None:
         self.count += 1
         for width in (WIDE, NARROW):
             self.page.set_viewport_size({"width": width, "height": 900})
             self.page.screenshot(
-                path=str(self.folder / f"{self.count:02d}-{step}-{width}.png"), full_page=True
+                path=str(self.folder / f"{self.count:02d}-{step}-{width}.png"),
+                full_page=True,
+                mask=self._masks(),
             )
             if width == NARROW:
                 scroll = self.page.evaluate("document.documentElement.scrollWidth")

@@ -75,7 +75,16 @@ def test_an_admin_runs_an_integration_from_the_console(
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    shot = Shots(page, "admin-flow")
+    principals = sandbox.principals()
+    shot = Shots(
+        page,
+        "admin-flow",
+        secrets=(
+            principals["apps"][0]["client_secret"],
+            principals["didomi"]["api_secret"],
+            principals["didomi"]["api_key"],
+        ),
+    )
     console = f"{service.base_url}/console"
 
     # Sign in (CONTRACT §7): one password field, then the integrations by id.
