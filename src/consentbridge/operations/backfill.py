@@ -15,7 +15,7 @@ from consentbridge.didomi.client import DidomiError
 from consentbridge.didomi.webhooks import ConsentChange, delivery_key, parse_timestamp
 from consentbridge.logs import get_logger
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
-from consentbridge.operations.intake import didomi_item
+from consentbridge.operations.intake import didomi_items, enqueue
 from consentbridge.store.values import IntakeItem
 from consentbridge.sync.clients import didomi_client
 
@@ -104,16 +104,20 @@ async def backfill(
         if dry_run:
             for item in page:
                 state = await ctx.store.get_state(
-                    integration.id, "to_dataverse", item.organization_user_id
+                    integration.id,
+                    "to_dataverse",
+                    item.organization_user_id,
+                    item.target,
+                    item.regulation,
                 )
                 changed = item.merge(state.columns if state else None) is not None
                 summary.queued += changed
                 summary.unchanged += not changed
         else:
-            results = await ctx.store.intake_many(page)
+            # The same group-committed path as the webhooks (operations/intake.py).
+            results = await enqueue(ctx, page)
             summary.queued += sum(1 for r in results if r.changed)
             summary.unchanged += sum(1 for r in results if not r.changed)
-            ctx.wake()
         page.clear()
         nonlocal reported
         if time.monotonic() - reported >= PROGRESS_EVERY_S:
@@ -129,8 +133,8 @@ async def backfill(
                 continue
             # A backfill is not a delivery: no delivery key, so running it twice merges twice
             # (harmlessly: equal stamps never win).
-            item = didomi_item(integration, change, time.time())
-            page.append(replace(item, delivery_key=None))
+            items = didomi_items(integration, change, time.time())
+            page.extend(replace(item, delivery_key=None) for item in items)
             if len(page) >= PAGE:
                 await flush()
             if progress:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.errors import AuthError, DataverseError
 from consentbridge.dataverse.metadata import read_contact_columns
@@ -211,7 +211,11 @@ async def preview(
 async def _desired_values(
     ctx: AppContext, integration: Integration, user: str
 ) -> tuple[dict[str, Any], str]:
-    properties = [Property(p.id, p.value, p.transform) for p in integration.config.properties]
+    properties = [
+        Property(p.id, p.value, p.transform)
+        for p in integration.config.properties
+        if p.target == CONTACT
+    ]
     if integration.didomi is not None:
         client = didomi_client(integration)
         try:
@@ -245,6 +249,8 @@ async def validate_online(ctx: AppContext, integration: Integration) -> list[Iss
     finally:
         await runtime.aclose()
     for index, prop in enumerate(integration.config.properties):
+        if prop.target != CONTACT:
+            continue  # a consent row's id is a purpose, not a contact column
         info = columns.get(prop.id)
         path = f"config.properties[{index}].id"
         if info is None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration, Property, slot_regulation
 from consentbridge.context import AppContext
 from consentbridge.didomi.webhooks import ConsentChange, PayloadError, parse_webhook
 from consentbridge.logs import get_logger, user_ref
-from consentbridge.mapping import ConsentSnapshot, MappingError, Property, project
+from consentbridge.mapping import ConsentSnapshot, MappingError
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
-from consentbridge.store.values import Direction, IntakeItem, IntakeResult, LogEntry
-from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+from consentbridge.store.values import Direction, IntakeItem, IntakeResult, LogEntry, Merge
+from consentbridge.sync.merge import EVENT_KEY, REGULATION_KEY, Stamp, merge_columns
+from consentbridge.sync.targets import target_named
 
 log = get_logger("consentbridge.intake")
 
@@ -39,24 +41,6 @@ async def require_integration(ctx: AppContext, integration_id: str) -> Integrati
     return integration
 
 
-# Parsed mappings by the identity of the integration's property list (held, so the id cannot
-# be reused while cached): parsing the path grammar for every webhook was ~10 % of intake.
-_PARSED: dict[int, tuple[object, list[Property]]] = {}
-_MAX_PARSED = 256
-
-
-def _properties(integration: Integration) -> list[Property]:
-    raw = integration.config.properties
-    cached = _PARSED.get(id(raw))
-    if cached is not None and cached[0] is raw:
-        return cached[1]
-    parsed = [Property(p.id, p.value, p.transform) for p in raw]
-    if len(_PARSED) >= _MAX_PARSED:
-        _PARSED.clear()
-    _PARSED[id(raw)] = (raw, parsed)
-    return parsed
-
-
 def _log(
     integration: Integration,
     change: ConsentChange,
@@ -64,6 +48,7 @@ def _log(
     reason: str,
     columns: dict[str, Any],
     now: float,
+    target: str = CONTACT,
 ) -> LogEntry:
     return LogEntry(
         integration_id=integration.id,
@@ -75,6 +60,8 @@ def _log(
         columns=columns,
         request_id=None,
         at=now,
+        target=target,
+        regulation=change.regulation,
     )
 
 
@@ -98,26 +85,58 @@ def _recorded_only(
     )
 
 
-def didomi_item(integration: Integration, change: ConsentChange, now: float) -> IntakeItem:
-    """The store item for one parsed Didomi webhook (pure: no I/O)."""
-    if change.regulation not in integration.config.regulations:
-        allowed = ", ".join(integration.config.regulations)
-        return _recorded_only(
-            integration,
-            change,
-            f"regulation '{change.regulation}' is not in config.regulations ({allowed})",
-            now,
-        )
+def _unserved_reason(integration: Integration, regulation: str) -> str:
+    config = integration.config
+    if all(p.regulations is None for p in config.properties):
+        allowed = ", ".join(config.regulations)
+        return f"regulation '{regulation}' is not in config.regulations ({allowed})"
+    return f"regulation '{regulation}' is served by no property row; nothing is written"
+
+
+def slots_of(integration: Integration, regulation: str) -> dict[tuple[str, str], list[Property]]:
+    """The rows a change of ``regulation`` projects through, by slot (target, regulations the
+    rows serve): a CPRA change never reaches a row that serves only GDPR."""
+    config = integration.config
+    slots: dict[tuple[str, str], list[Property]] = {}
+    for prop in config.properties:
+        regulations = config.regulations_of(prop)
+        if regulation in regulations:
+            slots.setdefault((prop.target, slot_regulation(regulations)), []).append(prop)
+    return slots
+
+
+def slot_delivery_key(key: str | None, regulation: str, target: str, slot: str) -> str | None:
+    """The delivery key of one slot's item: the delivery's own for the contact slot of the
+    change's regulation (so keys stored before targets existed still deduplicate), suffixed
+    for the others (each slot of one delivery is applied once)."""
+    if key is None or (target == CONTACT and slot == regulation):
+        return key
+    return f"{key}|{target}" + ("" if slot == regulation else f"|{slot}")
+
+
+def didomi_items(integration: Integration, change: ConsentChange, now: float) -> list[IntakeItem]:
+    """The store items of one parsed Didomi webhook (pure: no I/O): one per slot its
+    regulation reaches, or one that records why nothing is written."""
     if change.snapshot is None:
         what = (
             "user deleted in Didomi: recorded, nothing written to the contact (documented choice)"
             if change.event_type == "user.deleted"
             else "recorded; the consent state it changes arrives as user.updated"
         )
-        return _recorded_only(integration, change, what, now)
+        return [_recorded_only(integration, change, what, now)]
+    slots = slots_of(integration, change.regulation)
+    if not slots:
+        return [
+            _recorded_only(
+                integration, change, _unserved_reason(integration, change.regulation), now
+            )
+        ]
     try:
         snapshot = ConsentSnapshot.from_user(change.snapshot)
-        values = project(_properties(integration), snapshot)
+        projected = {
+            slot: target_named(slot[0]).project(integration, rows, snapshot)
+            for slot, rows in slots.items()
+        }
     except MappingError as exc:
         raise InvalidInput([Issue("parameters", str(exc))]) from exc
     stamp = Stamp(
@@ -125,58 +144,86 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
         ts=change.timestamp.timestamp() if change.timestamp else now,
         source="didomi",
     )
+    stale_reason = f"{change.event_type} is not newer than the stored state" + (
+        f" (version {change.version})" if change.version is not None else ""
+    )
+    items = []
+    for (target, slot), values in sorted(projected.items()):
+        items.append(
+            IntakeItem(
+                integration_id=integration.id,
+                direction=TO_DATAVERSE,
+                organization_user_id=change.organization_user_id,
+                delivery_key=slot_delivery_key(
+                    change.delivery_key, change.regulation, target, slot
+                ),
+                merge=_merger(values, stamp, change),
+                log=None,
+                log_unchanged=_log(
+                    integration,
+                    change,
+                    "unchanged",
+                    stale_reason if values else "the mapping reads nothing from this change",
+                    {k: v for k, v in values.items() if not k.startswith("~")},
+                    now,
+                    target,
+                ),
+                now=now,
+                target=target,
+                regulation=slot,
+            )
+        )
+    return items
 
+
+def _merger(values: dict[str, Any], stamp: Stamp, change: ConsentChange) -> Merge:
     def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
         result = merge_columns(old, values, stamp)
         if not result.touched:
             return None
         result.columns[EVENT_KEY] = change.event_type
+        result.columns[REGULATION_KEY] = change.regulation
         return result.columns
 
-    stale_reason = f"{change.event_type} is not newer than the stored state" + (
-        f" (version {change.version})" if change.version is not None else ""
-    )
-    return IntakeItem(
-        integration_id=integration.id,
-        direction=TO_DATAVERSE,
-        organization_user_id=change.organization_user_id,
-        delivery_key=change.delivery_key,
-        merge=merge,
-        log=None,
-        log_unchanged=_log(
-            integration,
-            change,
-            "unchanged",
-            stale_reason if values else "the mapping reads nothing from this change",
-            values,
-            now,
-        ),
-        now=now,
-    )
+    return merge
 
 
-async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> IntakeItem:
+def didomi_item(integration: Integration, change: ConsentChange, now: float) -> IntakeItem:
+    """The first of ``didomi_items`` (a mapping of one target and one regulation has one)."""
+    return didomi_items(integration, change, now)[0]
+
+
+async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> list[IntakeItem]:
     """Everything intake does to one Didomi webhook before the store: find the integration,
-    parse the payload, project it through the mapping."""
+    parse the payload, project it through the mapping (one item per slot it reaches)."""
     integration = await require_integration(ctx, integration_id)
     try:
         change = parse_webhook(body)
     except PayloadError as exc:
         raise InvalidInput([Issue(exc.path, exc.message)]) from exc
-    return didomi_item(integration, change, time.time())
+    return didomi_items(integration, change, time.time())
+
+
+async def enqueue(ctx: AppContext, items: Sequence[IntakeItem]) -> list[IntakeResult]:
+    """The one way into the queue: the Didomi webhook, the Dataverse webhook and backfill all
+    store their items here, in one group-committed transaction per call, and wake this
+    process's workers when something became pending."""
+    results = await ctx.intake_all(items)
+    if any(result.changed for result in results):
+        ctx.wake()
+    return results
 
 
 async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> dict[str, Any]:
     """Merge one Didomi webhook into the store; returns what the 202 answer says."""
-    item = await prepare_didomi(ctx, integration_id, body)
-    result = await ctx.intake(item)
-    if result.changed:
-        ctx.wake()
-    log_accepted("didomi", item, result)
+    items = await prepare_didomi(ctx, integration_id, body)
+    results = await enqueue(ctx, items)
+    for item, result in zip(items, results, strict=True):
+        log_accepted("didomi", item, result)
     return {
         "accepted": True,
-        "duplicate": result.duplicate,
-        "queued": result.changed,
+        "duplicate": all(result.duplicate for result in results),
+        "queued": any(result.changed for result in results),
     }
 
 

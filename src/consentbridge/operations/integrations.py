@@ -27,6 +27,7 @@ from consentbridge.config.integration import REDACTED, SECRET_PATHS, derive_id
 from consentbridge.context import AppContext
 from consentbridge.mapping import MappingError, RawTransform, lint_property
 from consentbridge.mapping import Property as MappingProperty
+from consentbridge.mapping.consent import check_consent_property
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound, Unavailable
 
 __all__ = [
@@ -169,7 +170,12 @@ async def user_log(
 
 def _judge(raw: object, default_id: str | None) -> Validation:
     try:
-        integration = parse_integration(raw, default_id=default_id, check_property=check_property)
+        integration = parse_integration(
+            raw,
+            default_id=default_id,
+            check_property=check_property,
+            check_consent=check_consent_property,
+        )
     except InvalidIntegration as exc:
         return Validation(None, _issues(exc.errors))
     return Validation(integration, [], _lint(integration))

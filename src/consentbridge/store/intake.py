@@ -84,7 +84,7 @@ async def intake_many(conn: AsyncConnection, items: Sequence[IntakeItem]) -> lis
 
 
 def _key(item: IntakeItem) -> StateKey:
-    return StateKey(item.integration_id, item.direction, item.organization_user_id)
+    return item.key
 
 
 async def _record_deliveries(conn: AsyncConnection, items: Sequence[IntakeItem]) -> list[bool]:
@@ -248,6 +248,8 @@ def _insert_values(key: StateKey, state: _State) -> dict[str, object]:
         "integration_id": key.integration_id,
         "direction": key.direction,
         "organization_user_id": key.organization_user_id,
+        "target": key.target,
+        "regulation": key.regulation,
         "columns": state.columns,
         "seq": state.seq,
         "written_seq": 0,
@@ -275,6 +277,8 @@ _UPDATE = (
         _s.integration_id == _param("k_integration_id", _s.integration_id),
         _s.direction == _param("k_direction", _s.direction),
         _s.organization_user_id == _param("k_user", _s.organization_user_id),
+        _s.target == _param("k_target", _s.target),
+        _s.regulation == _param("k_regulation", _s.regulation),
     )
     .values(
         columns=_param("v_columns", _s.columns),
@@ -296,6 +300,8 @@ async def _update_existing(conn: AsyncConnection, changed: dict[StateKey, _State
             "k_integration_id": key.integration_id,
             "k_direction": key.direction,
             "k_user": key.organization_user_id,
+            "k_target": key.target,
+            "k_regulation": key.regulation,
             "v_columns": state.columns,
             "v_seq": state.seq,
             "v_next_attempt_at": state.next_attempt_at,

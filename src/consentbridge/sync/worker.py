@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consentbridge.config.errors import ConfigError
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.dataverse.limiter import AdaptiveLimiter
@@ -134,7 +134,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()
-        self._filling: set[tuple[str, Direction]] = set()  # a lane is claiming a batch of these
+        # A lane is claiming a batch of these (integration, direction, target).
+        self._filling: set[tuple[str, Direction, str]] = set()
         self._busy: set[tuple[str, Direction]] = set()
         self._batches: Counter[AdaptiveLimiter] = Counter()  # batches running, by limiter
         self.batches_done = 0
@@ -199,14 +200,23 @@ class Worker:
         now = time.time()
         for direction in self.engines:
             for integration_id in await self.store.due_integrations(direction, now):
-                lane_key = (integration_id, direction)
-                if lane_key in self._busy and self.config.lanes > 1:
-                    # Another lane of this worker already works this integration; let it
-                    # have a second lane only when the first one is mid-flight for long.
-                    pass
-                if await self._sync_batch(integration_id, direction, now):
-                    return True
+                for target in await self._due_targets(integration_id, direction, now):
+                    if await self._sync_batch(integration_id, direction, now, target):
+                        return True
         return False
+
+    async def _due_targets(
+        self, integration_id: str, direction: Direction, now: float
+    ) -> list[str]:
+        """The targets to claim a batch of (a batch holds one target's slots): without a
+        question to the store when the integration writes to one target only."""
+        runtime = await self._load(integration_id)
+        if runtime is None:
+            return []
+        targets = {p.target for p in runtime.integration.config.properties}
+        if direction == "to_didomi" or targets == {CONTACT}:
+            return [CONTACT]
+        return await self.store.due_targets(integration_id, direction, now)
 
     async def _load(self, integration_id: str) -> IntegrationRuntime | None:
         document = await self.store.get_integration(integration_id)
@@ -223,15 +233,17 @@ class Worker:
             return None
         return await self.registry.get(integration, document)
 
-    async def _sync_batch(self, integration_id: str, direction: Direction, now: float) -> bool:
-        if (integration_id, direction) in self._filling:
+    async def _sync_batch(
+        self, integration_id: str, direction: Direction, now: float, target: str = CONTACT
+    ) -> bool:
+        if (integration_id, direction, target) in self._filling:
             return False  # another lane is filling a batch of it; do not split it
         runtime = await self._load(integration_id)
         if runtime is None:
             return False
         limiter = runtime.dataverse.limiter if direction == "to_dataverse" else None
         if limiter is None:
-            return await self._claim_and_sync(runtime, integration_id, direction, now)
+            return await self._claim_and_sync(runtime, integration_id, direction, now, target)
         if self._batches[limiter] >= enough_batches(limiter.limit):
             # Enough batches already keep this application user's slots busy: leave this one
             # to a lane with other work, or to a worker with a free share of the budget, and
@@ -240,14 +252,19 @@ class Worker:
             return False
         self._batches[limiter] += 1
         try:
-            return await self._claim_and_sync(runtime, integration_id, direction, now)
+            return await self._claim_and_sync(runtime, integration_id, direction, now, target)
         finally:
             self._batches[limiter] -= 1
 
     async def _claim_and_sync(
-        self, runtime: IntegrationRuntime, integration_id: str, direction: Direction, now: float
+        self,
+        runtime: IntegrationRuntime,
+        integration_id: str,
+        direction: Direction,
+        now: float,
+        target: str = CONTACT,
     ) -> bool:
-        claims = await self._claim(integration_id, direction, now)
+        claims = await self._claim(integration_id, direction, now, target)
         if not claims:
             return False
         keys = {c.key for c in claims}
@@ -268,7 +285,7 @@ class Worker:
         return True
 
     async def _claim(
-        self, integration_id: str, direction: Direction, now: float
+        self, integration_id: str, direction: Direction, now: float, target: str = CONTACT
     ) -> list[ClaimedState]:
         """A batch of due users; a short one is topped up while changes keep arriving fast
         (sync/linger.py).
@@ -277,7 +294,7 @@ class Worker:
         ``await`` between them. Two lanes that claimed together would split a burst into a
         filling batch and a small one sent at once — two Dataverse requests for a handful of
         users (the burst benchmark measured 5.4 requests per 1,000 changes that way)."""
-        lane_key = (integration_id, direction)
+        lane_key = (integration_id, direction, target)
         if lane_key in self._filling:
             return []
         self._filling.add(lane_key)
@@ -290,6 +307,7 @@ class Worker:
                 self.config.batch_size,
                 self.config.lease_s,
                 now,
+                target,
             )
             if not claims or len(claims) >= self.config.batch_size:
                 return claims
@@ -302,6 +320,7 @@ class Worker:
                     more,
                     self.config.lease_s,
                     time.time(),
+                    target,
                 )
 
             lingered = True
