@@ -10,7 +10,7 @@ import sys
 from benchmarks.report import Options
 
 # Each module exposes `run(options: Options) -> Report` (see benchmarks/report.py).
-BENCHMARKS = ("intake", "burst", "latency", "scale", "history", "ceiling")
+BENCHMARKS = ("intake", "burst", "latency", "neighbour", "scale", "history", "ceiling")
 
 
 def main(argv: list[str] | None = None) -> int:

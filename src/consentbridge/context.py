@@ -13,7 +13,7 @@ from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.store import Store
 from consentbridge.store.batcher import POSTGRESQL_FLUSHERS, IntakeBatcher
-from consentbridge.store.values import IntakeItem, IntakeResult
+from consentbridge.store.values import Intake, IntakeResult
 
 
 @dataclass
@@ -74,16 +74,25 @@ class AppContext:
         self._loading.pop(integration_id, None)  # a read in flight may predate the change
 
     @classmethod
-    async def open(cls, settings: Settings) -> AppContext:
-        store = await Store.open(settings.db_url)
-        return cls(settings=settings, store=store, secrets=SecretBox.from_settings(settings))
+    async def open(
+        cls, settings: Settings, *, create: bool = True, connect_budget_s: float | None = None
+    ) -> AppContext:
+        """Open the store (``create=False``: only an existing one, else ``StoreNotFound``),
+        then the secret box — so a store that is not there leaves no key file behind."""
+        store = await Store.open(settings.db_url, create=create, connect_budget_s=connect_budget_s)
+        try:
+            secrets = SecretBox.from_settings(settings)
+        except BaseException:
+            await store.close()
+            raise
+        return cls(settings=settings, store=store, secrets=secrets)
 
-    async def intake(self, item: IntakeItem) -> IntakeResult:
+    async def intake(self, item: Intake) -> IntakeResult:
         """Store one received change; returns after the commit that holds it (group commit)."""
         (result,) = await self.intake_all([item])
         return result
 
-    async def intake_all(self, items: Sequence[IntakeItem]) -> list[IntakeResult]:
+    async def intake_all(self, items: Sequence[Intake]) -> list[IntakeResult]:
         """Store received changes in one transaction (one delivery reaching several slots, or
         a page of a backfill); returns after the commit that holds them (group commit)."""
         if self._batcher is None:

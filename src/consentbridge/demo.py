@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from consentbridge.didomi.client import DidomiClient
+from consentbridge.sync.runtime import load_tls_context
 
 DEMO_ID = "demo"
 DEMO_WEBHOOK_CLIENT_ID = "didomi-webhooks"
@@ -70,7 +71,8 @@ def demo_document(
 async def seed_contacts(base_url: str, ca_bundle: str, principals: dict[str, Any]) -> None:
     """Create the demo contacts through the Web API unless they exist."""
     app = principals["apps"][0]
-    async with httpx.AsyncClient(base_url=base_url, verify=ca_bundle) as http:
+    verify = await load_tls_context(ca_bundle)  # read in a worker thread, off the event loop
+    async with httpx.AsyncClient(base_url=base_url, verify=verify) as http:
         token = (
             await http.post(
                 f"/{principals['tenant_id']}/oauth2/v2.0/token",
@@ -107,7 +109,7 @@ async def register_didomi_webhook(
         api_key=didomi["api_key"],
         api_secret=didomi["api_secret"],
         organization_id=document["organization_id"],
-        verify=ca_bundle,
+        verify=await load_tls_context(ca_bundle),
     )
     url = f"{public_url}/webhooks/didomi/{DEMO_ID}"
     try:

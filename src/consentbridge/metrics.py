@@ -4,9 +4,12 @@ Each ``Metrics`` owns a ``CollectorRegistry`` (not prometheus_client's global on
 apps in one process — tests, ``serve`` beside the sandbox — never share or clash. Code that
 holds an ``AppContext`` finds its metrics with ``metrics_for(ctx)``.
 
-Labels carry integration ids, sources, directions, outcomes and operation names only — never a
-secret, a user id or anything else taken from a payload (``UNKNOWN_INTEGRATION`` stands for an
-id that does not exist, so a caller cannot grow the label set at will).
+Labels carry integration ids, sources, directions, outcomes, fixed reasons and operation
+names only — never a secret, a user id or anything else taken from a payload
+(``UNKNOWN_INTEGRATION`` stands for an id that does not exist, so a caller cannot grow the
+label set at will). Integration ids name customers, so ``render(per_integration=False)`` sums
+every metric over them: that is what a scrape without the metrics token gets
+(``web/routes/metrics.py``).
 
 Who fills what: the webhook routes count deliveries and intake time; a ``Worker`` given these
 metrics counts sync outcomes and, through the hook its Dataverse clients call, requests; the
@@ -17,15 +20,17 @@ so a ``consentbridge worker`` process counts into metrics nobody scrapes.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from consentbridge.context import AppContext
 from consentbridge.store.values import Direction, Outcome
 
 UNKNOWN_INTEGRATION: Final = "_unknown"
+INTEGRATION_LABEL: Final = "integration"
 DIRECTIONS: Final[tuple[str, ...]] = get_args(Direction)
 DROPPED: Final = "dropped"
 NO_RESPONSE_STATUS: Final = "no_response"
@@ -41,6 +46,14 @@ class Metrics:
             "consentbridge_webhooks_received",
             "Webhook deliveries received, by integration, source (didomi, dataverse) and outcome.",
             ["integration", "source", "outcome"],
+            registry=self.registry,
+        )
+        self.webhooks_ignored = Counter(
+            "consentbridge_webhooks_ignored",
+            "Webhook deliveries answered 202 and stored as nothing but a count, by "
+            "integration, source and reason (e.g. 'no organization_user_id': an anonymous "
+            "Didomi user). Also counted in webhooks_received with outcome 'ignored'.",
+            ["integration", "source", "reason"],
             registry=self.registry,
         )
         self.sync_outcomes = Counter(
@@ -96,9 +109,36 @@ class Metrics:
             for direction in DIRECTIONS:
                 self.pending_changes.labels(integration_id, direction).set(counts.get(direction, 0))
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+    def render(self, *, per_integration: bool = True) -> bytes:
+        """The Prometheus text exposition of every metric; without ``per_integration``, each
+        is summed over its integrations (no integration label at all)."""
+        if per_integration:
+            return generate_latest(self.registry)
+        return generate_latest(_Aggregated(self.registry))
+
+
+class _Aggregated:
+    """A collector re-reading ``registry`` with the integration label summed away."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for sample in metric.samples:
+                labels = tuple(
+                    sorted((k, v) for k, v in sample.labels.items() if k != INTEGRATION_LABEL)
+                )
+                key = (sample.name, labels)
+                if sample.name.endswith("_created"):  # a time: the earliest, not a sum
+                    values[key] = min(values.get(key, sample.value), sample.value)
+                else:
+                    values[key] = values.get(key, 0.0) + sample.value
+            merged = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            for (name, labels), value in values.items():
+                merged.add_sample(name, dict(labels), value)
+            yield merged
 
 
 _by_context: dict[int, Metrics] = {}

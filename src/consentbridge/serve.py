@@ -22,6 +22,7 @@ import uvicorn
 
 from consentbridge.config.files import load_document_file
 from consentbridge.config.settings import Settings
+from consentbridge.connections import uvicorn_options
 from consentbridge.context import AppContext
 from consentbridge.listening import listen_tcp
 from consentbridge.logs import get_logger
@@ -156,8 +157,9 @@ async def run_service(
             log_level="warning",
             access_log=False,
             lifespan="on",
-            timeout_keep_alive=30,
             backlog=2048,
+            # Idle, header and body deadlines and a bound on open connections (connections.py).
+            **uvicorn_options(settings),
         )
         web = ManagedServer(config)
         servers.append((web, http_sock))
@@ -178,7 +180,7 @@ async def run_service(
         if web_task.done():
             web_task.result()
         if show_admin_token and settings.admin_token is not None:
-            # Only a token generated for this sandbox run is ever printed.
+            # Only the sandbox's own token (kept in var/admin.token) is ever printed.
             banner.append(f"admin_token: {settings.admin_token.get_secret_value()}")
         if options.sandbox:
             banner.append(_write_demo_env(options, public_url, settings, banner))
@@ -282,3 +284,26 @@ def _write_demo_env(
 
 def generate_admin_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+SANDBOX_ADMIN_TOKEN_FILE = "admin.token"
+
+
+def sandbox_admin_token(folder: Path) -> str:
+    """The admin token of `serve --sandbox`: the one kept in ``folder/admin.token``, else a new
+    one written there (0600, folder 0700), so a restart keeps the console session, the
+    README's `var/demo.env` and any script using it valid."""
+    path = folder / SANDBOX_ADMIN_TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        kept = path.read_text().strip()
+        if len(kept) >= 32:
+            return kept
+    token = generate_admin_token()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # A new name then an atomic rename: a reader never sees half a token.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    os.replace(temporary, path)
+    return token

@@ -112,7 +112,8 @@ def test_list_and_show_never_print_a_secret(cli: Cli, tmp_path: Path) -> None:
     assert_no_secret(listed, shown)
 
 
-def test_show_of_an_unknown_id_exits_1_with_a_sentence(cli: Cli) -> None:
+def test_show_of_an_unknown_id_exits_1_with_a_sentence(cli: Cli, tmp_path: Path) -> None:
+    cli("integrations", "apply", str(write(tmp_path / "a.json", document())))  # the store
     code, _, err = cli("integrations", "show", "nobody")
     assert code == 1
     assert "No integration has the id 'nobody'" in err

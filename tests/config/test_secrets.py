@@ -113,6 +113,16 @@ def test_key_file_is_created_with_mode_0600_and_its_parents(tmp_path: Path) -> N
     assert [p.name for p in path.parent.iterdir()] == ["secret.key"]  # no temporary left
 
 
+@posix_only
+def test_the_key_files_new_folder_is_private(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        load_or_create_key_file(tmp_path / "var" / "secret.key")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
+
+
 def test_settings_key_wins_over_the_key_file(tmp_path: Path, contract: dict[str, Any]) -> None:
     key = Fernet.generate_key().decode()
     file = tmp_path / "secret.key"

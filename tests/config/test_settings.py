@@ -34,7 +34,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_DB_URL": "postgresql://postgres@127.0.0.1:5432/test",
         "CONSENTBRIDGE_SECRET_KEY": key,
         "CONSENTBRIDGE_SECRET_KEY_FILE": "/etc/cb/key",
-        "CONSENTBRIDGE_ADMIN_TOKEN": "admin-token-123",
+        "CONSENTBRIDGE_ADMIN_TOKEN": "admin-token-123-Kq7Wm2Xp9Lz4Rt6Y",
         "CONSENTBRIDGE_PUBLIC_URL": "https://cb.example.com/",
         "CONSENTBRIDGE_LOG_LEVEL": "debug",
         "CONSENTBRIDGE_LOG_FORMAT": "JSON",
@@ -45,6 +45,12 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_WORKER_LANES": "12",
         "CONSENTBRIDGE_LOG_RETENTION_DAYS": "7",
         "CONSENTBRIDGE_MAX_BODY_BYTES": "2048",
+        "CONSENTBRIDGE_AUTH_FAILURES_PER_MINUTE": "5",
+        "CONSENTBRIDGE_METRICS_TOKEN": "metrics-token-8Hq2",
+        "CONSENTBRIDGE_HTTP_KEEP_ALIVE_S": "4",
+        "CONSENTBRIDGE_HTTP_HEADER_TIMEOUT_S": "5",
+        "CONSENTBRIDGE_HTTP_BODY_TIMEOUT_S": "6",
+        "CONSENTBRIDGE_HTTP_MAX_CONNECTIONS": "7",
     }
 
     settings = Settings.from_env(environ)
@@ -53,13 +59,18 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.secret_key is not None and settings.secret_key.get_secret_value() == key
     assert settings.secret_key_file == Path("/etc/cb/key")
     assert settings.admin_token is not None
-    assert settings.admin_token.get_secret_value() == "admin-token-123"
+    assert settings.admin_token.get_secret_value() == "admin-token-123-Kq7Wm2Xp9Lz4Rt6Y"
     assert settings.public_url == "https://cb.example.com"
     assert settings.log_level == "DEBUG"
     assert (settings.log_format, settings.log_user_ids) == ("json", "plain")
     assert (settings.retry_max_age_s, settings.batch_size, settings.lease_s) == (3600, 100, 0.5)
     assert settings.worker_lanes == 12
     assert (settings.log_retention_days, settings.max_body_bytes) == (7, 2048)
+    assert settings.auth_failures_per_minute == 5
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == "metrics-token-8Hq2"
+    assert (settings.http_keep_alive_s, settings.http_header_timeout_s) == (4, 5)
+    assert (settings.http_body_timeout_s, settings.http_max_connections) == (6, 7)
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 
 
@@ -134,7 +145,7 @@ def test_repr_hides_secrets_and_the_database_password() -> None:
         {
             "CONSENTBRIDGE_DB_URL": "postgresql://app:db-pass-9@db:5432/cb",
             "CONSENTBRIDGE_SECRET_KEY": Fernet.generate_key().decode(),
-            "CONSENTBRIDGE_ADMIN_TOKEN": "admin-token-123",
+            "CONSENTBRIDGE_ADMIN_TOKEN": "admin-token-123-Kq7Wm2Xp9Lz4Rt6Y",
         }
     )
     assert settings.secret_key is not None
@@ -142,7 +153,11 @@ def test_repr_hides_secrets_and_the_database_password() -> None:
     text = repr(settings)
 
     assert "app:***@db" in text
-    for secret in ("db-pass-9", "admin-token-123", settings.secret_key.get_secret_value()):
+    for secret in (
+        "db-pass-9",
+        "admin-token-123-Kq7Wm2Xp9Lz4Rt6Y",
+        settings.secret_key.get_secret_value(),
+    ):
         assert secret not in text
     assert text == str(settings)
 

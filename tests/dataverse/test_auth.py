@@ -57,7 +57,7 @@ async def test_closing_the_runtime_closes_the_msal_session(live_sandbox: Sandbox
     port = sandbox_port(live_sandbox)
     before = established_to(port)  # the control client's own connection
     integration = parse_integration(integration_document(live_sandbox, PROPERTIES))
-    runtime = build_runtime(integration, "test")
+    runtime = await build_runtime(integration, "test")
     await runtime.tokens.token()  # msal: discovery and token over one pooled connection
     assert established_to(port) == before + 1
     await runtime.aclose()

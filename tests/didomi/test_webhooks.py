@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
-from consentbridge.didomi.webhooks import PayloadError, parse_webhook
+from consentbridge.didomi.webhooks import AnonymousUser, ConsentChange, PayloadError, parse_webhook
 
 
-def user_updated(version: int = 3, **extra: object) -> dict[str, object]:
+def user_updated(version: int = 3, **extra: object) -> dict[str, Any]:
     return {
         "type": "user.updated",
         "parameters": {
@@ -28,7 +29,7 @@ def user_updated(version: int = 3, **extra: object) -> dict[str, object]:
 
 
 def test_user_updated_is_reduced_to_state_version_and_time() -> None:
-    change = parse_webhook(user_updated())
+    change = parsed(user_updated())
     assert change.organization_user_id == "a@b.c"
     assert change.version == 3
     assert change.timestamp == dt.datetime(2026, 1, 1, 10, 0, 1, tzinfo=dt.UTC)
@@ -38,12 +39,12 @@ def test_user_updated_is_reduced_to_state_version_and_time() -> None:
 
 
 def test_regulation_from_top_level_then_entity() -> None:
-    assert parse_webhook({**user_updated(), "regulation": "CPRA"}).regulation == "cpra"
-    assert parse_webhook(user_updated(regulation="lgpd")).regulation == "lgpd"
+    assert parsed({**user_updated(), "regulation": "CPRA"}).regulation == "cpra"
+    assert parsed(user_updated(regulation="lgpd")).regulation == "lgpd"
 
 
 def test_event_created_takes_the_user_from_the_event() -> None:
-    change = parse_webhook(
+    change = parsed(
         {
             "type": "event.created",
             "parameters": {
@@ -61,17 +62,64 @@ def test_event_created_takes_the_user_from_the_event() -> None:
 
 
 def test_deletions_carry_no_state() -> None:
-    change = parse_webhook(
+    change = parsed(
         {"type": "user.deleted", "parameters": {"entity": {"organization_user_id": "x"}}}
     )
     assert change.snapshot is None
 
 
+def parsed(body: object) -> ConsentChange:
+    change = parse_webhook(body)
+    assert isinstance(change, ConsentChange), change
+    return change
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "user.updated", "parameters": {"new_entity": {"id": "d1", "version": 1}}},
+        {"type": "user.created", "parameters": {"entity": {"organization_user_id": None}}},
+        {"type": "user.deleted", "parameters": {"entity": {"organization_user_id": " "}}},
+        {"type": "event.created", "parameters": {"entity": {"user": {"id": "d1"}}}},
+        {"type": "event.created", "parameters": {"entity": {"consents": {"purposes": []}}}},
+        {"type": "event.updated", "parameters": {"new_entity": {"user": {"id": "d1"}}}},
+    ],
+)
+def test_a_user_without_organization_user_id_is_anonymous_not_an_error(body: object) -> None:
+    change = parse_webhook(body)
+    assert isinstance(change, AnonymousUser)
+    assert change.event_type == body["type"]
+
+
+def test_unknown_keys_anywhere_are_accepted() -> None:
+    body = user_updated(flavour="vanilla")
+    body["delivery"] = {"attempt": 2}
+    body["parameters"]["extra"] = [1, 2]
+    change = parsed(body)
+    assert (change.organization_user_id, change.version) == ("a@b.c", 3)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2**53 - 1])
+def test_version_is_an_integer_from_0_below_2_to_the_53(version: int) -> None:
+    assert parsed(user_updated(version)).version == version
+
+
+@pytest.mark.parametrize("version", [-1, 2**53, 2**64, True, False, 3.0, 3.5, "3", [3]])
+def test_any_other_version_is_refused_naming_the_field(version: object) -> None:
+    body = user_updated()
+    body["parameters"]["new_entity"]["version"] = version
+    with pytest.raises(PayloadError) as info:
+        parse_webhook(body)
+    assert info.value.path == "parameters.new_entity.version"
+    assert "parameters.new_entity.version" in info.value.message
+    assert "2^53" in info.value.message
+
+
 def test_same_payload_same_delivery_key_regardless_of_key_order() -> None:
     a = user_updated()
     b = {"parameters": a["parameters"], "type": "user.updated"}
-    assert parse_webhook(a).delivery_key == parse_webhook(b).delivery_key
-    assert parse_webhook(user_updated(4)).delivery_key != parse_webhook(a).delivery_key
+    assert parsed(a).delivery_key == parsed(b).delivery_key
+    assert parsed(user_updated(4)).delivery_key != parsed(a).delivery_key
 
 
 @pytest.mark.parametrize(
@@ -83,12 +131,12 @@ def test_same_payload_same_delivery_key_regardless_of_key_order() -> None:
         ({"type": "user.updated", "parameters": []}, "parameters"),
         ({"type": "user.updated", "parameters": {}}, "parameters.new_entity"),
         (
-            {"type": "user.updated", "parameters": {"new_entity": {"version": 1}}},
+            {"type": "user.updated", "parameters": {"new_entity": {"organization_user_id": 42}}},
             "parameters.new_entity.organization_user_id",
         ),
         (
-            {"type": "event.created", "parameters": {"entity": {"user": {}}}},
-            "parameters.entity.user.organization_user_id",
+            {"type": "event.created", "parameters": {"entity": {"user": "u1"}}},
+            "parameters.entity.user",
         ),
         (
             {

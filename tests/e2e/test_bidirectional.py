@@ -5,6 +5,7 @@ role, and the flow keeps running once that role is gone."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -198,6 +199,33 @@ def test_a_hundred_round_trips_cost_exactly_one_event_and_one_write_per_real_cha
     assert end["dataverse"]["rows_written"] - start["dataverse"]["rows_written"] == (
         2 * real_changes
     )
+
+
+def test_the_shown_document_says_enabled_and_applying_it_again_keeps_the_webhook(
+    sandbox: SandboxClient, service: ServiceProcess, wired: dict[str, Any]
+) -> None:
+    enable(service)
+    before = registered(sandbox)
+    show = subprocess.run(
+        [sys.executable, "-m", "consentbridge.cli", "integrations", "show", INTEGRATION_ID],
+        env=service.env,
+        cwd=service.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert show.returncode == 0, show.stderr
+    shown = json.loads(show.stdout)
+    assert shown["bidirectional"] is True
+    with service.admin() as api:
+        path = f"/api/v1/integrations/{INTEGRATION_ID}"
+        assert api.get(path).json()["bidirectional"] is True
+        saved = api.put(path, expect=200, json=shown).json()
+
+    assert saved["bidirectional"] is True
+    assert saved["bidirectional_registration"]["ok"] is True
+    assert registered(sandbox) == before and len(before["steps"]) == 2
+    assert bidirectional(service, "status", INTEGRATION_ID).returncode == 0
 
 
 def test_enabling_twice_keeps_the_same_registration(

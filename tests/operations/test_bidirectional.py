@@ -15,7 +15,7 @@ from consentbridge.config.secrets import SecretBox
 from consentbridge.config.validation import parse_integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.registration import AUTH_HEADER
-from consentbridge.operations import bidirectional, integrations
+from consentbridge.operations import bidirectional, integrations, lifecycle
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import Conflict
 from tests.e2e.conftest import integration_document
@@ -187,6 +187,27 @@ async def test_disable_removes_exactly_what_was_recorded_and_forgets_it(
     assert await stored(ctx) is None
     again = await bidirectional.disable(ctx, INTEGRATION_ID)
     assert not again.changed and again.lines[0].startswith("Nothing to disable")
+
+
+async def test_the_stored_document_says_what_enable_and_disable_did(
+    ctx: AppContext, live_sandbox: SandboxClient
+) -> None:
+    await bidirectional.enable(ctx, INTEGRATION_ID)
+    shown = integrations.redacted(await integrations.get(ctx, INTEGRATION_ID))
+    assert shown["bidirectional"] is True
+
+    # Applying the document as shown (console Save, `show` then `apply`) keeps the webhook.
+    applied = await lifecycle.apply(ctx, shown)
+    assert applied.flow_error is None and applied.flow is not None
+    assert applied.flow.action == "enable" and not applied.flow.changed
+    assert len(endpoints(live_sandbox)) == 1 and len(steps(live_sandbox)) == 2
+    assert await stored(ctx) is not None
+
+    await bidirectional.disable(ctx, INTEGRATION_ID)
+    shown = integrations.redacted(await integrations.get(ctx, INTEGRATION_ID))
+    assert shown["bidirectional"] is False
+    applied = await lifecycle.apply(ctx, shown)
+    assert applied.flow is None and endpoints(live_sandbox) == []
 
 
 async def test_disable_tolerates_rows_already_deleted_in_dataverse(

@@ -30,6 +30,7 @@ KEY_NOT_DEFINED = "0x80060890"  # EntityKeyNotDefined
 OPTION_OUT_OF_RANGE = "0x8004431A"  # PicklistValueOutOfRange
 PAYLOAD_ERROR = "0x80048d19"  # the body does not fit the entity type (unknown column, ...)
 REQUESTS_EXCEEDED = "0x80072322"  # service protection: number of requests
+JOURNEYS_SEEDS = uuid.UUID("6f1c2a4e-7d0b-5c3e-9a8f-1b2c3d4e5f60")  # docs/sandbox.md
 CONSENT_COLUMNS = [
     "firstname",
     "lastname",
@@ -369,3 +370,51 @@ def test_service_protection_429_reaches_the_sdk_as_a_transient_error(
     assert _service_error_code(error) == REQUESTS_EXCEEDED
     retry_after = error.details.get("retry_after")
     assert isinstance(retry_after, int) and retry_after >= 1
+
+
+def test_the_sdk_creates_and_lists_journeys_consent_rows(client: DataverseClient) -> None:
+    # Purposes are seeded with stable ids (docs/sandbox.md); the lookup is bound through its
+    # case-sensitive navigation name, and a choice label is resolved through the global
+    # option set's metadata.
+    commercial = str(uuid.uuid5(JOURNEYS_SEEDS, "purpose/Commercial communications"))
+    table = "msdynmkt_contactpointconsent4"
+    row = {
+        "msdynmkt_contactpointvalue": "sdk@example.com",
+        "msdynmkt_contactpointtype": 534120000,
+        "msdynmkt_value": 534120001,
+        "msdynmkt_logicalreason": 534119999,
+        "msdynmkt_purposeId@odata.bind": f"/msdynmkt_purposes({commercial})",
+    }
+    first = client.records.create(table, row)
+    more = client.records.create(
+        table,
+        [
+            {**row, "msdynmkt_contactpointvalue": "two@example.com", "msdynmkt_value": "Opted Out"},
+            {**row, "msdynmkt_contactpointvalue": "sdk@example.com"},
+        ],
+    )
+    assert len(more) == 2
+    rows = client.records.list(
+        table,
+        filter=f"_msdynmkt_purposeid_value eq {commercial}",
+        select=["msdynmkt_contactpointvalue", "msdynmkt_value", "_msdynmkt_purposeid_value"],
+        orderby=["msdynmkt_contactpointvalue asc"],
+    )
+    found = sorted(
+        (r["msdynmkt_contactpointvalue"], r["msdynmkt_value"], r["msdynmkt_contactpointconsent4id"])
+        for r in rows
+    )
+    # No alternate key: the same value, channel and purpose twice is two rows.
+    assert found == sorted(
+        [
+            ("sdk@example.com", 534120001, first),
+            ("sdk@example.com", 534120001, more[1]),
+            ("two@example.com", 534120002, more[0]),
+        ]
+    )
+    with pytest.raises(HttpError) as raised:
+        lowered = {k: v for k, v in row.items() if "@" not in k}
+        client.records.create(
+            table, {**lowered, "msdynmkt_purposeid@odata.bind": f"/msdynmkt_purposes({commercial})"}
+        )
+    assert _service_error_code(raised.value) == PAYLOAD_ERROR

@@ -6,16 +6,27 @@ its routes, so a route added later is covered too — and the refused request ch
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 
+from consentbridge.config import Settings
 from consentbridge.context import AppContext
 from consentbridge.web import session as sessions
 from consentbridge.web.app import create_app
 from tests.security.support import ACME, ADMIN, ADMIN_TOKEN, API, Tenant, dump_store
+from tests.web.support import make_settings
 
 pytestmark = pytest.mark.security
+
+
+@pytest.fixture
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    # These tests send hundreds of refused calls from one address on purpose; the limit on
+    # failures per address has its own tests (tests/security/test_sessions_and_throttling.py).
+    return make_settings(sqlite_url, tmp_path, auth_failures_per_minute=1_000_000)
+
 
 PARAMS = {
     "integration_id": ACME,

@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import integration_document
 from tests.support.sandbox import SandboxClient, unique_email, wait_until
-from tests.support.service import ADMIN_TOKEN, ServiceProcess, WorkerProcess
+from tests.support.service import ADMIN_TOKEN, METRICS_TOKEN, ServiceProcess, WorkerProcess
 
 pytestmark = pytest.mark.security
 
@@ -153,7 +153,7 @@ def test_no_secret_appears_in_any_output_of_a_full_run(
         worker.stop()
         service.stop()
         api.http.close()
-    secrets_used |= {service.secret_key, ADMIN_TOKEN}
+    secrets_used |= {service.secret_key, ADMIN_TOKEN, METRICS_TOKEN}
     outputs = [
         ("serve output", "".join(service.output)),
         ("worker output", "".join(worker.output)),
@@ -304,14 +304,14 @@ def _run_flow(
         api.call(
             "POST",
             f"/api/v1/integrations/{integration_id}/preview",
-            expect=(200, 502),
+            expect=(200, 422, 502),
             admin=True,
             json={"organization_user_id": email},
         )
         api.call(
             "POST",
             f"/api/v1/integrations/{integration_id}/backfill",
-            expect=(200, 502, 503),
+            expect=(200, 422, 502, 503),
             admin=True,
             json={"dry_run": True},
         )
@@ -329,7 +329,8 @@ def _run_flow(
 
 def _assert_sync_was_counted(api: Caller) -> None:
     """serve's /metrics counts its worker's outcome and Dataverse requests (the wiring)."""
-    text = api.call("GET", "/metrics", expect=200).text
+    scraper = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    text = api.call("GET", "/metrics", expect=200, headers=scraper).text
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 import textwrap
 import time
@@ -78,6 +80,29 @@ async def test_sqlite_file_gets_its_folder_wal_full_sync_and_foreign_keys(tmp_pa
         }
     finally:
         await store.close()
+
+
+@pytest.fixture
+def usual_umask() -> Any:
+    """The common umask 022, which leaves new files readable by everyone unless we say not."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+async def test_a_new_sqlite_store_is_readable_by_its_owner_only(
+    tmp_path: Path, usual_umask: None
+) -> None:
+    folder = tmp_path / "var"
+    store = await Store.open(f"sqlite:///{folder / 'cb.db'}")
+    try:
+        await store.put_integration(ACME, {"id": ACME})  # the WAL and its index exist now
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    finally:
+        await store.close()
+    assert modes == {"cb.db": 0o600, "cb.db-wal": 0o600, "cb.db-shm": 0o600}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
 
 
 async def test_sqlite_synchronous_can_be_relaxed_to_normal(sqlite_url: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from consentbridge.store import Store, UnknownIntegration
+from consentbridge.store import IgnoredDelivery, Store, UnknownIntegration
 
 from .builders import ACME, FORWARD, OTHER, T0, entry, item, put
 
@@ -128,6 +128,36 @@ async def test_unknown_integration_is_refused_and_nothing_is_stored(store: Store
         await store.intake_many([item("u1"), item("u1", integration="nope")])
 
     assert await store.get_state(ACME, FORWARD, "u1") is None
+
+
+async def test_an_ignored_delivery_stores_nothing_but_a_count_in_the_same_batch(
+    store: Store,
+) -> None:
+    anonymous = IgnoredDelivery(ACME, FORWARD)
+    results = await store.intake_many(
+        [anonymous, item("u1", log=entry("u1")), anonymous, IgnoredDelivery(OTHER, FORWARD)]
+    )
+
+    assert [(r.duplicate, r.changed) for r in results] == [
+        (False, False),
+        (False, True),
+        (False, False),
+        (False, False),
+    ]
+    assert (await store.status(ACME, T0))["ignored"] == 2
+    assert (await store.status(OTHER, T0))["ignored"] == 1
+    assert (await store.status(ACME, T0))["pending"] == 1  # only u1
+    await store.intake(anonymous)
+    assert (await store.status(ACME, T0))["ignored"] == 3
+
+
+async def test_an_ignored_delivery_for_an_unknown_integration_is_refused(store: Store) -> None:
+    with pytest.raises(UnknownIntegration):
+        await store.intake_many([IgnoredDelivery("nope", FORWARD)])
+    with pytest.raises(UnknownIntegration):
+        await store.intake_many([IgnoredDelivery(ACME, FORWARD), IgnoredDelivery("nope", FORWARD)])
+
+    assert (await store.status(ACME, T0))["ignored"] == 0
 
 
 async def test_a_change_supersedes_a_retry_schedule(store: Store) -> None:

@@ -18,6 +18,18 @@ async def test_put_creates_then_replaces(store: Store) -> None:
     assert [i for i, _ in await store.list_integrations()] == [ACME, OTHER, "new"]
 
 
+async def test_update_changes_a_document_in_one_transaction(store: Store) -> None:
+    await store.set_registration(ACME, {"serviceendpointid": "s1"})
+
+    assert await store.update_integration(ACME, lambda d: {**d, "flag": True}) is True
+    assert await store.get_integration(ACME) == {"id": ACME, "flag": True}
+    assert await store.get_registration(ACME) == {"serviceendpointid": "s1"}
+    assert await store.update_integration(ACME, lambda d: None) is False
+    assert await store.update_integration(ACME, lambda d: d) is False
+    assert await store.update_integration("missing", lambda d: {"x": 1}) is False
+    assert await store.get_integration("missing") is None
+
+
 async def test_registration_is_set_read_and_cleared(store: Store) -> None:
     assert await store.get_registration(ACME) is None
 

@@ -17,6 +17,7 @@ async def test_an_empty_integration_has_zero_everything(store: Store) -> None:
         "skipped": 0,
         "failed": 0,
         "dead_letters": 0,
+        "ignored": 0,
         "last_success_at": None,
     }
 
@@ -51,6 +52,7 @@ async def test_status_counts_each_outcome_of_this_integration_only(store: Store)
         "skipped": 1,
         "failed": 1,
         "dead_letters": 1,
+        "ignored": 0,
         "last_success_at": "2023-11-14T22:13:50.000Z",  # T0 + 30
     }
 

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-ADMIN_TOKEN = "e2e-admin-token-0123456789"
+ADMIN_TOKEN = "e2e-admin-token-0123456789-abcdefgh"
+METRICS_TOKEN = "e2e-metrics-token-5Tg7Yh"
 
 
 class Expecting:
@@ -78,6 +79,7 @@ class ServiceProcess:
                 "CONSENTBRIDGE_DB_URL": self.db_url,
                 "CONSENTBRIDGE_SECRET_KEY": self.secret_key,
                 "CONSENTBRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+                "CONSENTBRIDGE_METRICS_TOKEN": METRICS_TOKEN,
                 "PYTHONUNBUFFERED": "1",
                 **self.extra_env,
             }

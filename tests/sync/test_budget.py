@@ -232,9 +232,9 @@ async def test_runtimes_of_one_application_user_share_the_workers_limiter(
     store, _ = two_stores
     budgets = SharedBudgets(store, "worker-a")
     integration = _integration(live_sandbox)
-    runtime = build_runtime(integration, "fp", limiters=budgets.limiter)
-    twin = build_runtime(_integration(live_sandbox, "second"), "fp", limiters=budgets.limiter)
-    one_off = runtime_for(integration)  # e.g. `integrations test` inside `serve`
+    runtime = await build_runtime(integration, "fp", limiters=budgets.limiter)
+    twin = await build_runtime(_integration(live_sandbox, "second"), "fp", limiters=budgets.limiter)
+    one_off = await runtime_for(integration)  # e.g. `integrations test` inside `serve`
     try:
         assert runtime.dataverse.limiter is twin.dataverse.limiter, "one app user, one limiter"
         assert one_off.dataverse.limiter is runtime.dataverse.limiter

@@ -43,7 +43,7 @@ async def _receive_and_sync(ctx: AppContext, users: list[str]) -> None:
         await intake.receive_didomi(ctx, INTEGRATION_ID, user_updated(user))
     integration = await ctx.integration(INTEGRATION_ID)
     assert integration is not None
-    runtime = build_runtime(integration, "test")
+    runtime = await build_runtime(integration, "test")
     try:
         now = time.time()
         claims = await ctx.store.claim_batch(

@@ -111,7 +111,7 @@ async def flow(tmp_path: Path, live_sandbox: SandboxClient) -> AsyncIterator[Flo
     await record_registration(ctx)
     integration = await ctx.integration(INTEGRATION_ID)
     assert integration is not None
-    runtime = build_runtime(integration, "test")  # Entra, Web API and Didomi: the sandbox's
+    runtime = await build_runtime(integration, "test")  # Entra, Web API and Didomi: the sandbox's
     assert runtime.didomi is not None
     assert runtime.didomi.base_url == f"{live_sandbox.base_url}/v1"
     yield Flow(ctx, runtime, live_sandbox)

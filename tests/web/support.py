@@ -25,7 +25,7 @@ __all__ = [
     "user_updated",
 ]
 
-ADMIN_TOKEN = "admin-token-Vb6Yq0Lm3Ks8Pd1"
+ADMIN_TOKEN = "admin-token-Vb6Yq0Lm3Ks8Pd1-Hx2Wc9Zr"
 SECRETS = (CLIENT_SECRET, API_SECRET, WEBHOOK_SECRET, ADMIN_TOKEN)
 WEBHOOK_CLIENT = "didomi-webhooks"
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from consentbridge.config import Settings
 from consentbridge.context import AppContext
 from consentbridge.operations import tokens
 from consentbridge.store.values import LogEntry
@@ -25,6 +26,14 @@ from .support import (
     make_settings,
     user_updated,
 )
+
+
+@pytest.fixture
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    # These tests send hundreds of refused calls from one address on purpose; the limit on
+    # failures per address has its own tests (tests/security/test_sessions_and_throttling.py).
+    return make_settings(sqlite_url, tmp_path, auth_failures_per_minute=1_000_000)
+
 
 API = "/api/v1/integrations"
 
@@ -216,6 +225,7 @@ async def test_status_has_the_contract_keys(
         "skipped",
         "failed",
         "dead_letters",
+        "ignored",
         "last_success_at",
     }
     missing = await client.get(f"{API}/nobody/status", headers=admin)
@@ -304,3 +314,18 @@ async def test_diagnostics_of_an_unknown_integration_are_404(
     ):
         response = await client.post(f"{API}/nobody/{route}", json=body, headers=admin)
         assert response.status_code == 404, route
+
+
+async def test_a_user_log_waits_at_most_the_bound_and_says_so(
+    client: httpx.AsyncClient, admin: dict[str, str], acme: str
+) -> None:
+    too_long = await client.get(
+        f"{API}/{acme}/users/bob@example.com/log", params={"wait_s": 31}, headers=admin
+    )
+    assert too_long.status_code == 422
+    (error,) = too_long.json()["errors"]
+    assert error["path"] == "wait_s" and "30" in error["message"]
+    settled = await client.get(
+        f"{API}/{acme}/users/nobody@example.com/log", params={"wait_s": 0.3}, headers=admin
+    )
+    assert settled.status_code == 200 and settled.json()["entries"] == []

@@ -57,11 +57,52 @@ def test_ten_thousand_levels_are_refused_before_decoding() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"1" * 5000, b"[Infinity]", b"\xef\xbb\xbf{}", b"   ", b'{"a": 1,}'],
-    ids=["huge-integer", "infinity", "bom", "blank", "trailing-comma"],
+    [
+        b"1" * 5000,
+        b"[Infinity]",
+        b"\xef\xbb\xbf\xef\xbb\xbf{}",
+        b"\xef\xbb\xbf",
+        b"   ",
+        b'{"a": 1,}',
+        b'{"a": 1, "a": 1}',
+    ],
+    ids=["huge-integer", "infinity", "two-boms", "only-a-bom", "blank", "trailing-comma", "repeat"],
 )
 def test_unacceptable_json_is_a_400(body: bytes) -> None:
     with pytest.raises(InvalidInput) as raised:
         parse_json(body)
     assert raised.value.status == 400
     assert raised.value.issues[0].message
+
+
+def test_a_leading_utf8_byte_order_mark_is_skipped() -> None:
+    assert parse_json(b'\xef\xbb\xbf{"a": [1, "\xc3\xa9"]}') == {"a": [1, "\u00e9"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"a": 1, "b": 2, "a": 3}', "a"),
+        (b'{"outer": [{"x": {"deep": 1, "deep": 1}}]}', "deep"),
+        (b'{"\\u0061": 1, "a": 2}', "a"),  # the same key, once escaped
+        (b'{"": 1, "": 2}', ""),
+    ],
+)
+def test_a_key_given_twice_in_one_object_is_a_400_naming_it(body: bytes, key: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_json(body)
+    assert raised.value.status == 400
+    (issue,) = raised.value.issues
+    assert issue.message == (
+        f"The JSON body gives the key '{key}' more than once in one object; send each key once."
+    )
+
+
+def test_the_same_key_in_different_objects_is_fine() -> None:
+    assert parse_json(b'[{"a": 1}, {"a": 2, "b": {"a": 3}}]') == [{"a": 1}, {"a": 2, "b": {"a": 3}}]
+
+
+def test_a_repeated_key_that_cannot_be_stored_is_named_by_a_stand_in() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_json(b'{"\\u0000": 1, "\\u0000": 2}')
+    assert "'<key>'" in raised.value.issues[0].message

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from consentbridge.config import Settings
 from consentbridge.context import AppContext
 from consentbridge.metrics import Metrics, metrics_for
 from consentbridge.operations import tokens
 
-from .support import SECRETS, WEBHOOK_CLIENT, WEBHOOK_SECRET, user_updated
+from .support import SECRETS, WEBHOOK_CLIENT, WEBHOOK_SECRET, make_settings, user_updated
+
+METRICS_TOKEN = "metrics-token-Pw3Nc8Lh"
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
+@pytest.fixture
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    # Per-integration labels are shown to a scrape with the metrics token only.
+    return make_settings(sqlite_url, tmp_path, metrics_token=METRICS_TOKEN)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -44,7 +57,7 @@ async def test_pending_changes_and_intake_follow_a_delivery(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert delivered.status_code == 202
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=SCRAPER)).text
     found = samples(text)
     pending = (
         "consentbridge_pending_changes",
@@ -66,9 +79,9 @@ async def test_pending_changes_and_intake_follow_a_delivery(
 async def test_a_deleted_integration_leaves_the_pending_gauge(
     client: httpx.AsyncClient, ctx: AppContext, acme: str
 ) -> None:
-    assert acme in (await client.get("/metrics")).text
+    assert acme in (await client.get("/metrics", headers=SCRAPER)).text
     await ctx.store.delete_integration(acme)
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=SCRAPER)).text
     assert f'integration="{acme}"' not in text
 
 

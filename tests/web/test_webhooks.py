@@ -14,6 +14,7 @@ from consentbridge.context import AppContext
 from consentbridge.metrics import UNKNOWN_INTEGRATION, metrics_for
 from consentbridge.operations import tokens
 from consentbridge.web.routes.webhooks import bearer_token
+from tests.support.bidirectional import SECRET, record_registration
 
 from .support import WEBHOOK_CLIENT, WEBHOOK_SECRET, user_updated
 
@@ -194,9 +195,13 @@ async def test_dataverse_webhook_without_its_key_is_401(
     assert response.status_code == 401
 
 
-async def test_dataverse_webhook_bounds_its_body(client: httpx.AsyncClient, acme: str) -> None:
+async def test_dataverse_webhook_bounds_its_body(
+    client: httpx.AsyncClient, ctx: AppContext, acme: str
+) -> None:
+    await record_registration(ctx)
+    key = {"x-consentbridge-key": SECRET}
     too_large = await client.post(f"/webhooks/dataverse/{acme}", content=b" " * (MIB + 1))
-    too_deep = await client.post(f"/webhooks/dataverse/{acme}", content=nested(5000))
+    too_deep = await client.post(f"/webhooks/dataverse/{acme}", content=nested(5000), headers=key)
     assert (too_large.status_code, too_deep.status_code) == (413, 400)
 
 

@@ -13,7 +13,8 @@ from consentbridge.operations import diagnostics
 
 @integrations_app.command("test")
 def test(integration_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Check token, Web API, WhoAmI and privileges: one OK/FAIL line each, with the fix."""
+    """Check token, Web API, WhoAmI, privileges and mapped columns: one OK/FAIL line each, with
+    the fix; exit 1 when any fails."""
     checks = with_context(lambda ctx: diagnostics.test_connection(ctx, integration_id))
     for check in checks:
         typer.echo(f"{'OK  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")

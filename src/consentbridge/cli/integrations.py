@@ -48,7 +48,7 @@ def apply_command(file: FileArgument) -> None:
     enable`), and turning it off removes it; the document is stored even if that fails (exit 1).
     """
     raw = _load(file)
-    applied = with_context(lambda ctx: lifecycle.apply(ctx, raw, default_id=file.stem))
+    applied = with_context(lambda ctx: lifecycle.apply(ctx, raw, default_id=file.stem), create=True)
     typer.echo(f"{'created' if applied.created else 'updated'} {applied.integration.id}")
     if applied.flow is not None:
         for line in applied.flow.lines:

@@ -40,14 +40,13 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP service and (unless --no-worker) the sync workers in one process."""
-    from consentbridge.serve import ServeOptions, generate_admin_token, run_service
+    from consentbridge.serve import ServeOptions, run_service, sandbox_admin_token
 
     settings = Settings.from_env(os.environ, public_url=public_url)
     show_token = False
     if sandbox and settings.admin_token is None:
-        settings = Settings.from_env(
-            os.environ, public_url=public_url, admin_token=generate_admin_token()
-        )
+        token = sandbox_admin_token(ServeOptions().sandbox_state_dir.parent)
+        settings = Settings.from_env(os.environ, public_url=public_url, admin_token=token)
         show_token = True
     _configure_logs(settings)
     options = ServeOptions(

@@ -49,6 +49,7 @@ def status(
         "skipped",
         "failed",
         "dead letters",
+        "ignored",
         "last success",
     )
     for name, row in result.items():
@@ -63,6 +64,7 @@ def status(
                     "skipped",
                     "failed",
                     "dead_letters",
+                    "ignored",
                     "last_success_at",
                 )
             ),

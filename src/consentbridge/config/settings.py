@@ -40,6 +40,12 @@ DEFAULT_LEASE_S: Final = 60.0
 DEFAULT_WORKER_LANES: Final = 4
 DEFAULT_LOG_RETENTION_DAYS: Final = 30
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+MIN_ADMIN_TOKEN_CHARS: Final = 32
+DEFAULT_AUTH_FAILURES_PER_MINUTE: Final = 10
+DEFAULT_HTTP_KEEP_ALIVE_S: Final = 30.0
+DEFAULT_HTTP_HEADER_TIMEOUT_S: Final = 30.0
+DEFAULT_HTTP_BODY_TIMEOUT_S: Final = 60.0
+DEFAULT_HTTP_MAX_CONNECTIONS: Final = 1000
 
 Converter = Callable[[object], Any]
 
@@ -67,6 +73,16 @@ def _secret_key(value: object) -> SecretStr:
 
 def _secret(value: object) -> SecretStr:
     return value if isinstance(value, SecretStr) else SecretStr(_text(value))
+
+
+def _admin_token(value: object) -> SecretStr:
+    token = _secret(value)
+    if len(token.get_secret_value()) < MIN_ADMIN_TOKEN_CHARS:
+        raise ValueError(
+            f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters long; generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token
 
 
 def _path(value: object) -> Path:
@@ -166,7 +182,10 @@ class Settings:
         metadata=_meta(_path, "key file used when secret_key is unset; made 0600 on first use"),
     )
     admin_token: SecretStr | None = field(
-        default=None, metadata=_meta(_secret, "bearer token for the admin API and the console")
+        default=None,
+        metadata=_meta(
+            _admin_token, "bearer token for the admin API and the console (32+ characters)"
+        ),
     )
     public_url: str | None = field(
         default=None,
@@ -213,6 +232,32 @@ class Settings:
     max_body_bytes: int = field(
         default=DEFAULT_MAX_BODY_BYTES,
         metadata=_meta(_positive_int, "largest accepted request body; larger ones get 413"),
+    )
+    auth_failures_per_minute: int = field(
+        default=DEFAULT_AUTH_FAILURES_PER_MINUTE,
+        metadata=_meta(
+            _positive_int, "failed sign-ins / admin tokens per client address and minute, then 429"
+        ),
+    )
+    metrics_token: SecretStr | None = field(
+        default=None,
+        metadata=_meta(_secret, "bearer token a scrape of /metrics needs to see integration ids"),
+    )
+    http_keep_alive_s: float = field(
+        default=DEFAULT_HTTP_KEEP_ALIVE_S,
+        metadata=_meta(_positive_seconds, "an idle keep-alive connection is closed after this"),
+    )
+    http_header_timeout_s: float = field(
+        default=DEFAULT_HTTP_HEADER_TIMEOUT_S,
+        metadata=_meta(_positive_seconds, "a request's headers must arrive whole within this"),
+    )
+    http_body_timeout_s: float = field(
+        default=DEFAULT_HTTP_BODY_TIMEOUT_S,
+        metadata=_meta(_positive_seconds, "a request's body must arrive whole within this"),
+    )
+    http_max_connections: int = field(
+        default=DEFAULT_HTTP_MAX_CONNECTIONS,
+        metadata=_meta(_positive_int, "open HTTP connections at most; beyond it requests get 503"),
     )
 
     @classmethod

@@ -173,7 +173,8 @@ class TokenProvider:
         try:
             app = self._msal_app()
             result: dict[str, Any] = app.acquire_token_for_client(scopes=[self._scope])
-        except (requests.RequestException, ValueError) as exc:
+        # OSError: requests reads the CA bundle per connection, and the file may have gone.
+        except (requests.RequestException, ValueError, OSError) as exc:
             raise AuthError(
                 f"Cannot reach the Entra ID authority ({type(exc).__name__}); check "
                 "config.authority_host, config.ca_bundle and the network.",

@@ -20,6 +20,7 @@ import asyncio
 import json
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ class DataverseClient:
         base_url: str,
         tokens: TokenProvider,
         *,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | str | bool = True,
         limiter: AdaptiveLimiter | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -52,7 +53,7 @@ class DidomiClient:
         api_key: str,
         api_secret: str,
         organization_id: str,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | str | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
     ) -> None:
@@ -99,7 +100,15 @@ class DidomiClient:
                     "check didomi.api_key and didomi.api_secret.",
                     status=response.status_code,
                 )
-            token = str(response.json()["access_token"])
+            try:
+                token = str(response.json()["access_token"])
+            except (ValueError, KeyError, TypeError):
+                # An HTML page or another service at base_url: a setting to fix, so retried.
+                raise DidomiError(
+                    f"Didomi answered the session request at {self.base_url} without an access "
+                    "token; check didomi.base_url.",
+                    transient=True,
+                ) from None
             self._token = token
             self._token_expires = _expiry(token)
             return token
@@ -216,12 +225,16 @@ class DidomiClient:
             params = {"$limit": str(page_size)}
             if cursor:
                 params["$cursor"] = cursor
-            body = (
-                await self.request("GET", "consents/users", what="the user list", params=params)
-            ).json()
-            for user in body.get("data", []):
+            response = await self.request(
+                "GET", "consents/users", what="the user list", params=params
+            )
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            users, cursor = user_page(body)
+            for user in users:
                 yield user
-            cursor = body.get("cursor")
             if not cursor:
                 return
 
@@ -248,6 +261,31 @@ class DidomiClient:
         body = response.json()
         data = body.get("data", body) if isinstance(body, dict) else body
         return list(data) if isinstance(data, list) else []
+
+
+def user_page(body: object) -> tuple[list[dict[str, Any]], str | None]:
+    """The users of one page of ``GET /consents/users`` and the cursor of the next (None on
+    the last page). Didomi's guides show ``{"data": [...], "cursor": ...}``; its published
+    OpenAPI describes a bare array, which is then the only page. Any other shape raises
+    ``DidomiError``: reading it as "no users" would end a backfill early, silently."""
+    data: list[object]
+    cursor: object = None
+    if isinstance(body, list):
+        data = body
+    elif isinstance(body, dict) and isinstance(body.get("data"), list):
+        data, cursor = body["data"], body.get("cursor")
+    else:
+        raise DidomiError(
+            "Didomi answered the user list with neither a list nor an object holding a 'data' "
+            "list; check didomi.base_url points at the Didomi API."
+        )
+    users = [user for user in data if isinstance(user, dict)]
+    if len(users) != len(data):
+        raise DidomiError(
+            "Didomi answered the user list with an entry that is not a JSON object; check "
+            "didomi.base_url points at the Didomi API."
+        )
+    return users, cursor if isinstance(cursor, str) and cursor else None
 
 
 def _path_segment(value: str) -> str:

@@ -1,6 +1,9 @@
 """Didomi webhook payloads: the `{"type", "parameters"}` envelope and its six event types,
 reduced to what sync needs — who changed, their consent state, its regulation and its age.
 
+A user without an ``organization_user_id`` (an anonymous visitor) is no error: it is reduced
+to an ``AnonymousUser``, which intake counts and otherwise ignores.
+
 Didomi documents no delivery id, so a delivery is identified by a hash of its canonical JSON:
 a repeated delivery of the same payload has the same key and is applied once.
 """
@@ -52,10 +55,27 @@ class ConsentChange:
     version: int | None
     timestamp: dt.datetime | None
     delivery_key: str
+    # The Didomi consent event behind the change (an event's own id, or a user update's
+    # ``parameters.source.id``), when the body names one: our writes are marked with it.
+    event_id: str | None = None
 
     @property
     def carries_state(self) -> bool:
         return self.snapshot is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AnonymousUser:
+    """A webhook about a user Didomi knows only by its own id (a website or app visitor, no
+    ``organization_user_id``): Didomi sends these for every consent event of the
+    organization, and no contact can ever match one."""
+
+    event_type: str
+
+
+MAX_VERSION = 2**53
+"""Didomi's ``version`` is a JSON number; above 2^53 a JavaScript sender cannot hold it
+exactly, so such a value is a corrupt one, not a newer state."""
 
 
 def delivery_key(body: object) -> str:
@@ -91,16 +111,18 @@ def _regulation(body: dict[str, Any], parameters: dict[str, Any]) -> str:
     return DEFAULT_REGULATION
 
 
-def _user_id(entity: dict[str, Any], path: str, is_event: bool) -> str:
+def _user_id(entity: dict[str, Any], path: str, is_event: bool) -> str | None:
+    """The user's ``organization_user_id``; None when it has none (absent, null or blank)."""
     holder = entity.get("user") if is_event else entity
+    if holder is None:
+        return None
+    holder = _object(holder, f"{path}.user")
     where = f"{path}.user.organization_user_id" if is_event else f"{path}.organization_user_id"
-    value = holder.get("organization_user_id") if isinstance(holder, dict) else None
-    if not isinstance(value, str) or not value.strip():
-        raise PayloadError(
-            where,
-            f"Field '{where}' is missing or empty; only users with an organization_user_id "
-            "can be matched to a Dynamics contact.",
-        )
+    value = holder.get("organization_user_id")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(where, f"Field '{where}' must be a string.")
     if len(value) > 512:
         raise PayloadError(where, f"Field '{where}' is longer than 512 characters.")
     return value
@@ -121,13 +143,18 @@ def _version(entity: dict[str, Any], path: str) -> int | None:
     value = entity.get("version")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"{path}.version", f"Field '{path}.version' must be an integer.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_VERSION:
+        raise PayloadError(
+            f"{path}.version",
+            f"Field '{path}.version' must be an integer from 0 to 2^53 - 1.",
+        )
     return value
 
 
-def parse_webhook(body: object) -> ConsentChange:
-    """Reduce a Didomi webhook body to a ConsentChange, or raise PayloadError."""
+def parse_webhook(body: object) -> ConsentChange | AnonymousUser:
+    """Reduce a Didomi webhook body to a ConsentChange (an ``AnonymousUser`` when the user
+    has no ``organization_user_id``), or raise PayloadError. Keys it does not read are
+    ignored: Didomi may add fields at any time."""
     envelope = _object(body, "body")
     event_type = envelope.get("type")
     if not isinstance(event_type, str):
@@ -145,6 +172,8 @@ def parse_webhook(body: object) -> ConsentChange:
     path = f"parameters.{key}"
     entity = _object(parameters.get(key), path)
     user_id = _user_id(entity, path, is_event)
+    if user_id is None:
+        return AnonymousUser(event_type)
     deleted = event_type.endswith(".deleted")
     if is_event:
         stamp = parse_timestamp(entity.get("updated_at")) or parse_timestamp(
@@ -168,4 +197,13 @@ def parse_webhook(body: object) -> ConsentChange:
         version=version,
         timestamp=stamp,
         delivery_key=delivery_key(body),
+        event_id=_event_id(entity if is_event else parameters.get("source")),
     )
+
+
+def _event_id(source: object) -> str | None:
+    """A printable id of at most 64 characters, else None (it goes into a Dataverse column)."""
+    value = source.get("id") if isinstance(source, dict) else None
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
+        return value
+    return None

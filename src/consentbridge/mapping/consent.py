@@ -57,8 +57,9 @@ def check_consent_property(value: str, transform: object) -> list[str]:
     except MappingError:  # reported by the grammar check
         return []
     if fitted is None or isinstance(fitted, Negation):
-        kinds = {target.value_kind for target in parsed.candidates}
-        if kinds - {ValueKind.BOOLEAN}:
+        # The preferred reading decides (an ambiguous `_values_<pref>_<value>` path reads the
+        # value's true/false first, docs/mapping.md).
+        if parsed.candidates[0].value_kind is not ValueKind.BOOLEAN:
             return [
                 "a consent row needs true or false, but this path reads other values; add a "
                 'value map such as {"weekly": 534120001, "never": 534120002}.'

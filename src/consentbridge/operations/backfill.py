@@ -14,10 +14,10 @@ from consentbridge.context import AppContext
 from consentbridge.didomi.client import DidomiError
 from consentbridge.didomi.webhooks import ConsentChange, delivery_key, parse_timestamp
 from consentbridge.logs import get_logger
+from consentbridge.operations.connection import didomi_failure, one_off_didomi
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.operations.intake import didomi_items, enqueue
 from consentbridge.store.values import IntakeItem
-from consentbridge.sync.clients import didomi_client
 
 log = get_logger("consentbridge.backfill")
 
@@ -95,7 +95,7 @@ async def backfill(
     job: dict[str, Any] = {"job": "backfill", "integration": integration_id, "dry_run": dry_run}
     log.info("job.started", source=source, **job)
     reported = started
-    client = didomi_client(integration)
+    client = await one_off_didomi(integration)
     page: list[IntakeItem] = []
 
     async def flush() -> None:
@@ -142,7 +142,7 @@ async def backfill(
         await flush()
     except DidomiError as exc:
         log.warning("job.failed", reason=exc.message, **job, **_counts(summary, started))
-        raise InvalidInput([Issue("didomi", exc.message)], status=502) from exc
+        raise didomi_failure(exc) from exc
     except Exception:
         log.warning("job.failed", exc_info=True, **job, **_counts(summary, started))
         raise

@@ -43,10 +43,10 @@ from consentbridge.dataverse.registration import (
 )
 from consentbridge.logs import get_logger
 from consentbridge.mapping import Property, one_way_columns, one_way_reason
+from consentbridge.operations.connection import one_off_runtime
 from consentbridge.operations.diagnostics import user_privileges
 from consentbridge.operations.errors import Conflict, NotFound, OperationError, Unavailable
 from consentbridge.store.values import iso_utc
-from consentbridge.sync.clients import runtime_for
 from consentbridge.sync.runtime import IntegrationRuntime
 
 log = get_logger("consentbridge.bidirectional")
@@ -194,7 +194,7 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
         )
     previous_raw = await ctx.store.get_registration(integration_id)
     previous = RegistrationRecord.from_stored(previous_raw)
-    runtime = runtime_for(integration)
+    runtime = await one_off_runtime(integration)
     try:
         user_id = await _preflight(runtime, ENABLE_PRIVILEGES, "enable")
         secret, encrypted = _secret(ctx, previous)
@@ -243,6 +243,7 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
     )
     recorded_changes = _record_changes(previous, record)
     await ctx.store.set_registration(integration_id, record.stored())
+    await _store_flag(ctx, integration_id, enabled=True)
     ctx.forget(integration_id)
     lines = [*(f"{a[0].upper()}{a[1:]}." for a in ensured.actions), *recorded_changes]
     changed = bool(lines)
@@ -316,6 +317,8 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
     integration = await _integration(ctx, integration_id)
     previous = RegistrationRecord.from_stored(await ctx.store.get_registration(integration_id))
     if previous is None:
+        await _store_flag(ctx, integration_id, enabled=False)
+        ctx.forget(integration_id)
         return Report(
             integration_id,
             "disable",
@@ -323,7 +326,7 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
             False,
             [f"Nothing to disable: no webhook registration is recorded for '{integration_id}'."],
         )
-    runtime = runtime_for(integration)
+    runtime = await one_off_runtime(integration)
     try:
         await _preflight(runtime, DISABLE_PRIVILEGES, "disable")
         ordered = [previous.step_ids[m] for m in MESSAGES if m in previous.step_ids]
@@ -337,6 +340,7 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
     finally:
         await runtime.aclose()
     await ctx.store.set_registration(integration_id, None)
+    await _store_flag(ctx, integration_id, enabled=False)
     log.info(
         "registration.changed",
         integration=integration_id,
@@ -353,6 +357,19 @@ async def disable(ctx: AppContext, integration_id: str) -> Report:
     )
     lines.append(ROLE_CAN_GO)
     return Report(integration_id, "disable", True, True, lines, previous.public())
+
+
+async def _store_flag(ctx: AppContext, integration_id: str, *, enabled: bool) -> None:
+    """Make the stored document's `bidirectional` say what was just done, so that the
+    document `show`, the API and the console editor hand out — and that is applied again
+    unchanged — keeps the webhook as it is instead of undoing the operation."""
+
+    def change(document: dict[str, Any]) -> dict[str, Any] | None:
+        if document.get("bidirectional") is enabled:
+            return None
+        return {**document, "bidirectional": enabled}
+
+    await ctx.store.update_integration(integration_id, change)
 
 
 def registration_problems(
@@ -406,7 +423,7 @@ async def status(ctx: AppContext, integration_id: str) -> Report:
     """Compare the recorded registration with what exists in Dataverse."""
     integration = await _integration(ctx, integration_id)
     record = RegistrationRecord.from_stored(await ctx.store.get_registration(integration_id))
-    runtime = runtime_for(integration)
+    runtime = await one_off_runtime(integration)
     try:
         found = await find_registration(runtime.dataverse, integration_id)
     except PrivilegeError as exc:

@@ -1,5 +1,9 @@
 """`integrations test`, `integrations preview` and `validate --online`: read-only checks of an
-integration against the real services, each result one line naming the problem and the fix."""
+integration against the real services, each result one line naming the problem and the fix.
+
+`test` and `validate --online` judge the mapped columns against Dataverse's metadata with one
+function (`column_issues`). A connection setting that does not work is a failed check in `test`
+and a 4xx naming the setting in `preview` (`operations/connection.py`), never a 500."""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from typing import Any
 
 from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.context import AppContext
+from consentbridge.dataverse.client import DataverseClient
 from consentbridge.dataverse.errors import AuthError, DataverseError
-from consentbridge.dataverse.metadata import read_contact_columns
+from consentbridge.dataverse.metadata import ColumnInfo, read_contact_columns
 from consentbridge.didomi.client import DidomiError
 from consentbridge.mapping import (
     AttributeType,
@@ -20,8 +25,16 @@ from consentbridge.mapping import (
     coerce,
     project,
 )
+from consentbridge.operations.connection import (
+    dataverse_failure,
+    didomi_failure,
+    one_off_didomi,
+    one_off_runtime,
+)
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.sync.clients import didomi_client, runtime_for
+from consentbridge.sync.runtime import ClientSetupError, IntegrationRuntime
+from consentbridge.sync.targets.consent import unknown_purposes_and_topics
 
 CONTACT_PRIVILEGES = ("prvReadContact", "prvWriteContact", "prvCreateContact")
 REGISTRATION_PRIVILEGES = ("prvCreateServiceEndpoint", "prvCreateSdkMessageProcessingStep")
@@ -57,7 +70,10 @@ async def user_privileges(runtime: Any, user_id: str) -> set[str]:
 
 async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
     integration = await _integration(ctx, integration_id)
-    runtime = runtime_for(integration)
+    try:
+        runtime = await runtime_for(integration)
+    except ClientSetupError as exc:
+        return [Check("ca_bundle", False, exc.message)]
     checks: list[Check] = []
     try:
         try:
@@ -107,6 +123,7 @@ async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
                 "that can read, create and write contacts",
             )
         )
+        checks += await _column_checks(runtime, integration)
         if integration.bidirectional:
             missing = [p for p in REGISTRATION_PRIVILEGES if p not in granted]
             checks.append(
@@ -120,7 +137,11 @@ async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
                 )
             )
         if integration.didomi is not None:
-            didomi = didomi_client(integration)
+            try:
+                didomi = await didomi_client(integration)
+            except ClientSetupError as exc:
+                checks.append(Check("didomi", False, exc.message))
+                return checks
             try:
                 await didomi.request(
                     "GET", "consents/users", what="a Didomi user page", params={"$limit": "1"}
@@ -146,7 +167,7 @@ async def preview(
         raise InvalidInput(
             [Issue("organization_user_id", "Give the organization_user_id of the user to preview.")]
         )
-    runtime = runtime_for(integration)
+    runtime = await one_off_runtime(integration)
     try:
         values, source = await _desired_values(ctx, integration, organization_user_id)
         columns = await read_contact_columns(runtime.dataverse)
@@ -203,7 +224,7 @@ async def preview(
             "action": action,
         }
     except DataverseError as exc:
-        raise InvalidInput([Issue("dataverse", str(exc))], status=502) from exc
+        raise dataverse_failure(exc) from exc
     finally:
         await runtime.aclose()
 
@@ -217,11 +238,11 @@ async def _desired_values(
         if p.target == CONTACT
     ]
     if integration.didomi is not None:
-        client = didomi_client(integration)
+        client = await one_off_didomi(integration)
         try:
             raw = await client.get_user(user)
         except DidomiError as exc:
-            raise InvalidInput([Issue("didomi", exc.message)], status=502) from exc
+            raise didomi_failure(exc) from exc
         finally:
             await client.aclose()
         if raw is None:
@@ -238,16 +259,57 @@ async def _desired_values(
     return desired_values(state.columns), "last received change"
 
 
-async def validate_online(ctx: AppContext, integration: Integration) -> list[Issue]:
-    """Every mapped column checked against the Dataverse metadata of `contact`."""
-    runtime = runtime_for(integration)
-    issues: list[Issue] = []
+async def _column_checks(runtime: IntegrationRuntime, integration: Integration) -> list[Check]:
+    """One failed check per mapped column Dataverse does not have (or cannot write), or one
+    passed check."""
     try:
         columns = await read_contact_columns(runtime.dataverse)
+    except DataverseError as exc:
+        return [Check("columns", False, str(exc))]
+    issues = column_issues(integration, columns)
+    if not issues:
+        count = len(integration.config.properties)
+        return [Check("columns", True, f"the contact table has all {count} mapped column(s)")]
+    return [Check("columns", False, f"{issue.path}: {issue.message}") for issue in issues]
+
+
+async def validate_online(ctx: AppContext, integration: Integration) -> list[Issue]:
+    """Every mapped column checked against the Dataverse metadata of `contact`."""
+    try:
+        runtime = await runtime_for(integration)
+    except ClientSetupError as exc:
+        return [Issue(exc.path, exc.message)]
+    try:
+        columns = await read_contact_columns(runtime.dataverse)
+        consent = await _consent_issues(runtime.dataverse, integration)
     except DataverseError as exc:
         return [Issue("config.instance", str(exc))]
     finally:
         await runtime.aclose()
+    return column_issues(integration, columns) + consent
+
+
+async def _consent_issues(client: DataverseClient, integration: Integration) -> list[Issue]:
+    """Each consent row whose purpose or topic the environment does not have."""
+    try:
+        problems = await unknown_purposes_and_topics(client, integration)
+    except DataverseError as exc:
+        first = next(i for i, p in enumerate(integration.config.properties) if p.target != CONTACT)
+        return [
+            Issue(
+                f"config.properties[{first}].target",
+                "the Customer Insights - Journeys consent tables cannot be read "
+                f"({exc}); install Journeys in this environment or remove the "
+                "contactpointconsent rows.",
+            )
+        ]
+    return [Issue(f"config.properties[{i}].{key}", message) for i, key, message in problems]
+
+
+def column_issues(integration: Integration, columns: dict[str, ColumnInfo]) -> list[Issue]:
+    """Each mapped column (and the match column) missing from ``columns``, of a type the
+    mapping cannot write, or not writable through the Web API."""
+    issues: list[Issue] = []
     for index, prop in enumerate(integration.config.properties):
         if prop.target != CONTACT:
             continue  # a consent row's id is a purpose, not a contact column

@@ -14,12 +14,31 @@ from typing import Any, Final
 
 from consentbridge.config.integration import CONTACT, Integration, Property, slot_regulation
 from consentbridge.context import AppContext
-from consentbridge.didomi.webhooks import ConsentChange, PayloadError, parse_webhook
+from consentbridge.didomi.webhooks import (
+    AnonymousUser,
+    ConsentChange,
+    PayloadError,
+    parse_webhook,
+)
 from consentbridge.logs import get_logger, user_ref
 from consentbridge.mapping import ConsentSnapshot, MappingError
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
-from consentbridge.store.values import Direction, IntakeItem, IntakeResult, LogEntry, Merge
-from consentbridge.sync.merge import EVENT_KEY, REGULATION_KEY, Stamp, merge_columns
+from consentbridge.store.values import (
+    Direction,
+    IgnoredDelivery,
+    Intake,
+    IntakeItem,
+    IntakeResult,
+    LogEntry,
+    Merge,
+)
+from consentbridge.sync.merge import (
+    EVENT_ID_KEY,
+    EVENT_KEY,
+    REGULATION_KEY,
+    Stamp,
+    merge_columns,
+)
 from consentbridge.sync.targets import target_named
 
 log = get_logger("consentbridge.intake")
@@ -29,6 +48,8 @@ TO_DATAVERSE: Final[Direction] = "to_dataverse"
 # about 4 % (measured in docs/operations.md, "Logs"); LOG_LEVEL=WARNING drops the line and the
 # hashing of the user id with it.
 ACCEPTED_LEVEL: Final = logging.INFO
+IGNORED_NO_USER: Final = "no organization_user_id"
+"""Why a Didomi delivery was ignored (the 202 answer's ``ignored``, a metrics label)."""
 UNSTORED_INTAKE_ENV: Final = "CONSENTBRIDGE_BENCH_UNSTORED_INTAKE"
 """Set to 1 only by benchmarks/intake.py: ``serve`` then answers Didomi webhooks 202 without
 storing them (``receive_didomi_unstored``) and says so loudly at start-up."""
@@ -144,8 +165,11 @@ def didomi_items(integration: Integration, change: ConsentChange, now: float) ->
         ts=change.timestamp.timestamp() if change.timestamp else now,
         source="didomi",
     )
-    stale_reason = f"{change.event_type} is not newer than the stored state" + (
-        f" (version {change.version})" if change.version is not None else ""
+    stale_reason = (
+        "already up to date: the stored state is as new as this "
+        + change.event_type
+        + (f" (version {change.version})" if change.version is not None else "")
+        + " or newer"
     )
     items = []
     for (target, slot), values in sorted(projected.items()):
@@ -163,7 +187,9 @@ def didomi_items(integration: Integration, change: ConsentChange, now: float) ->
                     integration,
                     change,
                     "unchanged",
-                    stale_reason if values else "the mapping reads nothing from this change",
+                    stale_reason
+                    if values
+                    else "nothing to write: the mapping reads nothing from it",
                     {k: v for k, v in values.items() if not k.startswith("~")},
                     now,
                     target,
@@ -183,6 +209,10 @@ def _merger(values: dict[str, Any], stamp: Stamp, change: ConsentChange) -> Merg
             return None
         result.columns[EVENT_KEY] = change.event_type
         result.columns[REGULATION_KEY] = change.regulation
+        if change.event_id is not None:
+            result.columns[EVENT_ID_KEY] = change.event_id
+        else:
+            result.columns.pop(EVENT_ID_KEY, None)
         return result.columns
 
     return merge
@@ -193,18 +223,28 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
     return didomi_items(integration, change, now)[0]
 
 
-async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> list[IntakeItem]:
+async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> list[Intake]:
     """Everything intake does to one Didomi webhook before the store: find the integration,
-    parse the payload, project it through the mapping (one item per slot it reaches)."""
+    parse the payload, project it through the mapping (one item per slot it reaches). A user
+    without an ``organization_user_id`` becomes an ``IgnoredDelivery``: answered 202 (so
+    Didomi does not retry it for five minutes and park it) and only counted."""
     integration = await require_integration(ctx, integration_id)
     try:
         change = parse_webhook(body)
     except PayloadError as exc:
         raise InvalidInput([Issue(exc.path, exc.message)]) from exc
-    return didomi_items(integration, change, time.time())
+    if isinstance(change, AnonymousUser):
+        log.debug(
+            "webhook.ignored",
+            integration=integration.id,
+            type=change.event_type,
+            reason=IGNORED_NO_USER,
+        )
+        return [IgnoredDelivery(integration.id, TO_DATAVERSE)]
+    return list(didomi_items(integration, change, time.time()))
 
 
-async def enqueue(ctx: AppContext, items: Sequence[IntakeItem]) -> list[IntakeResult]:
+async def enqueue(ctx: AppContext, items: Sequence[Intake]) -> list[IntakeResult]:
     """The one way into the queue: the Didomi webhook, the Dataverse webhook and backfill all
     store their items here, in one group-committed transaction per call, and wake this
     process's workers when something became pending."""
@@ -219,12 +259,19 @@ async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> 
     items = await prepare_didomi(ctx, integration_id, body)
     results = await enqueue(ctx, items)
     for item, result in zip(items, results, strict=True):
-        log_accepted("didomi", item, result)
-    return {
+        if isinstance(item, IntakeItem):
+            log_accepted("didomi", item, result)
+    answer: dict[str, Any] = {
         "accepted": True,
         "duplicate": all(result.duplicate for result in results),
         "queued": any(result.changed for result in results),
     }
+    if any(isinstance(item, IgnoredDelivery) for item in items):
+        answer["ignored"] = IGNORED_NO_USER
+    return answer
+    if isinstance(item, IgnoredDelivery):
+        answer["ignored"] = IGNORED_NO_USER
+    return answer
 
 
 def log_accepted(source: str, item: IntakeItem, result: IntakeResult) -> None:

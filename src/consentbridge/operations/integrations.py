@@ -4,12 +4,15 @@ Every surface (CLI, admin API, console, ``serve --config``) goes through here, s
 judged the same way everywhere: whole, with the mapping grammar as the property hook, every
 problem listed by JSON path. On replace, ``"***"`` keeps the stored secret (``merge_redacted``
 decides when that is safe); secrets are encrypted before they reach the store and read back as
-``"***"`` (``redacted``).
+``"***"`` (``redacted``). ``config.ca_bundle`` is read (in a worker thread when called from async
+code) and stored as an absolute path: an unusable file is refused here, not on the first sync.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -23,12 +26,14 @@ from consentbridge.config import (
     parse_integration,
     redacted,
 )
+from consentbridge.config.ca_bundle import CaBundleError, check_ca_bundle
 from consentbridge.config.integration import REDACTED, SECRET_PATHS, derive_id
 from consentbridge.context import AppContext
 from consentbridge.mapping import MappingError, RawTransform, lint_property
 from consentbridge.mapping import Property as MappingProperty
 from consentbridge.mapping.consent import check_consent_property
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound, Unavailable
+from consentbridge.store.values import DIRECTIONS
 
 __all__ = [
     "Validation",
@@ -80,7 +85,7 @@ def validate(raw: object, *, default_id: str | None = None) -> Validation:
     with a warning saying when ``apply`` will keep the stored secret.
     """
     document, placeholders = _fill_placeholders(raw)
-    validation = _judge(document, default_id)
+    validation = _with_ca_bundle(_judge(document, default_id))
     notes = [
         Issue(
             path,
@@ -97,7 +102,7 @@ async def check(ctx: AppContext, raw: object, *, default_id: str | None = None) 
     """Judge a document exactly as ``apply`` would, against what is stored."""
     stored = await _stored_for(ctx, raw, default_id)
     merged = merge_redacted(raw, stored) if stored is not None else raw
-    validation = _judge(merged, default_id)
+    validation = await asyncio.to_thread(_with_ca_bundle, _judge(merged, default_id))
     if validation.integration is None:
         return validation
     clash = await _webhook_client_clash(ctx, validation.integration)
@@ -160,12 +165,44 @@ async def delete(ctx: AppContext, integration_id: str) -> None:
 
 
 async def user_log(
-    ctx: AppContext, integration_id: str, organization_user_id: str
+    ctx: AppContext, integration_id: str, organization_user_id: str, *, wait_s: float = 0.0
 ) -> dict[str, Any]:
-    """The sync log of one user, in the contract's shape."""
+    """The sync log of one user, in the contract's shape.
+
+    With ``wait_s`` (at most ``MAX_LOG_WAIT_S``) it first waits until the log holds a final
+    outcome and none of the user's changes is pending in either direction, so a caller that
+    has just made a change sees what became of it; when the time is up it answers the log as
+    it is.
+    """
     await load_integration(ctx, integration_id)
-    entries = await ctx.store.user_log(integration_id, organization_user_id)
-    return {"organization_user_id": organization_user_id, "entries": entries}
+    deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_LOG_WAIT_S)
+    while True:
+        entries = await ctx.store.user_log(integration_id, organization_user_id)
+        if time.monotonic() >= deadline or await _settled(
+            ctx, integration_id, organization_user_id, entries
+        ):
+            return {"organization_user_id": organization_user_id, "entries": entries}
+        await asyncio.sleep(_LOG_POLL_S)
+
+
+MAX_LOG_WAIT_S: Final = 30.0
+_LOG_POLL_S: Final = 0.2
+# Outcomes after which nothing more happens to the change without a new one ("retrying" is not).
+FINAL_OUTCOMES: Final = frozenset(
+    {"written", "unchanged", "skipped", "dead_letter", "ignored_echo"}
+)
+
+
+async def _settled(
+    ctx: AppContext, integration_id: str, organization_user_id: str, entries: list[dict[str, Any]]
+) -> bool:
+    if not any(entry["outcome"] in FINAL_OUTCOMES for entry in entries):
+        return False
+    for direction in DIRECTIONS:
+        state = await ctx.store.get_state(integration_id, direction, organization_user_id)
+        if state is not None and state.pending:
+            return False
+    return True
 
 
 def _judge(raw: object, default_id: str | None) -> Validation:
@@ -179,6 +216,20 @@ def _judge(raw: object, default_id: str | None) -> Validation:
     except InvalidIntegration as exc:
         return Validation(None, _issues(exc.errors))
     return Validation(integration, [], _lint(integration))
+
+
+def _with_ca_bundle(validation: Validation) -> Validation:
+    """A valid document's ``config.ca_bundle`` read and made absolute, or its problem.
+    Blocking (it reads the file)."""
+    integration = validation.integration
+    if integration is None or integration.config.ca_bundle is None:
+        return validation
+    try:
+        absolute = check_ca_bundle(integration.config.ca_bundle)
+    except CaBundleError as exc:
+        return Validation(None, [Issue("config.ca_bundle", f"{exc}.")], validation.warnings)
+    config = integration.config.model_copy(update={"ca_bundle": absolute})
+    return Validation(integration.model_copy(update={"config": config}), [], validation.warnings)
 
 
 def _lint(integration: Integration) -> list[Issue]:

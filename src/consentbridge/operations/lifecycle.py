@@ -5,7 +5,10 @@ applying such a document runs `bidirectional enable` (idempotent: a second apply
 nothing in Dataverse), and applying one that turns the flow off runs `disable`. The document is
 stored first either way: a registration that fails (missing System Administrator role, no
 public URL) is reported next to the stored document, with its fix, and can be retried with
-`bidirectional enable ID` — the configuration is never lost to a Dataverse problem.
+`bidirectional enable ID` — the configuration is never lost to a Dataverse problem. The other
+way round, `bidirectional enable` and `disable` set `"bidirectional"` in the stored document, so
+the document `show`, the API and the console hand out can be applied again unchanged without
+undoing them.
 
 Deleting an integration removes its webhook first, so Dataverse is not left calling an
 endpoint that no longer exists. If that removal fails, the deletion is refused with the reason,

@@ -82,6 +82,17 @@ def authenticate(
         raise Unauthorized("The Dataverse webhook key is missing or wrong.")
 
 
+async def authenticate_delivery(
+    ctx: AppContext, integration_id: str, *, headers: Any, query: Any
+) -> None:
+    """``authenticate`` from the request line and headers alone: the route calls this before
+    it reads the body, so a sender without the key is refused (404/401) without its body
+    being read or waited for."""
+    await require_integration(ctx, integration_id)
+    record = RegistrationRecord.from_stored(await ctx.store.get_registration(integration_id))
+    authenticate(ctx, record, headers, query)
+
+
 def delivery_key(change: ContactChange, headers: Any) -> str | None:
     """Dataverse's own identity of the delivery: operation + row + message, else x-request-id."""
     if change.operation_id:
@@ -208,7 +219,8 @@ def contact_items(
             target,
             change,
             "unchanged",
-            f"not newer than the change already stored (modifiedon {stamp.describe()})",
+            "already up to date: the stored state is as new as this change "
+            f"(modifiedon {stamp.describe()}) or newer",
             values,
             now,
         )

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from consentbridge.sandbox import control, entra
+from consentbridge.sandbox import control, entra, journeys_control
 from consentbridge.sandbox.dataverse.emulator import DataverseEmulator
 from consentbridge.sandbox.didomi.emulator import DidomiEmulator
 from consentbridge.sandbox.state import SandboxState
@@ -66,6 +66,7 @@ def build_sandbox(state: SandboxState, *, persist: bool = True) -> Sandbox:
 
     routes = [
         *control.routes(state, dataverse, didomi),
+        *journeys_control.routes(dataverse),
         *entra.routes(state),
         *dataverse.routes(),
         *didomi.routes(),

@@ -78,6 +78,26 @@ ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
 }
 
 
+# Customer Insights - Journeys tables (dataverse/journeys.py), privileges named after their
+# lowercase SchemaNames. Administrators and customizers have full access; a Salesperson reads
+# purposes and topics and reads, creates and updates consent rows, but deletes none.
+_JOURNEYS_TABLES = ("msdynmkt_purpose", "msdynmkt_topic", "msdynmkt_contactpointconsent4")
+_JOURNEYS_FULL = frozenset(
+    f"prv{action}{table}"
+    for action in ("Read", "Create", "Write", "Delete")
+    for table in _JOURNEYS_TABLES
+)
+ROLE_PRIVILEGES[ROLE_SYSTEM_ADMINISTRATOR] |= _JOURNEYS_FULL
+ROLE_PRIVILEGES[ROLE_SYSTEM_CUSTOMIZER] |= _JOURNEYS_FULL
+ROLE_PRIVILEGES[ROLE_SALESPERSON] |= {
+    "prvReadmsdynmkt_purpose",
+    "prvReadmsdynmkt_topic",
+    "prvReadmsdynmkt_contactpointconsent4",
+    "prvCreatemsdynmkt_contactpointconsent4",
+    "prvWritemsdynmkt_contactpointconsent4",
+}
+
+
 @dataclass
 class App:
     """An Entra app registration bound to a Dataverse application user."""

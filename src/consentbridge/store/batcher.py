@@ -20,14 +20,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from consentbridge.store.values import IntakeItem, IntakeResult
+from consentbridge.store.values import Intake, IntakeResult
 
 MAX_GROUP = 500
 POSTGRESQL_FLUSHERS = 4
 
 
 class IntakeStore(Protocol):
-    async def intake_many(self, items: Sequence[IntakeItem]) -> list[IntakeResult]: ...
+    async def intake_many(self, items: Sequence[Intake]) -> list[IntakeResult]: ...
 
 
 class IntakeBatcher:
@@ -36,16 +36,16 @@ class IntakeBatcher:
         self._max_group = max_group
         self._max_flushers = max(1, flushers)
         # (item, its future, the submission it belongs to): a submission is never split.
-        self._pending: list[tuple[IntakeItem, asyncio.Future[IntakeResult], int]] = []
+        self._pending: list[tuple[Intake, asyncio.Future[IntakeResult], int]] = []
         self._submissions = 0
         self._flushers: set[asyncio.Task[None]] = set()
         self.groups = 0
 
-    async def submit(self, item: IntakeItem) -> IntakeResult:
+    async def submit(self, item: Intake) -> IntakeResult:
         (result,) = await self.submit_all([item])
         return result
 
-    async def submit_all(self, items: Sequence[IntakeItem]) -> list[IntakeResult]:
+    async def submit_all(self, items: Sequence[Intake]) -> list[IntakeResult]:
         """Store ``items`` in one group (one transaction); results in their order."""
         if not items:
             return []
@@ -92,10 +92,10 @@ class IntakeBatcher:
                     future.set_result(result)
 
     async def _one_by_one(
-        self, group: list[tuple[IntakeItem, asyncio.Future[IntakeResult], int]]
+        self, group: list[tuple[Intake, asyncio.Future[IntakeResult], int]]
     ) -> None:
         """Commit each submission of a failed group on its own, so only the bad one fails."""
-        submissions: dict[int, list[tuple[IntakeItem, asyncio.Future[IntakeResult]]]] = {}
+        submissions: dict[int, list[tuple[Intake, asyncio.Future[IntakeResult]]]] = {}
         for item, future, submission in group:
             submissions.setdefault(submission, []).append((item, future))
         for members in submissions.values():

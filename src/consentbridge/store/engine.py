@@ -3,8 +3,10 @@
 Every store operation is one transaction run through ``Database.write`` or ``Database.read``.
 
 SQLite (``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite://`` in memory): the parent
-folder is created; WAL journal; ``busy_timeout`` so several processes (the CLI beside
-``serve``) queue for the write lock instead of failing; foreign keys on. Writers inside one
+folder is created (0700) and the database file too (0600, before SQLite opens it: SQLite gives
+its ``-wal`` and ``-shm`` files the database file's mode, so they are private as well); WAL
+journal; ``busy_timeout`` so several processes (the CLI beside ``serve``) queue for the write
+lock instead of failing; foreign keys on. Writers inside one
 process are serialised and open their transaction with ``BEGIN IMMEDIATE``, so SQLite never
 answers "database is locked" to our own concurrency and never has to upgrade a read lock.
 
@@ -41,6 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -108,12 +112,28 @@ def create_engine(
             f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}"
         )
     if not is_memory(url):
-        assert url.database is not None
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _create_private_file(sqlite_path(url))
     engine = create_async_engine(url)
     _install_sqlite_hooks(engine.sync_engine, sqlite_synchronous, wal=not is_memory(url))
     _SYNCHRONOUS[engine.sync_engine] = sqlite_synchronous
     return engine
+
+
+def sqlite_path(url: sa.URL) -> Path:
+    """The database file of a SQLite file URL."""
+    assert url.database is not None
+    return Path(url.database).expanduser()
+
+
+def _create_private_file(path: Path) -> None:
+    """The folder (0700 if made here) and an empty database file (0600) unless they exist.
+
+    Database files hold every user's consent and id: nobody but the service's account needs to
+    read them, whatever the umask says.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 # The ``synchronous`` level each SQLite engine was made with, for its synchronous twin.
@@ -160,9 +180,63 @@ def is_transient(exc: DBAPIError) -> bool:
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate is None:
-        # No server answer at all: refused, reset or closed connection.
+        # No SQLSTATE: refused, reset or closed connection — or the server refused the
+        # connection for good (libpq gives no SQLSTATE for those either; waiting cannot help).
+        if any(text in str(exc.orig) for text in _PERMANENT_CONNECT_FAILURES):
+            return False
         return isinstance(exc, OperationalError | InterfaceError)
     return str(sqlstate).startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
+
+
+# What PostgreSQL answers (as FATAL, with no SQLSTATE through libpq) to a connection that no
+# retry will let in: an unknown database or role, a wrong password, a refused client address.
+_PERMANENT_CONNECT_FAILURES = (
+    "does not exist",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "permission denied",
+)
+
+
+def describe_location(url: sa.URL) -> str:
+    """Where a store URL points, for people: a file path, or database, host and port (never
+    the password)."""
+    if url.get_backend_name() == "sqlite":
+        if is_memory(url):
+            return "in a new in-memory SQLite database"
+        return f"at {sqlite_path(url).resolve()}"
+    host = url.host or "the local socket"
+    where = f"{host}:{url.port or 5432}" if url.host else host
+    return f"in the PostgreSQL database '{url.database or ''}' on {where}"
+
+
+def open_failure(url: sa.URL, exc: BaseException, *, waited_s: float | None = None) -> str:
+    """One sentence saying why the store at ``url`` could not be opened: the driver's own
+    words, where it looked, and what to check. The URL's password never appears."""
+    cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
+    message = str(cause.orig) if isinstance(cause, DBAPIError) else str(exc)
+    # libpq repeats host and port ('connection to server at "h", port 5 failed: ') and puts
+    # its hint on a second line; say where once, and keep one line.
+    message = re.sub(
+        r'^connection failed: |connection to server at "[^"]*", port \d+ failed: ', "", message
+    )
+    message = message.replace("FATAL:", "")
+    lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
+    text = lines[0].rstrip(".") if lines else type(exc).__name__
+    if len(lines) > 1:
+        text += f" ({' '.join(lines[1:]).rstrip('.')})"
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    waited = f" (still failing after {waited_s:.0f} s)" if waited_s is not None else ""
+    if url.get_backend_name() == "sqlite":
+        return (
+            f"Cannot open the store {describe_location(url)}: {text}{waited}; check the path "
+            "and its permissions."
+        )
+    return (
+        f"Cannot open the store {describe_location(url)}: {text}{waited}; check that the "
+        "server runs and that the URL's host, port, database and user are right."
+    )
 
 
 async def retrying(

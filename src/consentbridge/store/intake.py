@@ -13,13 +13,17 @@ deadlock each other. A row that does not exist yet is inserted with ``ON CONFLIC
 NOTHING``; if another transaction inserted it first, that row is locked and the merges re-run
 against it. Delivery keys are inserted the same way, so of two concurrent identical deliveries
 exactly one is applied.
+
+An ``IgnoredDelivery`` stores nothing but one more in its integration's ``ignored`` counter,
+added in the same transaction (one statement per group that has any).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,8 +33,18 @@ from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_
 from consentbridge.store.errors import UnknownIntegration
 from consentbridge.store.integrations import missing_integrations
 from consentbridge.store.log import append_log
+from consentbridge.store.outcomes import add_counts
 from consentbridge.store.tables import deliveries, sync_states
-from consentbridge.store.values import Columns, IntakeItem, IntakeResult, LogEntry, StateKey
+from consentbridge.store.values import (
+    IGNORED_COUNTER,
+    Columns,
+    IgnoredDelivery,
+    Intake,
+    IntakeItem,
+    IntakeResult,
+    LogEntry,
+    StateKey,
+)
 
 _s = sync_states.c
 
@@ -55,10 +69,39 @@ class _Mark:
     seq: int
 
 
-async def intake_many(conn: AsyncConnection, items: Sequence[IntakeItem]) -> list[IntakeResult]:
+_IGNORED: Final = IntakeResult(duplicate=False, changed=False, seq=0)
+
+
+async def intake_many(conn: AsyncConnection, items: Sequence[Intake]) -> list[IntakeResult]:
+    changes = [item for item in items if isinstance(item, IntakeItem)]
+    if len(changes) == len(items):
+        return await _intake_changes(conn, changes, set())
+    ignored = Counter(
+        (item.integration_id, item.direction, IGNORED_COUNTER)
+        for item in items
+        if isinstance(item, IgnoredDelivery)
+    )
+    integration_ids = {integration_id for integration_id, _, _ in ignored}
+    if changes:
+        results = iter(await _intake_changes(conn, changes, integration_ids))
+    else:
+        missing = await missing_integrations(conn, integration_ids)
+        if missing:
+            raise UnknownIntegration(min(missing))
+        results = iter(())
+    # Last, after every row lock of the changes: concurrent groups then take the shared
+    # counter row in the same order and hold it only until their commit.
+    await add_counts(conn, ignored)
+    return [next(results) if isinstance(item, IntakeItem) else _IGNORED for item in items]
+
+
+async def _intake_changes(
+    conn: AsyncConnection, items: Sequence[IntakeItem], integration_ids: set[str]
+) -> list[IntakeResult]:
+    """``intake_many`` of the changes; ``integration_ids`` must be stored too."""
     if not items:
         return []
-    fresh = await _record_deliveries(conn, items)
+    fresh = await _record_deliveries(conn, items, integration_ids)
     groups: dict[StateKey, list[IntakeItem]] = {}
     for item, is_fresh in zip(items, fresh, strict=True):
         if is_fresh:
@@ -87,10 +130,13 @@ def _key(item: IntakeItem) -> StateKey:
     return item.key
 
 
-async def _record_deliveries(conn: AsyncConnection, items: Sequence[IntakeItem]) -> list[bool]:
+async def _record_deliveries(
+    conn: AsyncConnection, items: Sequence[IntakeItem], also: set[str]
+) -> list[bool]:
     """Per item, False if its delivery key was seen before (in the store or earlier in items).
 
-    Raises ``UnknownIntegration`` if an item's integration is not stored."""
+    Raises ``UnknownIntegration`` if an item's integration, or one of ``also``, is not
+    stored."""
     fresh = [True] * len(items)
     first: dict[tuple[str, str], int] = {}
     for index, item in enumerate(items):
@@ -102,7 +148,7 @@ async def _record_deliveries(conn: AsyncConnection, items: Sequence[IntakeItem])
         else:
             first[delivery] = index
     ordered = sorted(first)
-    integration_ids = {item.integration_id for item in items}
+    integration_ids = {item.integration_id for item in items} | also
     if conn.dialect.name == "postgresql":
         missing, recorded = await intake_pg.record_deliveries(
             conn, integration_ids, [(i, k, items[first[i, k]].now) for i, k in ordered]

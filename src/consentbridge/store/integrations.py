@@ -6,6 +6,7 @@ looks inside them. Deleting an integration deletes every row any table holds for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +44,31 @@ async def get_integration(conn: AsyncConnection, integration_id: str) -> Documen
         sa.select(_t.document).where(_t.id == integration_id)
     )
     return found
+
+
+async def update_integration(
+    conn: AsyncConnection,
+    integration_id: str,
+    change: Callable[[Document], Document | None],
+    now: float,
+) -> bool:
+    """Replace the document with ``change(document)`` in this one transaction (the row is
+    locked meanwhile, so no concurrent replace is lost); True if it was stored. ``change``
+    returning None or an equal document writes nothing."""
+    document: Document | None = await conn.scalar(
+        sa.select(_t.document).where(_t.id == integration_id).with_for_update()
+    )
+    if document is None:
+        return False
+    updated = change(dict(document))
+    if updated is None or updated == document:
+        return False
+    await conn.execute(
+        sa.update(integrations)
+        .where(_t.id == integration_id)
+        .values(document=updated, updated_at=now)
+    )
+    return True
 
 
 async def list_integrations(conn: AsyncConnection) -> list[tuple[str, Document]]:

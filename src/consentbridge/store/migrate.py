@@ -79,6 +79,12 @@ def _loop_lock() -> asyncio.Lock:
     return lock
 
 
+async def has_schema(db: Database) -> bool:
+    """True if the database holds a ConsentBridge schema (of any revision); reads only."""
+    current = await db.read("has_schema", lambda conn: conn.run_sync(current_revision))
+    return current is not None
+
+
 async def check(db: Database) -> None:
     """Raise ``SchemaMismatch`` unless the schema is at the head revision."""
     current = await db.read("check_schema", lambda conn: conn.run_sync(current_revision))

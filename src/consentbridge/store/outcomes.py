@@ -15,7 +15,7 @@ Counters per (integration, direction): ``synced`` (written + unchanged), ``skipp
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from consentbridge.store import keyed_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
 from consentbridge.store.log import append_log
 from consentbridge.store.tables import counters, sync_states
-from consentbridge.store.values import Outcome, OutcomeKind, StateKey
+from consentbridge.store.values import Direction, Outcome, OutcomeKind, StateKey
 
 _s = sync_states.c
 _COUNTER_OF: dict[OutcomeKind, str] = {
@@ -155,25 +155,33 @@ def _params(outcome: Outcome, now: float) -> dict[str, Any]:
     return params
 
 
-async def _count(conn: AsyncConnection, applied: Sequence[Outcome], now: float) -> None:
-    sums = Counter((o.integration_id, o.direction, _COUNTER_OF[o.kind]) for o in applied)
-    successes = sorted(
-        {(o.integration_id, o.direction) for o in applied if o.kind in ("written", "unchanged")}
-    )
+async def add_counts(conn: AsyncConnection, sums: Mapping[tuple[str, Direction, str], int]) -> None:
+    """Add to the counters keyed (integration, direction, name), in one statement, in key
+    order (so concurrent transactions lock the counter rows in the same order)."""
+    if not sums:
+        return
     c = counters.c
     add = insert(conn, counters)
     add = add.on_conflict_do_update(
         index_elements=[c.integration_id, c.direction, c.name],
         set_={"value": c.value + add.excluded.value},
     )
-    if sums:
-        await conn.execute(
-            add,
-            [
-                {"integration_id": i, "direction": d, "name": n, "value": v}
-                for (i, d, n), v in sorted(sums.items())
-            ],
-        )
+    await conn.execute(
+        add,
+        [
+            {"integration_id": i, "direction": d, "name": n, "value": v}
+            for (i, d, n), v in sorted(sums.items())
+        ],
+    )
+
+
+async def _count(conn: AsyncConnection, applied: Sequence[Outcome], now: float) -> None:
+    sums = Counter((o.integration_id, o.direction, _COUNTER_OF[o.kind]) for o in applied)
+    successes = sorted(
+        {(o.integration_id, o.direction) for o in applied if o.kind in ("written", "unchanged")}
+    )
+    await add_counts(conn, sums)
+    c = counters.c
     keep_max = insert(conn, counters)
     keep_max = keep_max.on_conflict_do_update(
         index_elements=[c.integration_id, c.direction, c.name],

@@ -1,7 +1,7 @@
 """Read models of the queue: one user's row, and an integration's status numbers.
 
 ``status`` never scans the log: backlog and dead letters are counted through partial indexes,
-everything else comes from the counters that outcomes maintain.
+everything else comes from the counters that outcomes maintain (and intake, for ``ignored``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from consentbridge.store._sql import chunks
 from consentbridge.store.outcomes import LAST_SUCCESS_COUNTER
 from consentbridge.store.tables import DEAD, counters, sync_states
-from consentbridge.store.values import CONTACT_TARGET, GDPR, Direction, StateRow, iso_utc
+from consentbridge.store.values import (
+    CONTACT_TARGET,
+    GDPR,
+    IGNORED_COUNTER,
+    Direction,
+    StateRow,
+    iso_utc,
+)
 
 _s = sync_states.c
 
@@ -132,5 +139,6 @@ async def status(conn: AsyncConnection, integration_id: str, now: float) -> dict
         "skipped": int(totals.get("skipped", 0)),
         "failed": int(totals.get("failed", 0)),
         "dead_letters": dead or 0,
+        "ignored": int(totals.get(IGNORED_COUNTER, 0)),
         "last_success_at": None if last_success_ms is None else iso_utc(last_success_ms / 1000),
     }

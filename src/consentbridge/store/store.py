@@ -11,10 +11,21 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import budget as budget_ops
-from consentbridge.store import claims, deadletters, intake, integrations, log, retention, status
+from consentbridge.store import (
+    claims,
+    deadletters,
+    intake,
+    integrations,
+    locks,
+    log,
+    retention,
+    sessions,
+    status,
+)
 from consentbridge.store import outcomes as outcome_ops
 from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
 from consentbridge.store.engine import (
@@ -23,9 +34,15 @@ from consentbridge.store.engine import (
     Database,
     SqliteSynchronous,
     create_engine,
+    describe_location,
+    is_memory,
     normalize_url,
+    open_failure,
+    sqlite_path,
 )
+from consentbridge.store.errors import StoreNotFound, StoreUnavailable
 from consentbridge.store.migrate import check as check_schema
+from consentbridge.store.migrate import has_schema
 from consentbridge.store.migrate import upgrade as upgrade_schema
 from consentbridge.store.values import (
     CONTACT_TARGET,
@@ -33,7 +50,7 @@ from consentbridge.store.values import (
     ClaimedState,
     DeadLetter,
     Direction,
-    IntakeItem,
+    Intake,
     IntakeResult,
     LogEntry,
     Outcome,
@@ -59,21 +76,42 @@ class Store:
         url: str,
         *,
         migrate: bool = True,
+        create: bool = True,
         sqlite_synchronous: SqliteSynchronous = DEFAULT_SQLITE_SYNCHRONOUS,
         retry_budget_s: float = RETRY_BUDGET_S,
+        connect_budget_s: float | None = None,
     ) -> Store:
         """Connect to ``url`` and bring the schema to head (or only check it, ``migrate=False``).
 
-        Raises ``InvalidStoreUrl``, ``SchemaMismatch``, or ``StoreUnavailable`` when PostgreSQL
-        stays unreachable for ``retry_budget_s``.
+        With ``create=False`` nothing is created where no store exists (no SQLite file or
+        folder, no tables): ``StoreNotFound`` says where it looked. ``connect_budget_s`` bounds
+        the retries of this first contact (default ``retry_budget_s``).
+
+        Raises ``InvalidStoreUrl``, ``StoreNotFound``, ``SchemaMismatch``, or
+        ``StoreUnavailable`` naming the driver's reason, where, and what to check, when the
+        database refuses us or stays unreachable.
         """
-        engine = create_engine(normalize_url(url), sqlite_synchronous=sqlite_synchronous)
-        db = Database(engine, retry_budget_s=retry_budget_s)
+        normalized = normalize_url(url)
+        sqlite_file = normalized.get_backend_name() == "sqlite" and not is_memory(normalized)
+        if not create and sqlite_file and not sqlite_path(normalized).is_file():
+            raise StoreNotFound(f"{describe_location(normalized)} (no such file)")
+        engine = create_engine(normalized, sqlite_synchronous=sqlite_synchronous)
+        budget_s = retry_budget_s if connect_budget_s is None else connect_budget_s
+        db = Database(engine, retry_budget_s=budget_s)
         try:
+            if not create and not await has_schema(db):
+                raise StoreNotFound(
+                    f"{describe_location(normalized)} (it has no ConsentBridge tables)"
+                )
             await (upgrade_schema(db) if migrate else check_schema(db))
+        except (DBAPIError, StoreUnavailable) as exc:
+            await db.dispose()
+            waited = budget_s if isinstance(exc, StoreUnavailable) else None
+            raise StoreUnavailable(open_failure(normalized, exc, waited_s=waited)) from exc
         except BaseException:
             await db.dispose()
             raise
+        db.retry_budget_s = retry_budget_s
         return cls(db)
 
     async def close(self) -> None:
@@ -103,6 +141,16 @@ class Store:
             "get_integration", lambda c: integrations.get_integration(c, integration_id)
         )
 
+    async def update_integration(
+        self, integration_id: str, change: Callable[[Document], Document | None]
+    ) -> bool:
+        """Read, change and store a document in one transaction; True if it was stored."""
+        now = time.time()
+        return await self._db.write(
+            "update_integration",
+            lambda c: integrations.update_integration(c, integration_id, change, now),
+        )
+
     async def list_integrations(self) -> list[tuple[str, Document]]:
         return await self._db.read("list_integrations", integrations.list_integrations)
 
@@ -127,11 +175,12 @@ class Store:
 
     # Intake
 
-    async def intake_many(self, items: Sequence[IntakeItem]) -> list[IntakeResult]:
-        """Merge received changes in one transaction; results in the order of ``items``."""
+    async def intake_many(self, items: Sequence[Intake]) -> list[IntakeResult]:
+        """Merge received changes (and count ignored deliveries) in one transaction; results
+        in the order of ``items``."""
         return await self._db.write("intake_many", lambda c: intake.intake_many(c, items))
 
-    async def intake(self, item: IntakeItem) -> IntakeResult:
+    async def intake(self, item: Intake) -> IntakeResult:
         (result,) = await self._db.write("intake", lambda c: intake.intake_many(c, [item]))
         return result
 
@@ -179,6 +228,19 @@ class Store:
         return await self._db.read(
             "due_targets", lambda c: claims.due_targets(c, integration_id, direction, now)
         )
+
+    async def acquire_locks(
+        self, scope: str, keys: Sequence[str], owner: str, until: float, now: float
+    ) -> set[str]:
+        """Lock row identities about to be created (``locks.py``); those now held by owner."""
+        if not keys:
+            return set()
+        return await self._db.write(
+            "acquire_locks", lambda c: locks.acquire_locks(c, scope, keys, owner, until, now)
+        )
+
+    async def release_locks(self, owner: str) -> int:
+        return await self._db.write("release_locks", lambda c: locks.release_locks(c, owner))
 
     async def next_due_at(self, direction: Direction) -> float | None:
         return await self._db.read("next_due_at", lambda c: claims.next_due_at(c, direction))
@@ -307,6 +369,21 @@ class Store:
         """Give back the worker's budget slots (graceful stop)."""
         return await self._db.write(
             "release_budget", lambda c: budget_ops.release_budget(c, worker_id)
+        )
+
+    # Console sessions
+
+    async def revoke_session(self, session_id: str, expires_at: float) -> None:
+        """Record a console session as signed out until it would have expired."""
+        now = time.time()
+        await self._db.write(
+            "revoke_session", lambda c: sessions.revoke_session(c, session_id, expires_at, now)
+        )
+
+    async def session_revoked(self, session_id: str) -> bool:
+        """True if the console session was signed out."""
+        return await self._db.read(
+            "session_revoked", lambda c: sessions.session_revoked(c, session_id)
         )
 
     # Retention

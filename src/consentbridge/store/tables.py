@@ -3,7 +3,7 @@
 ``sync_states`` is the queue: one row (a *slot*) per (integration, direction, user, target,
 regulation) holding the latest desired columns, not a list of events. Two targets (``contact``
 columns, ``contactpointconsent`` rows) or two regulations of one user never share a slot; rows
-from before targets existed (migration 0003) are target ``contact``, regulation ``gdpr``.
+from before targets existed (migration 0004) are target ``contact``, regulation ``gdpr``.
 ``seq`` counts accepted changes; ``written_seq`` is the last one a worker finished, so a change
 that lands while a worker holds the row stays pending.
 
@@ -87,7 +87,7 @@ sync_states = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_success_at", sa.Double, nullable=True),
     sa.Column("updated_at", sa.Double, nullable=False),
-    # Last, so that rows written by position before migration 0003 still fit.
+    # Last, so that rows written by position before migration 0004 still fit.
     sa.Column("target", sa.Text, nullable=False, server_default="contact"),
     sa.Column("regulation", sa.Text, nullable=False, server_default="gdpr"),
     sa.PrimaryKeyConstraint(
@@ -209,6 +209,29 @@ dataverse_budget_leases = sa.Table(
     ),
     sa.Index("ix_dataverse_budget_leases_worker_id", "worker_id"),
 )
+
+# Short locks on rows ConsentBridge is about to create in a Dataverse instance (e.g. one
+# Journeys consent row: contact point value, channel, purpose, topic, consent type), so two
+# workers, or two slots sharing one contact point, never create the same row: see ``locks.py``.
+write_locks = sa.Table(
+    "write_locks",
+    metadata,
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("lock_key", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint("scope", "lock_key"),
+    sa.Index("ix_write_locks_owner", "owner"),
+)
+
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+"""Console sessions signed out before their expiry; a row is useless once ``expires_at`` has
+passed (the cookie is refused anyway) and is deleted at a later sign-out."""
 
 TENANT_TABLES = (sync_log, sync_states, deliveries, counters)
 """Every table holding one integration's data, children first (the order to delete in)."""

@@ -26,7 +26,7 @@ CONTACT_TARGET = "contact"
 """The target of a slot written to ``contact`` columns: every slot before targets existed."""
 GDPR = "gdpr"
 """The regulation of a slot whose rows serve only GDPR, and of every slot before regulations
-were kept (migration 0003): a change without a regulation is GDPR (CONTRACT §7)."""
+were kept (migration 0004): a change without a regulation is GDPR (CONTRACT §7)."""
 
 Columns = dict[str, Any]
 Merge = Callable[[Columns | None], Columns | None]
@@ -102,6 +102,24 @@ class IntakeItem:
             self.target,
             self.regulation,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredDelivery:
+    """A delivery answered 202 that stores nothing but one more in the integration's
+    ``ignored`` count (e.g. a Didomi user without an ``organization_user_id``: no contact can
+    match it). It rides in the same group commit as the changes, so it costs no round trip of
+    its own."""
+
+    integration_id: str
+    direction: Direction
+
+
+Intake = IntakeItem | IgnoredDelivery
+"""What intake takes: a change to merge, or a delivery only counted."""
+
+IGNORED_COUNTER = "ignored"
+"""The counter of ``IgnoredDelivery`` (``status``: ``"ignored"``)."""
 
 
 @dataclass(frozen=True, slots=True)

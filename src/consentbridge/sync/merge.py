@@ -34,6 +34,9 @@ EVENT_KEY = "~event"
 # REGULATION_KEY holds the regulation of the last change merged (the event's own, where the
 # slot's key holds the regulations its rows serve), so the sync log can name it.
 REGULATION_KEY = "~regulation"
+# EVENT_ID_KEY holds the id of the Didomi event of the last change merged (when it had one):
+# consent rows carry it in their reason marker.
+EVENT_ID_KEY = "~event_id"
 FROM_CREATE = "create"
 
 
@@ -130,6 +133,11 @@ def desired_values(columns: ColumnState | None) -> dict[str, Any]:
 
 def last_event(columns: ColumnState | None) -> str | None:
     value = (columns or {}).get(EVENT_KEY)
+    return value if isinstance(value, str) else None
+
+
+def last_event_id(columns: ColumnState | None) -> str | None:
+    value = (columns or {}).get(EVENT_ID_KEY)
     return value if isinstance(value, str) else None
 
 

@@ -396,7 +396,9 @@ class ReverseBatch:
             self._finish(
                 plan,
                 "written",
-                f"sent consent event {plan.event['id']} to Didomi" if plan.event else "sent",
+                f"written: sent consent event {plan.event['id']} to Didomi"
+                if plan.event
+                else "written: sent to Didomi",
                 values,
             )
 
@@ -452,7 +454,9 @@ class ReverseBatch:
             elif plan.defaulted:
                 self._finish(plan, "skipped", "nothing sent: the new contact's values are defaults")
             else:
-                self._finish(plan, "unchanged", "Didomi already holds every changed value")
+                self._finish(
+                    plan, "unchanged", "already up to date: Didomi holds every changed value"
+                )
 
     async def _project(self, plan: _Plan, didomi: DidomiClient) -> None:
         values = {c: v for c, (v, _) in plan.send.items()}

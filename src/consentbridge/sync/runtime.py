@@ -1,16 +1,26 @@
 """Per-integration runtime objects (token provider, Dataverse client, metadata cache), built
 from the stored document and rebuilt when the document changes. One limiter per application
 user (Dataverse instance, tenant, client id) is shared by every integration that writes as it;
-in a worker it is that worker's share of the budget all workers share (`sync/budget.py`)."""
+in a worker it is that worker's share of the budget all workers share (`sync/budget.py`).
+
+Building reads the integration's CA bundle (or the default trust store) into one TLS context in
+a worker thread, never on the event loop; a bundle that cannot be used raises
+``ClientSetupError`` naming ``config.ca_bundle``, for the caller to turn into a retry (the
+worker) or a 4xx (one-off operations)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
+from consentbridge.config.ca_bundle import CaBundleError, read_ca_bundle
 from consentbridge.config.integration import Integration
 from consentbridge.dataverse.auth import TokenProvider
 from consentbridge.dataverse.client import DataverseClient, RequestHook
@@ -26,6 +36,38 @@ DataverseObserver = Callable[[str, str, int], None]
 
 LimiterSource = Callable[[AppUser], AdaptiveLimiter]
 """The limiter of an application user (a worker's: its share of the budget in the store)."""
+
+
+class ClientSetupError(Exception):
+    """An integration's clients cannot be built; ``path`` is the setting to fix and the
+    message one sentence naming it."""
+
+    def __init__(self, message: str, *, path: str = "config.ca_bundle") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The TLS context trusting ``ca_bundle`` (default: the usual trust store). Blocking: it
+    reads files, so async code calls it through ``load_tls_context``."""
+    if ca_bundle is None:
+        return httpx.create_ssl_context()
+    try:
+        pem = read_ca_bundle(ca_bundle)
+        return ssl.create_default_context(cadata=pem.decode("ascii"))
+    except CaBundleError as exc:
+        raise ClientSetupError(f"config.{exc}.") from None
+    except (UnicodeDecodeError, ssl.SSLError):
+        raise ClientSetupError(
+            f"config.ca_bundle holds no certificate Python's TLS can load: {ca_bundle}; give "
+            "the path of a PEM file of CA certificates, or null."
+        ) from None
+
+
+async def load_tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """``tls_context`` in a worker thread."""
+    return await asyncio.to_thread(tls_context, ca_bundle)
 
 
 def _fingerprint(document: dict[str, Any]) -> str:
@@ -49,20 +91,22 @@ class IntegrationRuntime:
             await self.didomi.aclose()
 
 
-def build_runtime(
+async def build_runtime(
     integration: Integration,
     fingerprint: str,
     observer: DataverseObserver | None = None,
     limiters: LimiterSource | None = None,
 ) -> IntegrationRuntime:
+    """The clients of ``integration``, or ``ClientSetupError`` when its CA bundle is unusable."""
     cfg = integration.config
-    verify: str | bool = cfg.ca_bundle or True
+    verify = await load_tls_context(cfg.ca_bundle)
     tokens = TokenProvider(
         client_id=cfg.client_id,
         client_secret=cfg.client_secret.get_secret_value(),
         authority=integration.authority,
         scope=integration.token_scope,
-        verify=verify,
+        # msal's requests session wants a path; it reads it in msal's own worker thread.
+        verify=cfg.ca_bundle or True,
     )
     client = DataverseClient(
         integration.web_api_base,
@@ -114,7 +158,7 @@ class RuntimeRegistry:
             return current
         if current is not None:
             await current.aclose()
-        runtime = build_runtime(integration, fingerprint, self._observer, self._limiters)
+        runtime = await build_runtime(integration, fingerprint, self._observer, self._limiters)
         self._runtimes[integration.id] = runtime
         return runtime
 

@@ -8,6 +8,10 @@ application user) does not stall the others; the per-application-user limiter in
 client decides how many requests are really in flight. That limiter is this worker's share of a
 budget every worker of the same application user shares through the store (`sync/budget.py`).
 
+An integration the worker cannot sync at all (its clients cannot be built, its secrets do not
+decrypt, its engine fails unexpectedly) is held back alone, with backoff (`sync/outage.py`):
+its changes are retried with the reason in the sync log, and every other integration flows.
+
 Every worker also prunes sync-log lines and delivery keys older than the retention setting,
 shortly after it starts and then every `PRUNE_EVERY_S`.
 
@@ -30,7 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from consentbridge.config.errors import ConfigError
+from consentbridge.config.errors import ConfigError, SecretDecryptionError
 from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
@@ -40,11 +44,12 @@ from consentbridge.metrics import Metrics
 from consentbridge.store import Store
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
 from consentbridge.sync.budget import SharedBudgets
-from consentbridge.sync.forward import sync_to_dataverse
+from consentbridge.sync.forward import ForwardEngine
 from consentbridge.sync.linger import MAX_LINGER_S, fill_batch
+from consentbridge.sync.outage import Outages, held_outcomes
 from consentbridge.sync.retry import RetryPolicy
 from consentbridge.sync.reverse import ReverseEngine
-from consentbridge.sync.runtime import IntegrationRuntime, RuntimeRegistry
+from consentbridge.sync.runtime import ClientSetupError, IntegrationRuntime, RuntimeRegistry
 
 log = get_logger("consentbridge.worker")
 
@@ -60,6 +65,16 @@ IDLE_POLL_S = 0.5
 LOG_RETENTION_S = 30 * 86_400.0
 PRUNE_FIRST_S = 30.0
 PRUNE_EVERY_S = 3600.0
+
+
+class IntegrationUnavailable(Exception):
+    """The integration cannot be synced for now; ``reason`` says why (one sentence)."""
+
+    def __init__(self, reason: str, *, trace: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.trace = trace
+
 
 Engine = Callable[
     [IntegrationRuntime, Sequence[ClaimedState], RetryPolicy], Awaitable[list[Outcome]]
@@ -103,12 +118,6 @@ class WorkerConfig:
         )
 
 
-async def _forward(
-    runtime: IntegrationRuntime, claims: Sequence[ClaimedState], policy: RetryPolicy
-) -> list[Outcome]:
-    return await sync_to_dataverse(runtime.forward, claims, policy)
-
-
 class Worker:
     def __init__(
         self,
@@ -125,7 +134,7 @@ class Worker:
         self.config = config or WorkerConfig()
         self.worker_id = worker_id or new_worker_id()
         self.engines: dict[Direction, Engine] = engines or {
-            "to_dataverse": _forward,
+            "to_dataverse": ForwardEngine(store),
             "to_didomi": ReverseEngine(store),
         }
         self.metrics = metrics
@@ -138,6 +147,7 @@ class Worker:
         self._filling: set[tuple[str, Direction, str]] = set()
         self._busy: set[tuple[str, Direction]] = set()
         self._batches: Counter[AdaptiveLimiter] = Counter()  # batches running, by limiter
+        self.outages = Outages(self.config.policy)
         self.batches_done = 0
 
     def _observe_request(self, integration_id: str, operation: str, status: int) -> None:
@@ -210,7 +220,10 @@ class Worker:
     ) -> list[str]:
         """The targets to claim a batch of (a batch holds one target's slots): without a
         question to the store when the integration writes to one target only."""
-        runtime = await self._load(integration_id)
+        try:
+            runtime = await self._load(integration_id)
+        except IntegrationUnavailable:
+            return [CONTACT]  # _sync_batch holds all of its targets' changes
         if runtime is None:
             return []
         targets = {p.target for p in runtime.integration.config.properties}
@@ -219,28 +232,44 @@ class Worker:
         return await self.store.due_targets(integration_id, direction, now)
 
     async def _load(self, integration_id: str) -> IntegrationRuntime | None:
+        """The integration's runtime; None when it was deleted; ``IntegrationUnavailable`` when
+        it cannot be built."""
         document = await self.store.get_integration(integration_id)
         if document is None:
             return None
         try:
             integration: Integration = self.secrets.decrypt_document(document)
+        except SecretDecryptionError as exc:
+            raise IntegrationUnavailable(str(exc)) from None
         except ConfigError:
-            log.error(
-                "integration.undecryptable",
-                integration=integration_id,
-                reason="its secrets cannot be decrypted; check CONSENTBRIDGE_SECRET_KEY",
-            )
-            return None
-        return await self.registry.get(integration, document)
+            raise IntegrationUnavailable(
+                "its stored document is no longer valid; apply it again with the problems fixed."
+            ) from None
+        try:
+            return await self.registry.get(integration, document)
+        except ClientSetupError as exc:
+            raise IntegrationUnavailable(exc.message) from None
+        except Exception as exc:
+            raise IntegrationUnavailable(
+                f"its clients cannot be built ({type(exc).__name__}); see the traceback in "
+                "this log.",
+                trace=True,
+            ) from exc
 
     async def _sync_batch(
         self, integration_id: str, direction: Direction, now: float, target: str = CONTACT
     ) -> bool:
         if (integration_id, direction, target) in self._filling:
             return False  # another lane is filling a batch of it; do not split it
-        runtime = await self._load(integration_id)
+        if not self.outages.ready(integration_id, now):
+            return False  # within its backoff step: its changes wait for the step's end
+        try:
+            runtime = await self._load(integration_id)
+        except IntegrationUnavailable as exc:
+            return await self._hold(integration_id, direction, exc, now)
         if runtime is None:
             return False
+        self.outages.recover(integration_id)
         limiter = runtime.dataverse.limiter if direction == "to_dataverse" else None
         if limiter is None:
             return await self._claim_and_sync(runtime, integration_id, direction, now, target)
@@ -273,7 +302,15 @@ class Worker:
         started = time.perf_counter()
         try:
             with bind(integration=integration_id, direction=direction), _counting() as requests:
-                outcomes = await self.engines[direction](runtime, claims, self.config.policy)
+                try:
+                    outcomes = await self.engines[direction](runtime, claims, self.config.policy)
+                except Exception as exc:  # a bug or an untranslated error: this integration's own
+                    failure = IntegrationUnavailable(
+                        f"its sync failed unexpectedly ({type(exc).__name__}); see the traceback "
+                        "in this log.",
+                        trace=True,
+                    )
+                    outcomes = self._held(integration_id, claims, failure, time.time())
             dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
             _log_batch(claims, outcomes, requests[0], time.perf_counter() - started, dropped)
             if self.metrics is not None:
@@ -283,6 +320,48 @@ class Worker:
             self._in_flight -= keys
             self._busy.discard((integration_id, direction))
         return True
+
+    async def _hold(
+        self,
+        integration_id: str,
+        direction: Direction,
+        failure: IntegrationUnavailable,
+        now: float,
+    ) -> bool:
+        """Retry every due change of an integration that cannot be synced, after its backoff
+        step; True when there were any."""
+        held = False
+        for target in await self.store.due_targets(integration_id, direction, now):
+            while True:
+                claims = await self.store.claim_batch(
+                    integration_id,
+                    direction,
+                    self.worker_id,
+                    self.config.batch_size,
+                    self.config.lease_s,
+                    now,
+                    target,
+                )
+                if not claims:
+                    break
+                held = True
+                outcomes = self._held(integration_id, claims, failure, now)
+                dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
+                if self.metrics is not None:
+                    self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
+                if len(claims) < self.config.batch_size:
+                    break
+        return held
+
+    def _held(
+        self,
+        integration_id: str,
+        claims: Sequence[ClaimedState],
+        failure: IntegrationUnavailable,
+        now: float,
+    ) -> list[Outcome]:
+        until = self.outages.fail(integration_id, failure.reason, now, trace=failure.trace)
+        return held_outcomes(claims, self.config.policy, failure.reason, now, until)
 
     async def _claim(
         self, integration_id: str, direction: Direction, now: float, target: str = CONTACT

@@ -14,6 +14,7 @@ from consentbridge.web.body import DeclaredSizeLimit, refuse_nul_in_url
 from consentbridge.web.deps import Receivers
 from consentbridge.web.errors import install_error_handlers
 from consentbridge.web.routes import admin, console, health, metrics, oauth, webhooks
+from consentbridge.web.throttle import FailureLimiter
 
 DESCRIPTION = (
     "Keeps consent in step between Didomi and Microsoft Dynamics 365 (Dataverse): the OAuth "
@@ -30,10 +31,16 @@ def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAP
         description=DESCRIPTION,
         # No OpenTelemetry here: skip FastAPI's per-request check for a configured provider.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; /openapi.json stays.
+        docs_url=None,
+        redoc_url=None,
+        # Starlette's slash redirect builds an absolute URL from the Host header.
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     app.state.metrics = metrics_for(ctx)
     app.state.receivers = receivers or Receivers()
+    app.state.failures = FailureLimiter(ctx.settings.auth_failures_per_minute)
     install_error_handlers(app)
     app.add_middleware(
         DeclaredSizeLimit, limit=ctx.settings.max_body_bytes, exempt=(webhooks.PREFIX,)

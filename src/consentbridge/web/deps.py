@@ -21,6 +21,7 @@ from consentbridge.context import AppContext
 from consentbridge.metrics import Metrics
 from consentbridge.operations import intake, tokens
 from consentbridge.operations.errors import Unauthorized, Unavailable
+from consentbridge.web.throttle import FailureLimiter, client_address
 
 ADMIN_TOKEN_ENV: Final = env_name("admin_token")
 
@@ -59,6 +60,11 @@ async def get_ctx(request: Request) -> AppContext:
 async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
+
+
+async def get_failures(request: Request) -> FailureLimiter:
+    failures: FailureLimiter = request.app.state.failures
+    return failures
 
 
 async def get_receivers(request: Request) -> Receivers:
@@ -101,15 +107,21 @@ def admin_token(ctx: AppContext) -> str:
 
 
 async def require_admin(
+    request: Request,
     ctx: ContextDep,
+    failures: Annotated[FailureLimiter, Depends(get_failures)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
 ) -> None:
     """Let the request through only with ``Authorization: Bearer <admin token>``.
 
-    Only the header counts: a token in the query string would end up in access logs.
+    Only the header counts: a token in the query string would end up in access logs. An
+    address that failed too often is answered 429 first (``web/throttle.py``).
     """
     expected = admin_token(ctx)
+    address = client_address(request)
+    failures.check(address)
     if credentials is None or not tokens.same_secret(credentials.credentials, expected):
+        failures.failed(address)
         raise Unauthorized(
             f"Send the admin token as Authorization: Bearer <token> (the value of "
             f"{ADMIN_TOKEN_ENV})."

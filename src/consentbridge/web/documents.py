@@ -1,11 +1,15 @@
 """Integration documents typed into the console: parsing JSON or YAML text, the example shown
 when creating one, and keeping secrets out of the page that shows a document back.
 
-Errors name a line and column but never quote the text, which holds secrets. When a typed
-document is shown again (after validate, or a refused save), its secrets are shown as
-``"***"`` and travel in a hidden field *sealed* — encrypted with the service's secret key —
-so the next submit still has them (``unseal``) while the page itself never holds one. Text
-that does not parse is shown with the values of its secret keys masked instead.
+The text is parsed by the CLI's own parser (``config.files.parse_document_text``): YAML
+anchors, aliases and repeated keys are refused. Errors name a line and column but never quote
+the text, which holds secrets. When a typed document is shown again (after validate, or a
+refused save), it is masked *as parsed*: every ``client_secret`` / ``api_secret`` at any depth
+is shown as ``"***"``, whatever its spelling in the text (a block scalar, a quoted or escaped
+key), and the secrets of ``SECRET_PATHS`` travel in a hidden field *sealed* — encrypted with
+the service's secret key — so the next submit still has them (``unseal``) while the page itself
+never holds one. Text that does not parse is shown back line by line, each line that names a
+secret or holds an escape masked from its key on, with the lines that continue it.
 """
 
 from __future__ import annotations
@@ -15,9 +19,8 @@ import json
 import re
 from typing import Any, Final
 
-import yaml
-
-from consentbridge.config import ConfigError, SecretBox
+from consentbridge.config import ConfigError, DocumentFileError, SecretBox
+from consentbridge.config.files import parse_document_text as parse_text
 from consentbridge.config.integration import REDACTED, SECRET_PATHS
 from consentbridge.operations.errors import InvalidInput, Issue
 
@@ -43,37 +46,20 @@ def parse_document_text(text: str) -> object:
     """The document in ``text``: JSON when it starts with ``{``, else YAML."""
     if not text.strip():
         raise _invalid("The document is empty; paste a JSON or YAML integration document.")
-    if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _invalid(
-                f"The document is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                f"{exc.msg}); fix the syntax there."
-            ) from None
-        except (ValueError, RecursionError):
-            raise _invalid("The document is not acceptable JSON; fix its syntax.") from None
     try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise _invalid(
-            f"The document is not valid YAML ({where}{exc.problem}); fix the syntax there."
-        ) from None
-    except (yaml.YAMLError, RecursionError):
-        raise _invalid("The document is not valid YAML; fix its syntax.") from None
+        return parse_text(text, yaml_syntax=not text.lstrip().startswith("{"), name="The document")
+    except DocumentFileError as exc:
+        raise _invalid(str(exc)) from None
 
 
 def _invalid(message: str) -> InvalidInput:
     return InvalidInput([Issue("", message)], status=400)
 
 
-# `client_secret: x`, `"api_secret": "x"`: the value after a secret key, in JSON or YAML text.
-_SECRET_VALUE: Final = re.compile(
-    r"""(?P<key>["']?(?:client_secret|api_secret)["']?\s*:\s*)"""
-    r"""(?P<value>"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*'|[^\s,}\]]+)"""
-)
+SECRET_KEYS: Final = frozenset(path[-1] for path in SECRET_PATHS)
+# A line of unparsed text that may hold a secret: it names one, or has an escape that could
+# spell a key (`"client\u005fsecret"`), or is a YAML explicit key or value (`? k` / `: v`).
+_RISKY_LINE: Final = re.compile(r"secret|\\|^\s*[?:](?:\s|$)", re.IGNORECASE)
 
 
 def shown(text: str, document: object, box: SecretBox) -> tuple[str, str]:
@@ -83,19 +69,16 @@ def shown(text: str, document: object, box: SecretBox) -> tuple[str, str]:
     sealed. Text that did not parse keeps its form with secret values masked; nothing is
     sealed (the user types those secrets again).
     """
-    if not isinstance(document, dict):
+    if document is None and text.strip():
         return mask_text(text), ""
-    masked = copy.deepcopy(document)
     sealed: dict[str, str] = {}
-    for path in SECRET_PATHS:
-        holder = _holder(masked, path)
-        value = holder.get(path[-1]) if holder is not None else None
-        if holder is None or value in (None, "", REDACTED):
-            continue
-        if isinstance(value, str):  # anything else is refused anyway: hidden, not kept
-            sealed[".".join(path)] = value
-        holder[path[-1]] = REDACTED
-    pretty = json.dumps(masked, indent=2, ensure_ascii=False, default=str)
+    if isinstance(document, dict):
+        for path in SECRET_PATHS:
+            holder = _holder(document, path)
+            value = holder.get(path[-1]) if holder is not None else None
+            if isinstance(value, str) and value not in ("", REDACTED):
+                sealed[".".join(path)] = value
+    pretty = json.dumps(_masked(document), indent=2, ensure_ascii=False, default=str)
     return pretty, box.encrypt(json.dumps(sealed)) if sealed else ""
 
 
@@ -121,8 +104,41 @@ def unseal(document: object, sealed: str | None, box: SecretBox) -> object:
 
 
 def mask_text(text: str) -> str:
-    """``text`` with the value after every secret key replaced by ``***``."""
-    return _SECRET_VALUE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', text)
+    """Unparsed ``text`` with each line that may hold a secret masked from its key on, and
+    the more-indented lines that continue it (a block scalar, a folded value) masked whole."""
+    shown_lines: list[str] = []
+    continued_below: int | None = None  # lines indented deeper than this continue a masked one
+    for line in text.splitlines(keepends=True):
+        body = line.lstrip(" \t")
+        indent = len(line) - len(body)
+        ending = line[len(line.rstrip("\r\n")) :]
+        if continued_below is not None and (not body.strip() or indent > continued_below):
+            shown_lines.append(f"{line[:indent]}{REDACTED}{ending}" if body.strip() else line)
+            continue
+        continued_below = None
+        risky = _RISKY_LINE.search(line)
+        if risky is None:
+            shown_lines.append(line)
+            continue
+        colon = line.find(":", risky.end() if risky.group().strip() not in ("?", ":") else 0)
+        keep = line[: colon + 1] if colon >= 0 else line[:indent]
+        shown_lines.append(f'{keep}{" " if colon >= 0 else ""}"{REDACTED}"{ending}')
+        continued_below = indent
+    return "".join(shown_lines)
+
+
+def _masked(node: object) -> object:
+    """``node`` with the value of every secret key, at any depth, shown as ``"***"``."""
+    if isinstance(node, dict):
+        return {
+            key: REDACTED
+            if key in SECRET_KEYS and node[key] not in (None, "")
+            else _masked(node[key])
+            for key in node
+        }
+    if isinstance(node, list):
+        return [_masked(item) for item in node]
+    return node
 
 
 def _holder(document: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:

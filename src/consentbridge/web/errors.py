@@ -2,10 +2,12 @@
 
     InvalidInput            its status (422, or 400 for a malformed body) and
                             {"errors": [{"path", "message"}]}
-    other OperationError    its status and {"error": "<sentence>"}; 401 adds WWW-Authenticate
+    other OperationError    its status and {"error": "<sentence>"}; 401 adds WWW-Authenticate,
+                            429 Retry-After
     RequestValidationError  FastAPI's own 422, reshaped to {"errors": [{"path", "message"}]}
     HTTPException           its status and {"error": "<sentence>"} (unknown route, method …)
     anything else           500 {"error": "internal error"}; the trace is logged, never sent
+    ClientDisconnect        nothing: the client left (or its body timed out), no trace logged
 
 The last is a middleware rather than an exception handler: Starlette re-raises exceptions
 that reach its handler for ``Exception`` into the server, which would log them a second time.
@@ -22,11 +24,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consentbridge.logs import get_logger
 from consentbridge.operations.errors import InvalidInput, Issue, OperationError, Unauthorized
 from consentbridge.web.body import issues_from_errors
+from consentbridge.web.throttle import TooManyFailures
 
 log = get_logger("consentbridge.web")
 
@@ -60,6 +64,8 @@ def error_response(exc: OperationError) -> JSONResponse:
     if isinstance(exc, InvalidInput):
         return _issues_response(exc.issues, exc.status)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    if isinstance(exc, TooManyFailures):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse({"error": clip(exc.message)}, status_code=exc.status, headers=headers)
 
 
@@ -115,6 +121,9 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client left (or its body timed out): nobody to answer, nothing went wrong.
+            log.debug("http.client_left", method=scope.get("method"))
         except Exception:
             log.error(
                 "http.unhandled_error",

@@ -47,6 +47,11 @@ _DESCRIPTIONS: Final[dict[int, tuple[str, dict[str, Any]]]] = {
     ),
     413: ("The body is larger than the limit (1 MiB by default).", ERROR_SCHEMA),
     422: ("The request does not have the expected shape; each path names a field.", ISSUES_SCHEMA),
+    429: (
+        "Too many failed sign-ins or admin tokens from this address in a minute; Retry-After "
+        "says when to try again.",
+        ERROR_SCHEMA,
+    ),
     503: ("No admin token is configured, or the store or a service is unreachable.", ERROR_SCHEMA),
 }
 

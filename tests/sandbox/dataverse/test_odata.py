@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -261,10 +260,9 @@ def test_depth_counts_nesting_not_the_number_of_groups() -> None:
 @pytest.mark.parametrize("opening", ["(", "not ", "not ("])
 def test_ten_thousand_levels_of_nesting_fail_fast(opening: str) -> None:
     text = opening * 10_000 + "a eq 1" + ")" * (10_000 * opening.count("("))
-    started = time.perf_counter()
+    # Refused by depth before any recursion (timings are never asserted: the machine is shared).
     with pytest.raises(ODataQueryError, match="Recursion depth exceeded allowed limit"):
         parse_filter(text)
-    assert time.perf_counter() - started < 1.0
 
 
 def test_huge_integer_literal_is_a_query_error_not_a_value_error() -> None:

@@ -203,6 +203,34 @@ def test_equality_lookup_recognises_only_exact_membership(
     assert found == (None if expected is None else (expected[0], frozenset(expected[1])))
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "msdynmkt_contactpointvalue eq 'A@x.io' and _msdynmkt_purposeid_value eq "
+            "0A6E5E3F-8F2B-4C2A-9D6C-1B2A3C4D5E6F and msdynmkt_contactpointtype eq 534120000",
+            [
+                ("msdynmkt_contactpointvalue", {"a@x.io"}),
+                ("_msdynmkt_purposeid_value", {"0a6e5e3f-8f2b-4c2a-9d6c-1b2a3c4d5e6f"}),
+            ],
+        ),
+        ("emailaddress1 eq 'a' or fullname eq 'b'", []),
+        ("emailaddress1 eq 'a'", []),
+        (
+            "(emailaddress1 eq 'a' or emailaddress1 eq 'b') and statecode eq 0",
+            [
+                ("emailaddress1", {"a", "b"}),
+            ],
+        ),
+    ],
+)
+def test_conjunct_lookups_name_each_indexable_operand_of_an_and(
+    text: str, expected: list[tuple[str, set[str]]]
+) -> None:
+    found = parse_filter(text).conjunct_lookups()
+    assert found == [(column, frozenset(values)) for column, values in expected]
+
+
 _EMAILS = st.sampled_from(["a@x.com", "A@X.com", "b@x.com", "é@x.com", "e@x.com", "o'b@x.com"])
 
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from consentbridge.sandbox.dataverse import registration
+from consentbridge.sandbox.dataverse import journeys, registration
 from consentbridge.sandbox.dataverse import schema as s
 from consentbridge.sandbox.dataverse.api import API_PATH
 from consentbridge.sandbox.dataverse.limits import ServiceProtection
@@ -66,8 +66,12 @@ class DataverseEmulator:
         contact = s.contact_schema()
         for column in self._custom:
             contact.add_column(column)
-        db = Database([contact, *registration.schemas()], self.options.key_activation_s)
+        db = Database(
+            [contact, *registration.schemas(), *journeys.schemas()], self.options.key_activation_s
+        )
         registration.seed(db, [s.CONTACT])
+        journeys.seed_filters(db)
+        journeys.Catalog(db, self.organization.business_unit_id).seed()
         return db
 
     def _new_pipeline(self) -> Pipeline:
@@ -76,6 +80,7 @@ class DataverseEmulator:
             rules={
                 registration.SERVICEENDPOINT: registration.check_endpoint,
                 registration.STEP: registration.check_step,
+                **journeys.rules(self.organization.business_unit_id),
             },
             delete_rules={registration.SERVICEENDPOINT: registration.check_endpoint_delete},
             required_levels=self._required_levels,
@@ -132,6 +137,11 @@ class DataverseEmulator:
             for row in list(table.store):
                 table.store.put({**row, column.property_name: column.default})
         return {"table": s.CONTACT, **column.public()}
+
+    @property
+    def catalog(self) -> journeys.Catalog:
+        """The Journeys purposes and topics (`/_sandbox/purposes`, `/_sandbox/topics`)."""
+        return journeys.Catalog(self.db, self.organization.business_unit_id)
 
     def history(self, table: str, row_id: str) -> list[dict[str, Any]] | None:
         """Every write to a row, in order: at, systemuserid, app, operation, columns."""

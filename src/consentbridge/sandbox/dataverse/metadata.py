@@ -238,11 +238,15 @@ def option_set_json(schema: s.TableSchema, column: s.Column) -> dict[str, Any] |
     if column.type not in (s.BOOLEAN, *ENUM_TYPES) or column.type == s.ENTITY_NAME:
         return None
     name = column.option_set_name or f"{schema.logical_name}_{column.logical_name}"
+    # A global option set is one definition shared by every column that uses it.
+    ids = (
+        ("global", name) if column.global_option_set else (schema.logical_name, column.logical_name)
+    )
     data: dict[str, Any] = {
-        "MetadataId": s.metadata_id("optionset", schema.logical_name, column.logical_name),
+        "MetadataId": s.metadata_id("optionset", *ids),
         "HasChanged": None,
         "IsCustomOptionSet": column.custom,
-        "IsGlobal": False,
+        "IsGlobal": column.global_option_set,
         "IsManaged": not column.custom,
         "Name": name,
         "ExternalTypeName": None,

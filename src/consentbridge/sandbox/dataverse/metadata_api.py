@@ -236,7 +236,11 @@ class MetadataApi:
             out = project(row, select, allowed, type_name)
             column = by_name[row["LogicalName"]]
             for name, options in expand.items():
-                option_set = md.option_set_json(schema, column) if name == "OptionSet" else None
+                option_set = (
+                    md.option_set_json(schema, column)
+                    if name == "OptionSet" or column.global_option_set
+                    else None
+                )
                 if option_set is not None and options.get("$select"):
                     option_set = project(
                         option_set,

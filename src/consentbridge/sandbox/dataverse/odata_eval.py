@@ -340,6 +340,15 @@ class FilterExpr:
             values.update(found[1])
         return None if column is None else (column, frozenset(values))
 
+    def conjunct_lookups(self) -> list[tuple[str, frozenset[str]]]:
+        """``equality_lookup`` of each operand of a top-level ``and``: every row the filter
+        matches is among the rows any one of them selects (then evaluate the whole filter)."""
+        root = self._root
+        if not (isinstance(root, Junction) and root.is_and):
+            return []
+        found = (FilterExpr(self.text, operand).equality_lookup() for operand in root.operands)
+        return [lookup for lookup in found if lookup is not None]
+
     def __repr__(self) -> str:
         return f"FilterExpr({self.text!r})"
 

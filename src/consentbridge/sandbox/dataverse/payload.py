@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from consentbridge.sandbox.dataverse import schema as s
-from consentbridge.sandbox.dataverse.errors import invalid_argument, not_found_by_id
+from consentbridge.sandbox.dataverse.errors import invalid_argument, not_found_by_id, payload_error
 from consentbridge.sandbox.dataverse.rows import Row
 from consentbridge.sandbox.dataverse.tables import Database, Table
 from consentbridge.sandbox.dataverse.values import check_value, parse_guid, unknown_column
@@ -58,7 +58,15 @@ def _bind(
     schema = table.schema
     navigation = schema.navigations.get(navigation_name)
     if navigation is None:
-        raise unknown_column(f"{navigation_name}{BIND}", schema)
+        # Microsoft.OData matches navigation names case-sensitively (`msdynmkt_purposeId`), so
+        # a lowercased name is an undeclared property carrying only an annotation.
+        raise payload_error(
+            schema.entity_set,
+            f"An undeclared property '{navigation_name}' which only has property annotations "
+            "in the payload but no property value was found in the payload. In OData, only "
+            "declared navigation properties and declared named streams can be represented as "
+            "properties without values.",
+        )
     if not isinstance(value, str):
         raise invalid_argument(
             f"{navigation_name}{BIND} must be a URL such as '/{navigation.target_set}(<id>)'."

@@ -202,6 +202,11 @@ def matching_rows(table: Table, expr: ev.FilterExpr | None) -> list[Row]:
         column = table.schema.property(lookup[0])
         if column is not None and store.is_indexed(lookup[0]) and _folds_exactly(column):
             return store.lookup(lookup[0], lookup[1])
+    for name, values in expr.conjunct_lookups():
+        column = table.schema.property(name)
+        if column is not None and store.is_indexed(name) and _folds_exactly(column):
+            candidates = store.lookup(name, values)
+            return [row for row in candidates if expr.evaluate(row, table.resolve)]
     return [row for row in store if expr.evaluate(row, table.resolve)]
 
 

@@ -390,6 +390,12 @@ def check_step(db: Database, table: Table, new: Row, old: Row | None) -> None:
     filter_row = _get(db, SDKMESSAGEFILTER, new.get("_sdkmessagefilterid_value"))
     if filter_row is not None and filter_row.get("_sdkmessageid_value") != message:
         raise invalid_argument("The step's sdkmessagefilter belongs to another message.")
+    if filter_row is not None and filter_row.get("iscustomprocessingstepallowed") is False:
+        # Messages the entity reference lists as "Event: False" (Upsert of Journeys tables).
+        raise invalid_argument(
+            "Custom SdkMessageProcessingStep is not allowed on the specified message and "
+            f"entity ({filter_row.get('name')}); register the step on Create or Update."
+        )
     attributes = new.get("filteringattributes")
     if isinstance(attributes, str) and attributes.strip() and filter_row is not None:
         entity = db.tables.get(str(filter_row.get("primaryobjecttypecode")))

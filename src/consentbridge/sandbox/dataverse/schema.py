@@ -72,6 +72,12 @@ class Column:
     format: str | None = None  # "Email", "Text", ... for strings
     option_set_name: str | None = None
     option_values: frozenset[int] = field(default=frozenset(), compare=False)
+    # A choice whose options live in a global option set (`option_set_name`), shared by columns
+    # of several tables, as most Customer Insights - Journeys choices do.
+    global_option_set: bool = False
+    # The SchemaName when it is not derived from the logical name: a lookup's SchemaName is
+    # its navigation property name (`msdynmkt_purposeId`), which `@odata.bind` must match.
+    explicit_schema_name: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "option_values", frozenset(o.value for o in self.options))
@@ -85,6 +91,8 @@ class Column:
 
     @property
     def schema_name(self) -> str:
+        if self.explicit_schema_name is not None:
+            return self.explicit_schema_name
         if self.custom:
             prefix, _, rest = self.logical_name.partition("_")
             return f"{prefix}_{rest[:1].upper()}{rest[1:]}"
@@ -131,6 +139,7 @@ class TableSchema:
     navigations: dict[str, Navigation] = field(default_factory=dict)
     is_custom: bool = False
     optimistic_concurrency: bool = True
+    explicit_schema_name: str | None = None  # e.g. `msdynmkt_purpose`, all lowercase
 
     def __post_init__(self) -> None:
         self.by_property: dict[str, Column] = {}
@@ -139,6 +148,8 @@ class TableSchema:
 
     @property
     def schema_name(self) -> str:
+        if self.explicit_schema_name is not None:
+            return self.explicit_schema_name
         return "".join(part[:1].upper() + part[1:] for part in self.logical_name.split("_"))
 
     @property
@@ -175,6 +186,7 @@ def table(
     columns: Iterable[Column],
     navigations: Sequence[Navigation] = (),
     optimistic_concurrency: bool = True,
+    schema_name: str | None = None,
 ) -> TableSchema:
     return TableSchema(
         logical_name=logical_name,
@@ -188,6 +200,7 @@ def table(
         columns={c.logical_name: c for c in columns},
         navigations={n.name: n for n in navigations},
         optimistic_concurrency=optimistic_concurrency,
+        explicit_schema_name=schema_name,
     )
 
 

@@ -18,8 +18,9 @@ from consentbridge.sandbox.dataverse.schema import TableSchema
 Path = tuple[str, ...]
 
 # Columns indexed in every table besides the primary key and key columns: e-mail is how people
-# are matched, so lookups by it must not scan.
-ALWAYS_INDEXED = ("emailaddress1",)
+# are matched, and a contact point value how Journeys consent rows are, so lookups by them must
+# not scan.
+ALWAYS_INDEXED = ("emailaddress1", "msdynmkt_contactpointvalue")
 
 
 @dataclass

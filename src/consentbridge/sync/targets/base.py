@@ -62,6 +62,17 @@ class ForwardRuntime:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+class WriteLocks(Protocol):
+    """Locks on row identities a batch is about to create (``store/locks.py``): a target
+    whose rows have no alternate key locks them, looks again, creates, then releases."""
+
+    async def acquire(self, scope: str, keys: Sequence[str], owner: str) -> set[str]:
+        """Those of ``keys`` ``owner`` now holds in ``scope`` (a Dataverse instance)."""
+        ...
+
+    async def release(self, owner: str) -> None: ...
+
+
 class Target(Protocol):
     """One kind of place consent is written to (see the module docstring)."""
 
@@ -78,9 +89,14 @@ class Target(Protocol):
         ...
 
     async def write(
-        self, runtime: ForwardRuntime, claims: Sequence[ClaimedState], policy: RetryPolicy
+        self,
+        runtime: ForwardRuntime,
+        claims: Sequence[ClaimedState],
+        policy: RetryPolicy,
+        locks: WriteLocks | None = None,
     ) -> list[Outcome]:
-        """Write one claimed batch of this target's slots; one outcome per claim."""
+        """Write one claimed batch of this target's slots; one outcome per claim. ``locks``
+        (None in tools and some tests) guards creations against other writers."""
         ...
 
 

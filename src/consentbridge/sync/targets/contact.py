@@ -42,7 +42,7 @@ from consentbridge.mapping import Property as MappingProperty
 from consentbridge.store.values import ClaimedState, Outcome
 from consentbridge.sync.merge import desired_values
 from consentbridge.sync.retry import RetryPolicy
-from consentbridge.sync.targets.base import ForwardRuntime, SlotPlan, TargetBatch
+from consentbridge.sync.targets.base import ForwardRuntime, SlotPlan, TargetBatch, WriteLocks
 
 ENTITY_SET: Final = CONTACT_TABLE.entity_set
 PRIMARY_ID: Final = CONTACT_TABLE.primary_id
@@ -122,8 +122,14 @@ class ContactTarget:
         return project(_parsed(rows), snapshot)
 
     async def write(
-        self, runtime: ForwardRuntime, claims: Sequence[ClaimedState], policy: RetryPolicy
+        self,
+        runtime: ForwardRuntime,
+        claims: Sequence[ClaimedState],
+        policy: RetryPolicy,
+        locks: WriteLocks | None = None,
     ) -> list[Outcome]:
+        # Contacts are found by match_attribute and one user's slots are sent together, as
+        # they always were; creations under upsert_mode take no lock (docs/journeys.md).
         return await ContactBatch(runtime, claims, policy).run()
 
 
@@ -221,7 +227,10 @@ class ContactBatch(TargetBatch[_ContactPlan]):
                     plan.diffs[contact[PRIMARY_ID]] = diff
             if not plan.diffs:
                 self.finish(
-                    plan, "unchanged", "every mapped column already holds the desired value", {}
+                    plan,
+                    "unchanged",
+                    "already up to date: every mapped column holds the desired value",
+                    {},
                 )
 
     def _writes(self) -> tuple[list[_Write], list[_Write]]:
@@ -364,9 +373,9 @@ class ContactBatch(TargetBatch[_ContactPlan]):
             return
         count = len(plan.contacts)
         if plan.create is not None or plan.rides_with is not None:
-            reason = "created a contact (upsert_mode is true)"
+            reason = "written: created a new contact (upsert_mode is true)"
         elif count > 1:
-            reason = f"{count} contacts match this organization_user_id; all were updated"
+            reason = f"written: updated all {count} contacts matching this organization_user_id"
         else:
-            reason = "updated the matching contact"
+            reason = "written: updated the matching contact"
         self.finish(plan, "written", reason, plan.written)

@@ -4,9 +4,9 @@ the diagnostics of the CLI commands with the same names. Every route needs
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,7 +27,7 @@ PREFIX: Final = "/api/v1/integrations"
 router = APIRouter(prefix=PREFIX, tags=["admin"], dependencies=[AdminDep])
 
 _ERRORS: Final = responses.errors(
-    400, 401, 404, 413, 422, 503, e401="Missing or wrong admin token."
+    400, 401, 404, 413, 422, 429, 503, e401="Missing or wrong admin token."
 )
 
 
@@ -150,12 +150,48 @@ async def integration_status(integration_id: str, ctx: ContextDep) -> dict[str, 
     return await sync_status.status(ctx, integration_id)
 
 
+WaitQuery = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=integrations.MAX_LOG_WAIT_S,
+        description="Wait up to this many seconds until the log holds a final outcome "
+        "(written, unchanged, skipped, dead_letter, ignored_echo) and nothing of the user's is "
+        "pending; then answer.",
+    ),
+]
+
+
 @router.get("/{integration_id}/users/{organization_user_id}/log", responses=_ERRORS)
 async def user_log(
-    integration_id: str, organization_user_id: str, ctx: ContextDep
+    integration_id: str, organization_user_id: str, ctx: ContextDep, wait_s: WaitQuery = 0.0
 ) -> dict[str, Any]:
-    """The sync log of one user: every change received, what was written, the outcome and why."""
-    return await integrations.user_log(ctx, integration_id, organization_user_id)
+    """The sync log of one user: every change received, what was written, the outcome and why.
+    For an id with a `/`, use `GET /api/v1/integrations/{integration_id}/log?user=…`."""
+    return await integrations.user_log(ctx, integration_id, organization_user_id, wait_s=wait_s)
+
+
+_LOG_USER_REQUIRED: Final = (
+    "The query parameter 'user' is required: add ?user=<organization_user_id>, URL-encoded."
+)
+
+
+@router.get("/{integration_id}/log", responses=_ERRORS)
+async def user_log_by_query(
+    integration_id: str,
+    ctx: ContextDep,
+    user: Annotated[
+        str | None,
+        Query(description="the user's organization_user_id, URL-encoded (any characters)"),
+    ] = None,
+    wait_s: WaitQuery = 0.0,
+) -> dict[str, Any]:
+    """The sync log of the user named by `?user=…`: the same answer as
+    `/users/{organization_user_id}/log`, for any id — also one that a path segment cannot
+    carry, such as `crm/42/alice@example.com` (a `/`, even encoded as `%2F`, splits a path)."""
+    if not user:
+        raise InvalidInput([Issue("user", _LOG_USER_REQUIRED)])
+    return await integrations.user_log(ctx, integration_id, user, wait_s=wait_s)
 
 
 @router.get("/{integration_id}/deadletters", responses=_ERRORS)
@@ -180,7 +216,8 @@ async def replay_dead_letters(
 
 @router.post("/{integration_id}/test", responses=_ERRORS)
 async def test_connection(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
-    """Check token, Web API reachability, WhoAmI and privileges, each as ok/fail with the fix."""
+    """Check token, Web API reachability, WhoAmI, privileges and mapped columns, each as ok/fail
+    with the fix."""
     checks = [check.as_json() for check in await diagnostics.test_connection(ctx, integration_id)]
     return {"ok": all(check["ok"] for check in checks), "checks": checks}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -29,10 +29,11 @@ from consentbridge.operations.errors import InvalidInput, Issue, OperationError,
 from consentbridge.web import responses
 from consentbridge.web import session as sessions
 from consentbridge.web.body import read_form
-from consentbridge.web.deps import ContextDep, admin_token
+from consentbridge.web.deps import ContextDep, admin_token, get_failures
 from consentbridge.web.documents import EXAMPLE_DOCUMENT, parse_document_text, shown, unseal
 from consentbridge.web.errors import clip, clipped_issues, log_auth_failure
 from consentbridge.web.pages import CSS_PATH, render, stylesheet
+from consentbridge.web.throttle import FailureLimiter, TooManyFailures, client_address
 
 router = APIRouter(
     prefix="/console",
@@ -41,11 +42,12 @@ router = APIRouter(
     responses={
         303: {"description": "Not signed in: to /console/login; or done: to the next page."},
         403: {"description": "The form's CSRF token is missing or from another session."},
-        **responses.pages(400, 401, 404, 413, 422, 503),
+        **responses.pages(400, 401, 404, 413, 422, 429, 503),
     },
 )
 
 LOGIN_PATH: Final = "/console/login"
+FailuresDep = Annotated[FailureLimiter, Depends(get_failures)]
 
 
 def _configured_token(ctx: AppContext) -> str | None:
@@ -60,7 +62,8 @@ async def _signed_in(request: Request, ctx: ContextDep) -> sessions.Session:
     found = (
         sessions.read_session(token, request.cookies.get(sessions.COOKIE_NAME)) if token else None
     )
-    if found is None:
+    # A signed-out session stays refused by every process sharing the store.
+    if found is None or await ctx.store.session_revoked(found.session_id):
         raise HTTPException(303, headers={"Location": LOGIN_PATH})
     return found
 
@@ -118,14 +121,23 @@ async def login_form(ctx: ContextDep) -> HTMLResponse:
 
 
 @router.post("/login")
-async def login(request: Request, ctx: ContextDep) -> Response:
-    """Sign in with the admin token; a wrong one shows the form again with an error."""
+async def login(request: Request, ctx: ContextDep, failures: FailuresDep) -> Response:
+    """Sign in with the admin token; a wrong one shows the form again with an error, and an
+    address with too many failures in a minute is answered 429 with `Retry-After`."""
     token = _configured_token(ctx)
     if token is None:
         return render("login.html", None, status_code=503, disabled=True)
+    address = client_address(request)
+    try:
+        failures.check(address)
+    except TooManyFailures as exc:
+        page = render("login.html", None, status_code=429, error=exc.message)
+        page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     form = await read_form(request, ctx.settings.max_body_bytes)
     if not tokens.same_secret(form.get("token", ""), token):
         log_auth_failure(request, "console_sign_in", "not the admin token")
+        failures.failed(address)
         return render("login.html", None, status_code=401, error="That is not the admin token.")
     _, cookie = sessions.new_session(token)
     response = RedirectResponse("/console", status_code=303)
@@ -145,9 +157,11 @@ async def login(request: Request, ctx: ContextDep) -> Response:
 async def logout(
     request: Request, ctx: ContextDep, session: sessions.Session = SessionDep
 ) -> Response:
-    """Sign out: the session cookie is removed."""
+    """Sign out: the session is revoked in the store (a replayed cookie is refused by every
+    process) and the cookie removed."""
 
     async def act(_form: dict[str, str]) -> Response:
+        await ctx.store.revoke_session(session.session_id, session.expires_at)
         response = RedirectResponse(LOGIN_PATH, status_code=303)
         response.delete_cookie(sessions.COOKIE_NAME, path=sessions.COOKIE_PATH)
         return response

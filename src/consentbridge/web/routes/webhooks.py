@@ -2,8 +2,8 @@
 
 The route bounds and parses the body and (for Didomi) checks the bearer token; the receiver in
 ``operations/intake.py`` stores the change and returns only once it is durable, so a 202 is a
-promise. Cheap refusals come first: a declared oversize body and a bad Didomi token are
-answered before a byte of the body is read.
+promise. Cheap refusals come first: a declared oversize body, a bad Didomi token and a wrong
+Dataverse key are answered before a byte of the body is read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from consentbridge.context import AppContext
 from consentbridge.logs import get_logger
 from consentbridge.metrics import UNKNOWN_INTEGRATION, Metrics
-from consentbridge.operations import tokens
+from consentbridge.operations import reverse_intake, tokens
 from consentbridge.operations.errors import InvalidInput, NotFound, OperationError, Unauthorized
 from consentbridge.web import responses
 from consentbridge.web.body import (
@@ -43,7 +43,10 @@ _OUTCOMES: Final[tuple[tuple[type[OperationError], str], ...]] = (
     (InvalidInput, "invalid"),
 )
 _RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    202: {"description": "The change is durably stored (or was a duplicate)."},
+    202: {
+        "description": "The change is durably stored (or was a duplicate, or was ignored and "
+        "counted: a Didomi user without an organization_user_id)."
+    },
     **responses.errors(
         400,
         401,
@@ -135,8 +138,13 @@ async def dataverse_webhook(integration_id: str, request: Request) -> dict[str, 
     ctx, metrics, receivers = webhook_services(request)
 
     async def receive() -> dict[str, Any]:
-        # read_json checks the declared length before reading (DeclaredSizeLimit leaves it
-        # to this route, so the refusal is counted).
+        # DeclaredSizeLimit leaves the declared length to this route, so the refusal is
+        # counted. The key comes next, from the headers alone: a sender without it is
+        # refused before a byte of its body is read or waited for.
+        check_declared_length(request, ctx.settings.max_body_bytes)
+        await reverse_intake.authenticate_delivery(
+            ctx, integration_id, headers=request.headers, query=request.query_params
+        )
         body = await read_json(request, ctx.settings.max_body_bytes)
         return await receivers.dataverse(
             ctx, integration_id, body, headers=request.headers, query=request.query_params
@@ -158,6 +166,9 @@ async def _observed(
     try:
         result = await receive()
         outcome = "duplicate" if result.get("duplicate") else "accepted"
+        if result.get("ignored"):
+            outcome = "ignored"
+            metrics.webhooks_ignored.labels(integration_id, source, result["ignored"]).inc()
         metrics.intake_seconds.observe(time.perf_counter() - started)
         return result
     except OperationError as exc:
@@ -186,7 +197,7 @@ def _log_refused(integration_id: str, source: str, outcome: str, exc: OperationE
 
 async def _integration_label(ctx: AppContext, integration_id: str, outcome: str) -> str:
     # Only ids that exist become label values; anyone can post to any URL.
-    if outcome in ("accepted", "duplicate"):
+    if outcome in ("accepted", "duplicate", "ignored"):
         return integration_id
     if outcome == "not_found":
         return UNKNOWN_INTEGRATION

@@ -1,5 +1,6 @@
 """Targets and regulations: a slot of the queue is keyed by (integration, direction, user,
-target, regulation), and the sync log records both.
+target, regulation), the sync log records both, and ``write_locks`` guards the creation of
+rows without an alternate key (Journeys consent rows).
 
 Rows stored before this revision were written to ``contact`` columns and, whatever regulations
 their integration listed, merged into one slot: they become target ``contact``, regulation
@@ -8,8 +9,8 @@ their integration listed, merged into one slot: they become target ``contact``, 
 upgrade lands in the slot of the regulations its rows serve, and the old ``gdpr`` slot, once
 written, is never pending again (docs/mapping.md, "Regulations").
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-06
 """
 
@@ -20,8 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 
@@ -56,9 +57,20 @@ def upgrade() -> None:
     with op.batch_alter_table("sync_log") as batch:
         for column in _columns():
             batch.add_column(column)
+    op.create_table(
+        "write_locks",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("lock_key", sa.Text(), nullable=False),
+        sa.Column("owner", sa.Text(), nullable=False),
+        sa.Column("expires_at", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "lock_key", name=op.f("pk_write_locks")),
+    )
+    op.create_index("ix_write_locks_owner", "write_locks", ["owner"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_write_locks_owner", table_name="write_locks")
+    op.drop_table("write_locks")
     with op.batch_alter_table("sync_log") as batch:
         batch.drop_column("regulation")
         batch.drop_column("target")
