@@ -13,12 +13,15 @@ every metric over them: that is what a scrape without the metrics token gets
 
 Who fills what: the webhook routes count deliveries and intake time; a ``Worker`` given these
 metrics counts sync outcomes and, through the hook its Dataverse clients call, requests; the
-pending gauge is read from the store at each scrape. Only ``serve`` has a ``/metrics`` route,
-so a ``consentbridge worker`` process counts into metrics nobody scrapes.
+gauges of backlog, oldest pending age, dead letters and last success are read from the store
+at each scrape (``store/health.py``); the worker observes the end-to-end latency of each written
+change. ``serve`` has a ``/metrics`` route; ``consentbridge worker`` serves one with
+``--metrics-port`` (``CONSENTBRIDGE_METRICS_PORT``), under the same label policy.
 """
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Final, get_args
@@ -27,7 +30,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics_core import Metric
 
 from consentbridge.context import AppContext
-from consentbridge.store.values import Direction, Outcome
+from consentbridge.store.health import IntegrationHealth
+from consentbridge.store.values import ClaimedState, Direction, Outcome
 
 UNKNOWN_INTEGRATION: Final = "_unknown"
 INTEGRATION_LABEL: Final = "integration"
@@ -35,6 +39,11 @@ DIRECTIONS: Final[tuple[str, ...]] = get_args(Direction)
 DROPPED: Final = "dropped"
 NO_RESPONSE_STATUS: Final = "no_response"
 INTAKE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENCY_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+MAXED: Final = frozenset(
+    {"consentbridge_oldest_pending_age_seconds", "consentbridge_last_success_timestamp_seconds"}
+)
+"""Gauges whose total over integrations is their maximum, not their sum."""
 
 
 class Metrics:
@@ -77,6 +86,32 @@ class Metrics:
             ["integration", "direction"],
             registry=self.registry,
         )
+        self.oldest_pending_age = Gauge(
+            "consentbridge_oldest_pending_age_seconds",
+            "Age of the oldest change waiting to be written, by integration (0: none waits).",
+            ["integration"],
+            registry=self.registry,
+        )
+        self.dead_letters = Gauge(
+            "consentbridge_dead_letters",
+            "Users whose change failed permanently and waits for a replay, by integration.",
+            ["integration"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "consentbridge_last_success_timestamp_seconds",
+            "Unix time of the integration's last written or unchanged outcome (absent: none yet).",
+            ["integration"],
+            registry=self.registry,
+        )
+        self.sync_latency_seconds = Histogram(
+            "consentbridge_sync_latency_seconds",
+            "Seconds from a change being accepted (webhook stored) to its row being written, "
+            "by integration and direction; for coalesced changes, from the oldest of them.",
+            ["integration", "direction"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.intake_seconds = Histogram(
             "consentbridge_intake_seconds",
             "Seconds from receiving a webhook to its change being durably stored.",
@@ -93,6 +128,22 @@ class Metrics:
         if dropped:
             self.sync_outcomes.labels(integration_id, direction, DROPPED).inc(dropped)
 
+    def observe_written(
+        self,
+        integration_id: str,
+        direction: str,
+        claims: Sequence[ClaimedState],
+        outcomes: Sequence[Outcome],
+        now: float,
+    ) -> None:
+        """The end-to-end latency of each change of the batch that was written."""
+        accepted = {c.key: c.pending_since for c in claims}
+        histogram = self.sync_latency_seconds.labels(integration_id, direction)
+        for outcome in outcomes:
+            since = accepted.get(outcome.key) if outcome.kind == "written" else None
+            if since is not None:
+                histogram.observe(max(0.0, now - since))
+
     def count_dataverse_request(self, integration_id: str, operation: str, status: int) -> None:
         """Count one Dataverse request (the hook of ``RuntimeRegistry``; status 0: none came)."""
         label = str(status) if status else NO_RESPONSE_STATUS
@@ -100,14 +151,24 @@ class Metrics:
 
     async def refresh(self, ctx: AppContext) -> None:
         """Set the gauges that are read from the store (called on each scrape)."""
-        pending: dict[str, dict[str, int]] = {}
-        for integration_id, _document in await ctx.store.list_integrations():
-            pending[integration_id] = await ctx.store.pending_by_direction(integration_id)
+        self.set_health(await ctx.store.health(), time.time())
+
+    def set_health(self, health: Sequence[IntegrationHealth], now: float) -> None:
+        """Set the per-integration gauges from the store's health read model."""
+        gauges = (self.pending_changes, self.oldest_pending_age, self.dead_letters)
         # Cleared first so deleted integrations disappear from the scrape.
-        self.pending_changes.clear()
-        for integration_id, counts in pending.items():
+        for gauge in (*gauges, self.last_success):
+            gauge.clear()
+        for one in health:
+            integration_id = one.integration_id
             for direction in DIRECTIONS:
-                self.pending_changes.labels(integration_id, direction).set(counts.get(direction, 0))
+                self.pending_changes.labels(integration_id, direction).set(
+                    one.pending.get(direction, 0)
+                )
+            self.oldest_pending_age.labels(integration_id).set(one.oldest_pending_age_s(now) or 0)
+            self.dead_letters.labels(integration_id).set(one.dead_letters)
+            if one.last_success_at is not None:
+                self.last_success.labels(integration_id).set(one.last_success_at)
 
     def render(self, *, per_integration: bool = True) -> bytes:
         """The Prometheus text exposition of every metric; without ``per_integration``, each
@@ -133,6 +194,8 @@ class _Aggregated:
                 key = (sample.name, labels)
                 if sample.name.endswith("_created"):  # a time: the earliest, not a sum
                     values[key] = min(values.get(key, sample.value), sample.value)
+                elif sample.name in MAXED:
+                    values[key] = max(values.get(key, sample.value), sample.value)
                 else:
                     values[key] = values.get(key, 0.0) + sample.value
             merged = Metric(metric.name, metric.documentation, metric.type, metric.unit)

@@ -28,6 +28,7 @@ from consentbridge.listening import listen_tcp
 from consentbridge.logs import get_logger
 from consentbridge.metrics import metrics_for
 from consentbridge.operations import intake
+from consentbridge.operations.job_runner import JobRunner
 from consentbridge.sync.worker import Worker, WorkerConfig
 
 if TYPE_CHECKING:
@@ -88,21 +89,75 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     stop = stop or asyncio.Event()
     _install_stop_handlers(stop)
     ctx = await AppContext.open(settings)
-    # No HTTP server here, so these metrics are counted but never scraped (docs/metrics.md).
     worker = Worker(
         ctx.store, ctx.secrets, WorkerConfig.from_settings(settings), metrics=metrics_for(ctx)
     )
+    worker.helpers.append(JobRunner.for_worker(ctx, worker.worker_id).run)
+    ctx.wake_workers.append(worker.wake)
     task = asyncio.create_task(worker.run())
-    settle_heap()
-    log.info("service.started", command="worker", worker=worker.worker_id)
+    helpers: list[asyncio.Task[None]] = []
+    metrics_server: tuple[uvicorn.Server, socket.socket] | None = None
     try:
+        helpers += _start_alerts(ctx, worker)
+        metrics_url = None
+        if settings.metrics_port is not None:
+            metrics_server, metrics_url = await _serve_metrics(ctx, helpers)
+            print(f"metrics: {metrics_url}", flush=True)
+        settle_heap()
+        log.info("service.started", command="worker", worker=worker.worker_id, metrics=metrics_url)
         await stop.wait()
         log.info("service.stopping", command="worker")
     finally:
         worker.stop()
+        if metrics_server is not None:
+            metrics_server[0].should_exit = True
         await task
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        if metrics_server is not None:
+            metrics_server[1].close()
         await ctx.aclose()
         log.info("service.stopped", command="worker")
+
+
+async def _serve_metrics(
+    ctx: AppContext, tasks: list[asyncio.Task[None]]
+) -> tuple[tuple[uvicorn.Server, socket.socket], str]:
+    """Serve the worker's ``/metrics`` (and health probes) on the configured address; the
+    server with its socket, and the URL to scrape."""
+    from consentbridge.web.app import create_metrics_app
+
+    settings = ctx.settings
+    assert settings.metrics_port is not None
+    sock = listen_tcp(settings.metrics_host, settings.metrics_port, backlog=128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_metrics_app(ctx),
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    server = ManagedServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    tasks.append(task)
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if task.done():
+        sock.close()
+        task.result()
+    host = settings.metrics_host
+    shown = f"[{host}]" if ":" in host else host
+    return (server, sock), f"http://{shown}:{port}/metrics"
+
+
+def _start_alerts(ctx: AppContext, worker: Worker) -> list[asyncio.Task[None]]:
+    """The alert checks of this worker, when an alert webhook is configured."""
+    from consentbridge.operations import alerts
+
+    monitor = alerts.monitor_from(ctx.settings, ctx.store, worker.registry.auth_states)
+    return [] if monitor is None else [asyncio.create_task(monitor.run())]
 
 
 def settle_heap() -> None:
@@ -139,6 +194,7 @@ async def run_service(
     ctx = await AppContext.open(settings)
     servers: list[tuple[uvicorn.Server, socket.socket]] = []
     tasks: list[asyncio.Task[None]] = []
+    alert_tasks: list[asyncio.Task[None]] = []
     worker: Worker | None = None
     try:
         http_sock = listen_tcp(options.host, options.port, backlog=2048)
@@ -172,9 +228,12 @@ async def run_service(
                 WorkerConfig.from_settings(settings),
                 metrics=metrics_for(ctx),
             )
+            worker.helpers.append(JobRunner.for_worker(ctx, worker.worker_id).run)
             ctx.wake_workers.append(worker.wake)
             tasks.append(asyncio.create_task(worker.run()))
         web_task = tasks[-2] if options.worker else tasks[-1]
+        if worker is not None:
+            alert_tasks += _start_alerts(ctx, worker)
         while not web.started and not web_task.done():
             await asyncio.sleep(0.02)
         if web_task.done():
@@ -201,6 +260,9 @@ async def run_service(
             worker.stop()
         for server, _ in servers:
             server.should_exit = True
+        for task in alert_tasks:
+            task.cancel()  # they run until cancelled
+        await asyncio.gather(*alert_tasks, return_exceptions=True)
         for task in tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 20)

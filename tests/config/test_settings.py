@@ -44,6 +44,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_LEASE_S": "0.5",
         "CONSENTBRIDGE_WORKER_LANES": "12",
         "CONSENTBRIDGE_LOG_RETENTION_DAYS": "7",
+        "CONSENTBRIDGE_ACTIVITY_RETENTION_DAYS": "40",
         "CONSENTBRIDGE_MAX_BODY_BYTES": "2048",
         "CONSENTBRIDGE_AUTH_FAILURES_PER_MINUTE": "5",
         "CONSENTBRIDGE_METRICS_TOKEN": "metrics-token-8Hq2",
@@ -51,6 +52,11 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_HTTP_HEADER_TIMEOUT_S": "5",
         "CONSENTBRIDGE_HTTP_BODY_TIMEOUT_S": "6",
         "CONSENTBRIDGE_HTTP_MAX_CONNECTIONS": "7",
+        "CONSENTBRIDGE_NIGHTLY_RECONCILE": " 2:30 ",
+        "CONSENTBRIDGE_METRICS_HOST": "0.0.0.0",
+        "CONSENTBRIDGE_METRICS_PORT": "9464",
+        "CONSENTBRIDGE_ALERT_WEBHOOK_URL": "https://hooks.example.com/services/T0/B0/secret",
+        "CONSENTBRIDGE_ALERT_BACKLOG_AGE_S": "600",
     }
 
     settings = Settings.from_env(environ)
@@ -71,6 +77,12 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.metrics_token.get_secret_value() == "metrics-token-8Hq2"
     assert (settings.http_keep_alive_s, settings.http_header_timeout_s) == (4, 5)
     assert (settings.http_body_timeout_s, settings.http_max_connections) == (6, 7)
+    assert settings.nightly_reconcile == "02:30"
+    assert settings.activity_retention_days == 40
+    assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9464)
+    assert settings.alert_webhook_url is not None
+    assert settings.alert_webhook_url.get_secret_value().endswith("/secret")
+    assert settings.alert_backlog_age_s == 600
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 
 
@@ -87,6 +99,10 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ("CONSENTBRIDGE_LEASE_S", "nan"),
         ("CONSENTBRIDGE_LOG_RETENTION_DAYS", "-1"),
         ("CONSENTBRIDGE_MAX_BODY_BYTES", "lots"),
+        ("CONSENTBRIDGE_NIGHTLY_RECONCILE", "25:00"),
+        ("CONSENTBRIDGE_NIGHTLY_RECONCILE", "2h30"),
+        ("CONSENTBRIDGE_METRICS_PORT", "70000"),
+        ("CONSENTBRIDGE_ALERT_WEBHOOK_URL", "hooks.slack.com/services/T0/B0/secret"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_not_the_value(

@@ -52,7 +52,7 @@ def test_a_cpra_event_writes_only_the_cpra_row(
     assert any(e["outcome"] == "written" for e in gdpr)
 
 
-def test_an_event_of_a_regulation_no_row_serves_is_skipped(
+def test_an_event_of_a_regulation_no_row_serves_is_skipped_and_counted(
     sandbox: SandboxClient, service: ServiceProcess
 ) -> None:
     email = unique_email("lgpd")
@@ -66,3 +66,6 @@ def test_an_event_of_a_regulation_no_row_serves_is_skipped(
     assert entries[0]["regulation"] == "lgpd"
     assert "served by no property row" in entries[0]["reason"]
     assert sandbox.contact(contact_id)["donotemail"] is False
+    with service.admin() as api:
+        status = api.get("/api/v1/integrations/acme-d365/status").json()
+    assert status["skipped"] >= 1

@@ -1,6 +1,7 @@
 """Issue 11 item 18: operations log what they change — a bidirectional registration made,
-repaired or removed in the sandbox's Dataverse (`registration.changed`), and a backfill's
-progress (`job.started`, `job.progress`, `job.finished`) — without a secret or a user's id."""
+repaired or removed in the sandbox's Dataverse (`registration.changed`), and a backfill job's
+progress (`job.started`, `job.progress`, `job.finished`, `job.failed`) — without a secret or a
+user's id."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from consentbridge.context import AppContext
-from consentbridge.operations import backfill, bidirectional
+from consentbridge.operations import bidirectional, job_kinds, job_runner, jobs
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import InvalidInput
 from tests.e2e.conftest import integration_document
@@ -83,24 +84,28 @@ async def test_enable_repair_and_disable_are_logged_as_registration_changes(
 async def test_a_backfill_logs_its_start_progress_and_end(
     ctx: AppContext, live_sandbox: SandboxClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backfill, "PROGRESS_EVERY_S", 0.0)
-    monkeypatch.setattr(backfill, "PAGE", 2)
+    monkeypatch.setattr(job_runner, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(job_kinds, "PAGE", 2)
     users = [unique_email("backfill") for _ in range(3)]
     for user in users:
         live_sandbox.consent_event(user, [{"id": "newsletter", "enabled": False}])
+    job = await jobs.start(ctx, INTEGRATION_ID, "backfill")
     with captured_logs(level="INFO") as logs:
-        summary = await backfill.backfill(ctx, INTEGRATION_ID)
+        assert await job_runner.JobRunner(ctx, "w").run_once()
+    summary = (await jobs.get(ctx, job.id)).summary
+    assert summary is not None
     (started,) = logs.events("job.started")
-    assert (started["job"], started["integration"], started["dry_run"]) == (
+    assert (started["job"], started["integration"], started["dry_run"], started["job_id"]) == (
         "backfill",
         INTEGRATION_ID,
         False,
+        job.id,
     )
     progress = logs.events("job.progress")
-    assert progress and progress[0]["users_read"] >= 2
+    assert progress and progress[0]["users_read"] == 2
     (finished,) = logs.events("job.finished")
-    assert finished["users_read"] == summary.users_read >= 3
-    assert finished["queued"] == summary.queued >= 3
+    assert finished["users_read"] == summary["users_read"] == 3
+    assert finished["queued"] == summary["queued"] == 3
     assert not any(user in logs.text for user in users)
 
 
@@ -111,9 +116,19 @@ async def test_a_failed_backfill_says_why(
     context = await open_context(tmp_path, wrong)
     try:
         with captured_logs(level="INFO") as logs, pytest.raises(InvalidInput):
-            await backfill.backfill(context, INTEGRATION_ID)
+            await jobs.start(context, INTEGRATION_ID, "backfill")
+        # Refused before it is queued; a job whose credentials stop working later fails so.
+        job = await context.store.create_job(
+            job_id="job-1", integration_id=INTEGRATION_ID, kind="backfill", params={}
+        )
+        assert job.job is not None
+        with captured_logs(level="INFO") as logs:
+            assert await job_runner.JobRunner(context, "w").run_once()
+        failed_job = await jobs.get(context, "job-1")
     finally:
         await context.aclose()
+    assert failed_job.state == "failed" and failed_job.error
     (failed,) = logs.events("job.failed")
-    assert failed["job"] == "backfill" and failed["reason"]
+    assert failed["job"] == "backfill" and failed["reason"] == failed_job.error
     assert "wrong-secret-Qz7" not in logs.text
+    assert "wrong-secret-Qz7" not in failed_job.error

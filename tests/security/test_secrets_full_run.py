@@ -311,7 +311,7 @@ def _run_flow(
         api.call(
             "POST",
             f"/api/v1/integrations/{integration_id}/backfill",
-            expect=(200, 422, 502, 503),
+            expect=(202, 422, 502, 503),
             admin=True,
             json={"dry_run": True},
         )

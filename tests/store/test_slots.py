@@ -80,7 +80,7 @@ async def test_the_log_records_target_and_regulation(store: Store) -> None:
 
 
 async def test_slots_stored_before_targets_become_contact_gdpr(store_url: str) -> None:
-    await _run_sync(store_url, _upgrade_to("0003"))
+    await _run_sync(store_url, _upgrade_to("0006"))
     engine = create_engine(normalize_url(store_url))
     try:
         async with engine.begin() as conn:
@@ -117,3 +117,16 @@ async def test_slots_stored_before_targets_become_contact_gdpr(store_url: str) -
     finally:
         await store.close()
     assert await _run_sync(store_url, _diff) == []
+
+
+async def test_a_delivery_recorded_as_skipped_counts_as_skipped(store: Store) -> None:
+    """A change of a regulation no property row serves is recorded as skipped at intake: in
+    the log and in the integration's skipped count (CONTRACT §5)."""
+    skip = replace(entry("u1"), outcome="skipped", regulation="lgpd")
+    await store.intake(item("u1", merge=lambda old: None, log_unchanged=skip, delivery_key="d1"))
+    await store.intake(item("u1", merge=lambda old: None, log_unchanged=skip, delivery_key="d1"))
+
+    status = await store.status(ACME, T0)
+    assert status["skipped"] == 1  # the duplicate delivery counts once
+    (line,) = await store.user_log(ACME, "u1")
+    assert (line["outcome"], line["regulation"]) == ("skipped", "lgpd")

@@ -227,6 +227,7 @@ async def test_status_has_the_contract_keys(
         "dead_letters",
         "ignored",
         "last_success_at",
+        "paused",
     }
     missing = await client.get(f"{API}/nobody/status", headers=admin)
     assert missing.status_code == 404

@@ -25,6 +25,8 @@ CONTRACT_ROUTES = {
     ("POST", "/api/v1/integrations/{integration_id}/deadletters/replay"),
     ("GET", "/api/v1/integrations/{integration_id}/deadletters"),
     ("GET", "/api/v1/integrations/{integration_id}/status"),
+    ("POST", "/api/v1/integrations/{integration_id}/jobs"),
+    ("GET", "/api/v1/jobs/{job_id}"),
     ("GET", "/api/v1/integrations/{integration_id}/users/{organization_user_id}/log"),
     ("GET", "/console"),
     ("GET", "/console/login"),

@@ -98,11 +98,15 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "sandbox": ("sandbox",),
     "serve": ("service",),
     "worker": ("service",),
-    "integrations": ("integrations", "diagnostics"),
+    "integrations": ("integrations", "diagnostics", "jobs"),
     "status": ("sync",),
     "deadletters": ("sync",),
     "backfill": ("sync",),
+    "reconcile": ("sync",),
+    "jobs": ("jobs",),
     "bidirectional": ("bidirectional",),
+    "audit": ("audit",),
+    "alerts": ("alerts",),
 }
 
 

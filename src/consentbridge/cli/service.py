@@ -62,10 +62,21 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /metrics on this port (CONSENTBRIDGE_METRICS_PORT); default none."
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(help="Interface of /metrics (CONSENTBRIDGE_METRICS_HOST; 127.0.0.1)."),
+    ] = None,
+) -> None:
     """Run sync workers only, against the same store (any number, on any hosts)."""
     from consentbridge.serve import run_worker
 
-    settings = Settings.from_env(os.environ)
+    settings = Settings.from_env(os.environ, metrics_port=metrics_port, metrics_host=metrics_host)
     _configure_logs(settings)
     asyncio.run(run_worker(settings))

@@ -1,4 +1,4 @@
-"""`status`, `deadletters list|replay` and `backfill`."""
+"""`status`, `deadletters list|replay`, `backfill` and `reconcile`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consentbridge.cli import app
+from consentbridge.cli.jobs import run_job
 from consentbridge.cli.run import print_json, with_context
 from consentbridge.context import AppContext
-from consentbridge.operations import backfill as backfill_ops
 from consentbridge.operations import sync_status
 
 deadletters_app = typer.Typer(
@@ -96,31 +95,33 @@ def backfill(
     integration_id: Annotated[str, typer.Argument(metavar="ID")],
     source: Annotated[str, typer.Option("--from", help="didomi or dataverse.")] = "didomi",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, store nothing.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Queue the job for the workers and return.")
+    ] = False,
 ) -> None:
-    """Full resync with a progress bar and a summary."""
+    """Full resync as a stored job, with a progress bar and a summary."""
     if source not in ("didomi", "dataverse"):
         typer.echo("error: --from takes didomi or dataverse.", err=True)
         raise typer.Exit(2)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    ) as progress:
-        task = progress.add_task("reading users", total=None)
-
-        def tick(count: int) -> None:
-            progress.update(task, description=f"{count} users read")
-
-        summary = with_context(
-            lambda ctx: backfill_ops.backfill(
-                ctx, integration_id, source=source, dry_run=dry_run, progress=tick
-            )
-        )
-    verb = "would queue" if dry_run else "queued"
-    typer.echo(
-        f"{summary.users_read} users read, {summary.queued} {verb}, {summary.unchanged} "
-        f"already up to date, {summary.without_id} without organization_user_id "
-        f"({summary.seconds:.1f} s)"
+    run_job(
+        integration_id,
+        "backfill",
+        source="dataverse" if source == "dataverse" else "didomi",
+        dry_run=dry_run,
+        detach=detach,
     )
+
+
+@app.command()
+def reconcile(
+    integration_id: Annotated[str, typer.Argument(metavar="ID")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report only; with --fix, what would be queued.")
+    ] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="Queue what differs for the workers.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Queue the job for the workers and return.")
+    ] = False,
+) -> None:
+    """Compare Didomi and Dataverse for every person; report (and with --fix queue) what differs."""
+    run_job(integration_id, "reconcile", dry_run=dry_run, fix=fix, detach=detach)

@@ -46,6 +46,9 @@ DEFAULT_HTTP_KEEP_ALIVE_S: Final = 30.0
 DEFAULT_HTTP_HEADER_TIMEOUT_S: Final = 30.0
 DEFAULT_HTTP_BODY_TIMEOUT_S: Final = 60.0
 DEFAULT_HTTP_MAX_CONNECTIONS: Final = 1000
+DEFAULT_ACTIVITY_RETENTION_DAYS: Final = 35
+DEFAULT_METRICS_HOST: Final = "127.0.0.1"
+DEFAULT_ALERT_BACKLOG_AGE_S: Final = 15 * 60.0
 
 Converter = Callable[[object], Any]
 
@@ -152,6 +155,41 @@ def _positive_seconds(value: object) -> float:
     return float(number)
 
 
+def _port(value: object) -> int:
+    number = value.strip() if isinstance(value, str) else value
+    try:
+        port = int(number) if isinstance(number, str) else number
+    except ValueError:
+        port = None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError("must be a TCP port number from 0 to 65535 (0: any free port)")
+    return port
+
+
+def _host(value: object) -> str:
+    text = _text(value).strip()
+    if not text:
+        raise ValueError("must be a host name or IP address, such as 127.0.0.1 or 0.0.0.0")
+    return text
+
+
+def _webhook_url(value: object) -> SecretStr:
+    # The URL itself is the credential of Slack and Teams webhooks: never echoed.
+    text = value.get_secret_value() if isinstance(value, SecretStr) else _text(value)
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL, such as https://hooks.slack.com/services/…")
+    return SecretStr(text.strip())
+
+
+def _time_of_day(value: object) -> str:
+    text = _text(value).strip()
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
+    if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError("must be a time of day in UTC as HH:MM, such as 02:30")
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("must be text")
@@ -229,6 +267,12 @@ class Settings:
             _positive_int, "sync log lines and delivery keys older than this are deleted (hourly)"
         ),
     )
+    activity_retention_days: int = field(
+        default=DEFAULT_ACTIVITY_RETENTION_DAYS,
+        metadata=_meta(
+            _positive_int, "activity minutes (the console's charts) older than this are deleted"
+        ),
+    )
     max_body_bytes: int = field(
         default=DEFAULT_MAX_BODY_BYTES,
         metadata=_meta(_positive_int, "largest accepted request body; larger ones get 413"),
@@ -258,6 +302,29 @@ class Settings:
     http_max_connections: int = field(
         default=DEFAULT_HTTP_MAX_CONNECTIONS,
         metadata=_meta(_positive_int, "open HTTP connections at most; beyond it requests get 503"),
+    )
+    nightly_reconcile: str | None = field(
+        default=None,
+        metadata=_meta(
+            _time_of_day, "HH:MM UTC: each day after it, a reconcile dry-run job per integration"
+        ),
+    )
+
+    metrics_host: str = field(
+        default=DEFAULT_METRICS_HOST,
+        metadata=_meta(_host, "address `consentbridge worker` serves /metrics on"),
+    )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=_meta(_port, "port of `consentbridge worker`'s /metrics; unset: none"),
+    )
+    alert_webhook_url: SecretStr | None = field(
+        default=None,
+        metadata=_meta(_webhook_url, "Slack or Teams incoming-webhook URL for alerts; unset: none"),
+    )
+    alert_backlog_age_s: float = field(
+        default=DEFAULT_ALERT_BACKLOG_AGE_S,
+        metadata=_meta(_positive_seconds, "alert when the oldest pending change is older"),
     )
 
     @classmethod

@@ -148,6 +148,10 @@ class TokenProvider:
         self._scope = scope
         self._lock = asyncio.Lock()
         self._token: str | None = None
+        # How the last token request ended, for alerts: None when it was issued, Entra ID's
+        # refusal (one sentence, no secret) when it was refused; unset before any answer.
+        self.auth_failure: str | None = None
+        self.auth_known = False
 
     def _msal_app(self) -> msal.ConfidentialClientApplication:
         if self._app is None:
@@ -186,9 +190,12 @@ class TokenProvider:
         async with self._lock:
             result = await asyncio.to_thread(self._acquire)
         if "access_token" not in result:
-            raise explain_token_error(result)
+            refusal = explain_token_error(result)
+            self.auth_failure, self.auth_known = refusal.message, True
+            raise refusal
         token = str(result["access_token"])
         self._token = token
+        self.auth_failure, self.auth_known = None, True
         return token
 
     async def aclose(self) -> None:

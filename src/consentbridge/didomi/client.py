@@ -68,6 +68,10 @@ class DidomiClient:
         self._token_expires = 0.0
         self._lock = asyncio.Lock()
         self.requests_sent = 0
+        # How the last session request ended, for alerts: None when a token was issued, the
+        # refusal (one sentence, no secret) when the API key was refused; unset before any.
+        self.auth_failure: str | None = None
+        self.auth_known = False
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -95,11 +99,13 @@ class DidomiClient:
                     transient=True,
                 )
             if response.status_code >= 300:
-                raise DidomiError(
+                refusal = DidomiError(
                     f"Didomi refused the API key ({response.status_code}: {_describe(response)}); "
                     "check didomi.api_key and didomi.api_secret.",
                     status=response.status_code,
                 )
+                self.auth_failure, self.auth_known = refusal.message, True
+                raise refusal
             try:
                 token = str(response.json()["access_token"])
             except (ValueError, KeyError, TypeError):
@@ -111,6 +117,7 @@ class DidomiClient:
                 ) from None
             self._token = token
             self._token_expires = _expiry(token)
+            self.auth_failure, self.auth_known = None, True
             return token
 
     async def request(
@@ -237,6 +244,24 @@ class DidomiClient:
                 yield user
             if not cursor:
                 return
+
+    async def users_page(
+        self, cursor: str | None, *, page_size: int = 100
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the organization's users and the cursor of the next (None at the end).
+
+        Read liberally: a bare array is one last page, and entries that are not objects are
+        left out."""
+        params = {"$limit": str(page_size)}
+        if cursor:
+            params["$cursor"] = cursor
+        body = (
+            await self.request("GET", "consents/users", what="the user list", params=params)
+        ).json()
+        data = body.get("data", []) if isinstance(body, dict) else body
+        users = [u for u in data if isinstance(u, dict)] if isinstance(data, list) else []
+        following = body.get("cursor") if isinstance(body, dict) else None
+        return users, following if isinstance(following, str) and following else None
 
     async def register_webhook(
         self, *, url: str, token_url: str, client_id: str, client_secret: str

@@ -55,9 +55,9 @@ class ConsentChange:
     version: int | None
     timestamp: dt.datetime | None
     delivery_key: str
-    # The Didomi consent event behind the change (an event's own id, or a user update's
-    # ``parameters.source.id``), when the body names one: our writes are marked with it.
     event_id: str | None = None
+    """The Didomi consent event behind the change: the entity's id for `event.*`, the
+    `source` event's id for `user.*` (None when Didomi names none)."""
 
     @property
     def carries_state(self) -> bool:
@@ -189,6 +189,8 @@ def parse_webhook(body: object) -> ConsentChange | AnonymousUser:
         snapshot = None  # Didomi does not merge events awaiting approval; neither do we.
     else:
         snapshot = None if deleted else _snapshot(entity, is_event)
+    source = entity if is_event else parameters.get("source")
+    event_id = source.get("id") if isinstance(source, dict) else None
     return ConsentChange(
         event_type=event_type,
         organization_user_id=user_id,
@@ -197,13 +199,5 @@ def parse_webhook(body: object) -> ConsentChange | AnonymousUser:
         version=version,
         timestamp=stamp,
         delivery_key=delivery_key(body),
-        event_id=_event_id(entity if is_event else parameters.get("source")),
+        event_id=event_id if isinstance(event_id, str) and 0 < len(event_id) <= 256 else None,
     )
-
-
-def _event_id(source: object) -> str | None:
-    """A printable id of at most 64 characters, else None (it goes into a Dataverse column)."""
-    value = source.get("id") if isinstance(source, dict) else None
-    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
-        return value
-    return None

@@ -83,7 +83,14 @@ def _log(
         at=now,
         target=target,
         regulation=change.regulation,
+        event_id=change.event_id,
     )
+
+
+def _received_reason(change: ConsentChange) -> str:
+    version = f", version {change.version}" if change.version is not None else ""
+    event = f", Didomi event {change.event_id}" if change.event_id else ""
+    return f"received from Didomi ({change.event_type}{version}{event}); queued for Dataverse"
 
 
 def _recorded_only(
@@ -182,7 +189,16 @@ def didomi_items(integration: Integration, change: ConsentChange, now: float) ->
                     change.delivery_key, change.regulation, target, slot
                 ),
                 merge=_merger(values, stamp, change),
-                log=None,
+                # The audit trail's first line for this change: what was received and when.
+                log=_log(
+                    integration,
+                    change,
+                    "received",
+                    _received_reason(change),
+                    {k: v for k, v in values.items() if not k.startswith("~")},
+                    now,
+                    target,
+                ),
                 log_unchanged=_log(
                     integration,
                     change,

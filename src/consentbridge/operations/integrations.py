@@ -199,8 +199,9 @@ async def _settled(
     if not any(entry["outcome"] in FINAL_OUTCOMES for entry in entries):
         return False
     for direction in DIRECTIONS:
-        state = await ctx.store.get_state(integration_id, direction, organization_user_id)
-        if state is not None and state.pending:
+        # Every slot of the user (targets, regulations) must be settled.
+        slots = await ctx.store.get_user_states(integration_id, direction, organization_user_id)
+        if any(state.pending for state in slots):
             return False
     return True
 

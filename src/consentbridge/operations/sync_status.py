@@ -17,7 +17,10 @@ async def _require(ctx: AppContext, integration_id: str) -> None:
 
 async def status(ctx: AppContext, integration_id: str) -> dict[str, Any]:
     await _require(ctx, integration_id)
-    return await ctx.store.status(integration_id, time.time())
+    result = await ctx.store.status(integration_id, time.time())
+    # Issue 13: a paused integration's changes are held (`integrations pause`).
+    result["paused"] = await ctx.store.paused_at(integration_id) is not None
+    return result
 
 
 async def dead_letters(

@@ -10,7 +10,8 @@ recorded once and change nothing.
 Modules: ``store`` (the ``Store`` facade), ``engine`` (URLs, pragmas, transactions, reconnect),
 ``tables`` (schema), ``migrate`` + ``migrations/`` (Alembic), and one module per concern with
 the SQL of its operations: ``integrations``, ``intake`` (with ``intake_pg``, its PostgreSQL
-statements), ``claims``, ``outcomes``, ``deadletters``, ``status``, ``log``, ``retention``;
+statements), ``claims``, ``outcomes``, ``deadletters``, ``status``, ``log``, ``retention``,
+``audit`` (the hash chain over the log; its pure rules and read models in ``audit_chain``);
 ``keyed_pg`` finds rows by a list of keys on PostgreSQL whatever the planner's statistics.
 """
 

@@ -94,6 +94,7 @@ def claim_statement(
             _s.seq,
             _s.attempts,
             _s.first_failed_at,
+            _s.pending_since,
         )
     )
 
@@ -127,6 +128,7 @@ async def claim_batch(
                 first_failed_at=row.first_failed_at,
                 target=target,
                 regulation=row.regulation,
+                pending_since=row.pending_since,
             )
             for row in rows
         ),
@@ -186,7 +188,8 @@ async def release_leases(conn: AsyncConnection, worker_id: str, now: float) -> i
 
 
 async def due_integrations(conn: AsyncConnection, direction: Direction, now: float) -> list[str]:
-    """Integrations with at least one due row: one index probe per integration."""
+    """Integrations with at least one due row: one index probe per integration. A paused
+    integration has none (its rows wait, still pending, until it is resumed)."""
     i = integrations.c
     has_due = (
         sa.select(sa.literal(1))
@@ -194,7 +197,7 @@ async def due_integrations(conn: AsyncConnection, direction: Direction, now: flo
         .correlate(integrations)
         .exists()
     )
-    rows = await conn.execute(sa.select(i.id).where(has_due).order_by(i.id))
+    rows = await conn.execute(sa.select(i.id).where(has_due, i.paused_at.is_(None)).order_by(i.id))
     return [row.id for row in rows]
 
 

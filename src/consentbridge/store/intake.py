@@ -20,6 +20,7 @@ added in the same transaction (one statement per group that has any).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import intake_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
+from consentbridge.store.activity import count_ignored, count_intake
 from consentbridge.store.errors import UnknownIntegration
 from consentbridge.store.integrations import missing_integrations
 from consentbridge.store.log import append_log
@@ -38,6 +40,7 @@ from consentbridge.store.tables import deliveries, sync_states
 from consentbridge.store.values import (
     IGNORED_COUNTER,
     Columns,
+    Direction,
     IgnoredDelivery,
     Intake,
     IntakeItem,
@@ -47,6 +50,7 @@ from consentbridge.store.values import (
 )
 
 _s = sync_states.c
+SKIPPED_COUNTER: Final = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +78,13 @@ _IGNORED: Final = IntakeResult(duplicate=False, changed=False, seq=0)
 
 async def intake_many(conn: AsyncConnection, items: Sequence[Intake]) -> list[IntakeResult]:
     changes = [item for item in items if isinstance(item, IntakeItem)]
+    # Deliveries recorded as skipped (e.g. a regulation no property row serves) count in the
+    # integration's `skipped`, as a worker's skipped outcome does.
+    skipped: Counter[tuple[str, Direction, str]] = Counter()
     if len(changes) == len(items):
-        return await _intake_changes(conn, changes, set())
+        all_changes = await _intake_changes(conn, changes, set(), skipped)
+        await add_counts(conn, skipped)
+        return all_changes
     ignored = Counter(
         (item.integration_id, item.direction, IGNORED_COUNTER)
         for item in items
@@ -83,7 +92,7 @@ async def intake_many(conn: AsyncConnection, items: Sequence[Intake]) -> list[In
     )
     integration_ids = {integration_id for integration_id, _, _ in ignored}
     if changes:
-        results = iter(await _intake_changes(conn, changes, integration_ids))
+        results = iter(await _intake_changes(conn, changes, integration_ids, skipped))
     else:
         missing = await missing_integrations(conn, integration_ids)
         if missing:
@@ -91,14 +100,19 @@ async def intake_many(conn: AsyncConnection, items: Sequence[Intake]) -> list[In
         results = iter(())
     # Last, after every row lock of the changes: concurrent groups then take the shared
     # counter row in the same order and hold it only until their commit.
-    await add_counts(conn, ignored)
+    await add_counts(conn, ignored + skipped)
+    await count_ignored(conn, ignored, time.time())
     return [next(results) if isinstance(item, IntakeItem) else _IGNORED for item in items]
 
 
 async def _intake_changes(
-    conn: AsyncConnection, items: Sequence[IntakeItem], integration_ids: set[str]
+    conn: AsyncConnection,
+    items: Sequence[IntakeItem],
+    integration_ids: set[str],
+    skipped: Counter[tuple[str, Direction, str]],
 ) -> list[IntakeResult]:
-    """``intake_many`` of the changes; ``integration_ids`` must be stored too."""
+    """``intake_many`` of the changes; ``integration_ids`` must be stored too. Adds the
+    deliveries recorded as skipped to ``skipped``."""
     if not items:
         return []
     fresh = await _record_deliveries(conn, items, integration_ids)
@@ -123,7 +137,7 @@ async def _intake_changes(
         else:
             changed[key] = final
     await _update_existing(conn, {k: v for k, v in changed.items() if v.stored})
-    return await _results(conn, items, fresh, marks, stored)
+    return await _results(conn, items, fresh, marks, stored, skipped)
 
 
 def _key(item: IntakeItem) -> StateKey:
@@ -366,6 +380,7 @@ async def _results(
     fresh: list[bool],
     marks: dict[StateKey, list[_Mark]],
     stored: dict[StateKey, _State],
+    skipped: Counter[tuple[str, Direction, str]],
 ) -> list[IntakeResult]:
     results: list[IntakeResult] = []
     entries: list[LogEntry] = []
@@ -382,5 +397,8 @@ async def _results(
         entry = item.log if mark.changed else item.log_unchanged
         if entry is not None:
             entries.append(entry)
+            if entry.outcome == "skipped":
+                skipped[entry.integration_id, entry.direction, SKIPPED_COUNTER] += 1
     await append_log(conn, entries)
+    await count_intake(conn, entries)
     return results

@@ -39,6 +39,7 @@ async def append_log(conn: AsyncConnection, entries: Sequence[LogEntry]) -> None
                     "request_id": e.request_id,
                     "target": e.target,
                     "regulation": e.regulation,
+                    "event_id": e.event_id,
                 }
                 for e in chunk
             ],

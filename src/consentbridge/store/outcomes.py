@@ -9,7 +9,8 @@ pending and is due now, whatever the outcome said about the older version. A dea
 that case leaves no dead letter: the newer state supersedes it and gets fresh attempts.
 
 Counters per (integration, direction): ``synced`` (written + unchanged), ``skipped``,
-``retried``, ``failed`` (dead), and ``last_success_ms`` (a maximum, not a sum).
+``retried``, ``failed`` (dead), and ``last_success_ms`` (a maximum, not a sum); and the same
+outcomes per minute, with the batch's Dataverse traffic, in ``activity`` (``activity.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from consentbridge.store import keyed_pg
+from consentbridge.store import activity, keyed_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
 from consentbridge.store.log import append_log
 from consentbridge.store.tables import counters, sync_states
@@ -94,7 +95,11 @@ _DEAD = _update(
 
 
 async def record_outcomes(
-    conn: AsyncConnection, worker_id: str, outcomes: Sequence[Outcome], now: float
+    conn: AsyncConnection,
+    worker_id: str,
+    outcomes: Sequence[Outcome],
+    now: float,
+    traffic: activity.DataverseTraffic | None = None,
 ) -> int:
     """Apply the outcomes the worker still holds leases for; how many were dropped."""
     held = await _lock_held(conn, worker_id, {o.key for o in outcomes})
@@ -114,6 +119,7 @@ async def record_outcomes(
             await conn.execute(statement, params)
     await append_log(conn, [o.log for o in applied if o.log is not None])
     await _count(conn, applied, now)
+    await activity.count_outcomes(conn, applied, now, traffic)
     return len(outcomes) - len(applied)
 
 

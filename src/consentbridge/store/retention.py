@@ -1,4 +1,5 @@
-"""Retention: delete old log lines and delivery keys in bounded chunks.
+"""Retention: delete old delivery keys and activity minutes in bounded chunks (old log lines go
+in seal order, by ``audit.prune_sealed``, so the audit chain stays verifiable).
 
 Each chunk is its own short transaction, so pruning millions of rows never holds SQLite's write
 lock (or PostgreSQL row locks) long enough to delay intake.
@@ -9,18 +10,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from consentbridge.store.tables import deliveries, sync_log
+from consentbridge.store.tables import activity, deliveries
 
 PRUNE_CHUNK = 5000
 """Rows deleted per transaction."""
-
-
-async def prune_log_chunk(conn: AsyncConnection, before: float, limit: int) -> int:
-    """Delete up to ``limit`` log lines older than ``before``; how many."""
-    c = sync_log.c
-    oldest = sa.select(c.id).where(c.at < before).order_by(c.at).limit(limit)
-    result = await conn.execute(sa.delete(sync_log).where(c.id.in_(oldest.scalar_subquery())))
-    return result.rowcount
 
 
 async def prune_deliveries_chunk(conn: AsyncConnection, before: float, limit: int) -> int:
@@ -34,4 +27,18 @@ async def prune_deliveries_chunk(conn: AsyncConnection, before: float, limit: in
         .limit(limit)
     )
     result = await conn.execute(sa.delete(deliveries).where(key.in_(oldest)))
+    return result.rowcount
+
+
+async def prune_activity_chunk(conn: AsyncConnection, before: float, limit: int) -> int:
+    """Delete up to ``limit`` activity minutes that started before ``before``; how many."""
+    a = activity.c
+    key = sa.tuple_(a.integration_id, a.direction, a.bucket_at)
+    oldest = (
+        sa.select(a.integration_id, a.direction, a.bucket_at)
+        .where(a.bucket_at < before)
+        .order_by(a.bucket_at)
+        .limit(limit)
+    )
+    result = await conn.execute(sa.delete(activity).where(key.in_(oldest)))
     return result.rowcount

@@ -7,17 +7,21 @@ on an integration's data takes the integration id and touches nothing of another
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from consentbridge.store import budget as budget_ops
 from consentbridge.store import (
+    activity,
+    alerts,
+    audit,
     claims,
     deadletters,
+    health,
     intake,
     integrations,
     locks,
@@ -26,7 +30,12 @@ from consentbridge.store import (
     sessions,
     status,
 )
+from consentbridge.store import budget as budget_ops
+from consentbridge.store import jobs as job_ops
 from consentbridge.store import outcomes as outcome_ops
+from consentbridge.store.activity import ActivityBucket, DataverseTraffic
+from consentbridge.store.alerts import AlertState
+from consentbridge.store.audit_chain import AuditEntry, ChainReport
 from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
 from consentbridge.store.engine import (
     DEFAULT_SQLITE_SYNCHRONOUS,
@@ -41,6 +50,8 @@ from consentbridge.store.engine import (
     sqlite_path,
 )
 from consentbridge.store.errors import StoreNotFound, StoreUnavailable
+from consentbridge.store.health import IntegrationHealth
+from consentbridge.store.jobs import Created, Job, JobKind, JobState
 from consentbridge.store.migrate import check as check_schema
 from consentbridge.store.migrate import has_schema
 from consentbridge.store.migrate import upgrade as upgrade_schema
@@ -247,11 +258,18 @@ class Store:
 
     # Outcomes and dead letters
 
-    async def record_outcomes(self, worker_id: str, outcomes: Sequence[Outcome], now: float) -> int:
-        """Apply outcomes of rows the worker still leases; how many were dropped as stale."""
+    async def record_outcomes(
+        self,
+        worker_id: str,
+        outcomes: Sequence[Outcome],
+        now: float,
+        traffic: DataverseTraffic | None = None,
+    ) -> int:
+        """Apply outcomes of rows the worker still leases; how many were dropped as stale.
+        The batch's activity (and its Dataverse ``traffic``) is counted in the same transaction."""
         return await self._db.write(
             "record_outcomes",
-            lambda c: outcome_ops.record_outcomes(c, worker_id, outcomes, now),
+            lambda c: outcome_ops.record_outcomes(c, worker_id, outcomes, now, traffic),
         )
 
     async def list_dead_letters(
@@ -317,6 +335,34 @@ class Store:
     async def status(self, integration_id: str, now: float) -> dict[str, Any]:
         return await self._db.read("status", lambda c: status.status(c, integration_id, now))
 
+    async def health(self) -> list[IntegrationHealth]:
+        """Every integration's backlog, oldest pending change, dead letters and last success."""
+        return await self._db.read("health", health.health_all)
+
+    # Alerts (see alerts.py)
+
+    async def raise_alert(
+        self, integration_id: str, condition: str, detail: str, now: float
+    ) -> bool:
+        """Mark an alert condition raised; True only for the one call that raised it."""
+        return await self._db.write(
+            "raise_alert",
+            lambda c: alerts.raise_alert(c, integration_id, condition, detail, now),
+        )
+
+    async def clear_alert(
+        self, integration_id: str, condition: str, now: float
+    ) -> AlertState | None:
+        """Mark an alert condition cleared; the state it ends for the one call that cleared it."""
+        return await self._db.write(
+            "clear_alert", lambda c: alerts.clear_alert(c, integration_id, condition, now)
+        )
+
+    async def list_alerts(self, *, raised_only: bool = True) -> list[AlertState]:
+        return await self._db.read(
+            "list_alerts", lambda c: alerts.list_alerts(c, raised_only=raised_only)
+        )
+
     async def pending_by_direction(self, integration_id: str) -> dict[str, int]:
         """Pending users of one integration by direction (for the metrics gauge)."""
         return await self._db.read(
@@ -330,8 +376,70 @@ class Store:
             "user_log", lambda c: log.user_log(c, integration_id, organization_user_id, limit)
         )
 
+    async def activity(
+        self, integration_id: str, *, since: float, until: float, bucket_s: int = 60
+    ) -> list[ActivityBucket]:
+        """The integration's activity in buckets of ``bucket_s`` (a multiple of 60) seconds;
+        buckets without any are left out."""
+        return await self._db.read(
+            "activity",
+            lambda c: activity.read_activity(c, integration_id, since, until, bucket_s),
+        )
+
     async def append_log(self, entries: Sequence[LogEntry]) -> None:
         await self._db.write("append_log", lambda c: log.append_log(c, entries))
+
+    # The audit chain (see audit.py)
+
+    async def seal_audit(self, integration_id: str | None = None) -> int:
+        """Seal the unsealed log entries of one integration (or of all); how many."""
+        ids = (
+            [integration_id]
+            if integration_id is not None
+            else await self._db.read("unsealed_integrations", audit.unsealed_integrations)
+        )
+        total = 0
+        for iid in ids:
+            while True:
+                sealed = await self._db.write("seal_audit", functools.partial(_seal_chunk, iid))
+                total += sealed
+                if sealed < audit.SEAL_CHUNK:
+                    break
+        return total
+
+    async def verify_audit(
+        self, integration_id: str, *, unsealed_after_s: float, late_after_s: float
+    ) -> ChainReport:
+        """Recompute the integration's chain from its anchor to its head (seal it first)."""
+        now = time.time()
+        return await self._db.read(
+            "verify_audit",
+            lambda c: audit.verify(c, integration_id, now, unsealed_after_s, late_after_s),
+        )
+
+    async def audit_entries(
+        self,
+        integration_id: str,
+        *,
+        organization_user_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_id: int = 0,
+        limit: int = audit.PAGE,
+    ) -> list[AuditEntry]:
+        """One page of log entries with their seals, by id after ``after_id``."""
+        return await self._db.read(
+            "audit_entries",
+            lambda c: audit.entries_page(
+                c,
+                integration_id,
+                organization_user_id=organization_user_id,
+                since=since,
+                until=until,
+                after_id=after_id,
+                limit=limit,
+            ),
+        )
 
     # Shared Dataverse budgets (see budget.py)
 
@@ -371,6 +479,124 @@ class Store:
             "release_budget", lambda c: budget_ops.release_budget(c, worker_id)
         )
 
+    # Jobs and pausing (see jobs.py)
+
+    async def create_job(
+        self,
+        *,
+        job_id: str,
+        integration_id: str,
+        kind: JobKind,
+        params: dict[str, Any],
+        schedule_key: str | None = None,
+    ) -> Created:
+        """Queue a job unless the integration has an active one (``Created.blocking``)."""
+        now = time.time()
+        return await self._db.write(
+            "create_job",
+            lambda c: job_ops.create_job(
+                c,
+                job_id=job_id,
+                integration_id=integration_id,
+                kind=kind,
+                params=params,
+                now=now,
+                schedule_key=schedule_key,
+            ),
+        )
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await self._db.read("get_job", lambda c: job_ops.get_job(c, job_id))
+
+    async def list_jobs(self, integration_id: str | None = None, limit: int = 50) -> list[Job]:
+        return await self._db.read(
+            "list_jobs", lambda c: job_ops.list_jobs(c, integration_id, limit)
+        )
+
+    async def claim_job(
+        self, worker_id: str, lease_s: float, now: float, job_id: str | None = None
+    ) -> Job | None:
+        return await self._db.write(
+            "claim_job", lambda c: job_ops.claim_job(c, worker_id, lease_s, now, job_id)
+        )
+
+    async def save_job_progress(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        cursor: dict[str, Any] | None,
+        done: int,
+        total: int | None,
+        counters: dict[str, Any],
+        lease_s: float,
+        now: float,
+    ) -> JobState | None:
+        """Save a page's progress and renew the lease; the state, or None when not ours."""
+        return await self._db.write(
+            "save_job_progress",
+            lambda c: job_ops.save_job_progress(
+                c,
+                job_id,
+                worker_id,
+                cursor=cursor,
+                done=done,
+                total=total,
+                counters=counters,
+                lease_s=lease_s,
+                now=now,
+            ),
+        )
+
+    async def renew_job_lease(
+        self, job_id: str, worker_id: str, lease_s: float, now: float
+    ) -> JobState | None:
+        return await self._db.write(
+            "renew_job_lease",
+            lambda c: job_ops.renew_job_lease(c, job_id, worker_id, lease_s, now),
+        )
+
+    async def finish_job(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        state: Literal["done", "failed"],
+        summary: dict[str, Any] | None,
+        error: str | None = None,
+    ) -> bool:
+        now = time.time()
+        return await self._db.write(
+            "finish_job",
+            lambda c: job_ops.finish_job(
+                c, job_id, worker_id, state=state, summary=summary, error=error, now=now
+            ),
+        )
+
+    async def release_job(self, job_id: str, worker_id: str) -> bool:
+        now = time.time()
+        return await self._db.write(
+            "release_job", lambda c: job_ops.release_job(c, job_id, worker_id, now)
+        )
+
+    async def set_job_state(
+        self, job_id: str, state: Literal["paused", "resumed", "cancelled"]
+    ) -> Job | None:
+        now = time.time()
+        return await self._db.write(
+            "set_job_state", lambda c: job_ops.set_job_state(c, job_id, state, now)
+        )
+
+    async def set_paused(self, integration_id: str, paused: bool) -> bool:
+        """Pause or resume an integration's syncing; False if it does not exist."""
+        at = time.time() if paused else None
+        return await self._db.write(
+            "set_paused", lambda c: job_ops.set_paused(c, integration_id, at)
+        )
+
+    async def paused_at(self, integration_id: str) -> float | None:
+        return await self._db.read("paused_at", lambda c: job_ops.paused_at(c, integration_id))
+
     # Console sessions
 
     async def revoke_session(self, session_id: str, expires_at: float) -> None:
@@ -391,13 +617,23 @@ class Store:
     async def prune(
         self, now: float, log_retention_s: float, delivery_retention_s: float
     ) -> tuple[int, int]:
-        """Delete log lines and delivery keys older than their retention; (log, deliveries)."""
+        """Delete log lines and delivery keys older than their retention; (log, deliveries).
+
+        Log lines go only once sealed, in seal order, so the audit chain stays verifiable."""
         log_cutoff = now - log_retention_s
         delivery_cutoff = now - delivery_retention_s
+        await self.seal_audit()
+        pruned_log = 0
+        for iid in await self._db.read("chained_integrations", audit.chained_integrations):
+            pruned_log += await self._prune_all(functools.partial(_prune_sealed, iid), log_cutoff)
         return (
-            await self._prune_all(retention.prune_log_chunk, log_cutoff),
+            pruned_log,
             await self._prune_all(retention.prune_deliveries_chunk, delivery_cutoff),
         )
+
+    async def prune_activity(self, now: float, retention_s: float) -> int:
+        """Delete activity minutes older than ``retention_s``; how many."""
+        return await self._prune_all(retention.prune_activity_chunk, now - retention_s)
 
     async def _prune_all(
         self, prune_chunk: Callable[[AsyncConnection, float, int], Awaitable[int]], before: float
@@ -409,3 +645,13 @@ class Store:
             total += pruned
             if pruned < limit:
                 return total
+
+
+async def _seal_chunk(integration_id: str, conn: AsyncConnection) -> int:
+    return await audit.seal(conn, integration_id, time.time(), audit.SEAL_CHUNK)
+
+
+async def _prune_sealed(
+    integration_id: str, conn: AsyncConnection, before: float, limit: int
+) -> int:
+    return await audit.prune_sealed(conn, integration_id, before, limit)

@@ -3,7 +3,7 @@
 ``sync_states`` is the queue: one row (a *slot*) per (integration, direction, user, target,
 regulation) holding the latest desired columns, not a list of events. Two targets (``contact``
 columns, ``contactpointconsent`` rows) or two regulations of one user never share a slot; rows
-from before targets existed (migration 0004) are target ``contact``, regulation ``gdpr``.
+from before targets existed (migration 0007) are target ``contact``, regulation ``gdpr``.
 ``seq`` counts accepted changes; ``written_seq`` is the last one a worker finished, so a change
 that lands while a worker holds the row stays pending.
 
@@ -15,8 +15,13 @@ Indexes are chosen for the hot paths at a million rows per integration:
 - ``ix_sync_states_pending_since``: pending count and oldest pending age without a table scan.
 - ``ix_sync_states_dead``: dead-letter listing and count.
 - ``ix_sync_states_lease_owner``: renew/release one worker's leases.
-- ``ix_sync_log_user`` / ``ix_sync_log_at``: a user's log in order; retention pruning.
+- ``ix_sync_log_user`` / ``ix_sync_log_at``: a user's log in order; a time range.
+- ``ix_sync_log_seal`` / ``ix_sync_log_unsealed`` (partial): the audit chain in seal order
+  (verify, retention) and the entries a sealer has still to seal.
 - ``ix_dataverse_budget_leases_worker_id``: a stopping worker gives back its budget slots.
+- ``ix_jobs_one_active`` (unique, partial): at most one queued, running or paused job per
+  integration — the store, not the caller, refuses a second one.
+- ``ix_jobs_claimable``: a worker finds the queued jobs and the running ones whose lease expired.
 
 Times are unix seconds in DOUBLE columns: cheap to compare, identical on both backends.
 """
@@ -55,6 +60,9 @@ integrations = sa.Table(
     sa.Column("registration", _JSON, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # Set by `integrations pause`: workers skip the integration, intake keeps storing. Kept
+    # beside the document, not in it, so applying a document again does not unpause it.
+    sa.Column("paused_at", sa.Double, nullable=True),
 )
 
 deliveries = sa.Table(
@@ -87,7 +95,7 @@ sync_states = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_success_at", sa.Double, nullable=True),
     sa.Column("updated_at", sa.Double, nullable=False),
-    # Last, so that rows written by position before migration 0004 still fit.
+    # Last, so that rows written by position before migration 0007 still fit.
     sa.Column("target", sa.Text, nullable=False, server_default="contact"),
     sa.Column("regulation", sa.Text, nullable=False, server_default="gdpr"),
     sa.PrimaryKeyConstraint(
@@ -153,11 +161,34 @@ sync_log = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("columns", _JSON, nullable=False),
     sa.Column("request_id", sa.Text, nullable=True),
+    # The audit chain (store/audit.py): the Didomi event a received entry came from, and the
+    # seal a sealer gives each entry after it committed (all NULL until then).
+    sa.Column("event_id", sa.Text, nullable=True),
+    sa.Column("seal_seq", sa.BigInteger, nullable=True),
+    sa.Column("sealed_at", sa.Double, nullable=True),
+    sa.Column("hash_v", sa.Integer, nullable=True),
+    sa.Column("prev_hash", sa.Text, nullable=True),
+    sa.Column("hash", sa.Text, nullable=True),
     sa.Column("target", sa.Text, nullable=False, server_default="contact"),
     sa.Column("regulation", sa.Text, nullable=False, server_default="gdpr"),
     sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
     sa.Index("ix_sync_log_user", "integration_id", "organization_user_id", "id"),
     sa.Index("ix_sync_log_at", "at"),
+    sa.Index("ix_sync_log_seal", "integration_id", "seal_seq", unique=True),
+    sa.Index("ix_sync_log_unsealed", "integration_id", "id", **_partial("seal_seq IS NULL")),
+)
+
+# One row per integration whose log has been sealed: the chain's head (last seal) and its
+# anchor (the last entry retention deleted; seal_seq 0 and GENESIS before any).
+audit_chains = sa.Table(
+    "audit_chains",
+    metadata,
+    sa.Column("integration_id", sa.Text, sa.ForeignKey("integrations.id"), primary_key=True),
+    sa.Column("head_seq", sa.BigInteger, nullable=False),
+    sa.Column("head_hash", sa.Text, nullable=False),
+    sa.Column("anchor_seq", sa.BigInteger, nullable=False),
+    sa.Column("anchor_hash", sa.Text, nullable=False),
+    sa.Column("sealed_at", sa.Double, nullable=False),
 )
 
 counters = sa.Table(
@@ -233,5 +264,84 @@ revoked_sessions = sa.Table(
 """Console sessions signed out before their expiry; a row is useless once ``expires_at`` has
 passed (the cookie is refused anyway) and is deleted at a later sign-out."""
 
-TENANT_TABLES = (sync_log, sync_states, deliveries, counters)
+# Backfill and reconcile jobs (`operations/jobs.py`): ``cursor`` is where the next page starts,
+# saved after every page, so a job a killed worker held resumes there once its lease expires.
+JOB_STATES = ("queued", "running", "paused", "done", "failed")
+ACTIVE_JOB_STATES = ("queued", "running", "paused")
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _integration_fk(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("params", _JSON, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("cursor", _JSON, nullable=True),
+    sa.Column("done", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=True),
+    sa.Column("counters", _JSON, nullable=False),
+    sa.Column("summary", _JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    # A job created by a schedule (the nightly reconcile) names its occurrence here, so that of
+    # the workers racing to create it only one can.
+    sa.Column("schedule_key", sa.Text, nullable=True, unique=True),
+    sa.Column("lease_owner", sa.Text, nullable=True),
+    sa.Column("lease_until", sa.Double, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.CheckConstraint(f"state IN {JOB_STATES!r}", name="state"),
+    sa.CheckConstraint("kind IN ('backfill', 'reconcile')", name="kind"),
+    sa.Index("ix_jobs_integration_id_created_at", "integration_id", "created_at"),
+    sa.Index("ix_jobs_claimable", "state", "lease_until"),
+)
+sa.Index(
+    "ix_jobs_one_active",
+    jobs.c.integration_id,
+    unique=True,
+    **_partial(f"state IN {ACTIVE_JOB_STATES!r}"),
+)
+
+# Activity per minute: one row per (integration, direction, minute) with what happened in it;
+# ``bucket_at`` is the minute's start in whole unix seconds, so coarser buckets are integer
+# divisions on both backends (``activity.py``).
+ACTIVITY_COUNTS = (
+    "written",
+    "unchanged",
+    "skipped",
+    "failed",
+    "retried",
+    "ignored",
+    "dataverse_requests",
+    "dataverse_throttled",
+)
+activity = sa.Table(
+    "activity",
+    metadata,
+    _integration_fk(),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("bucket_at", sa.BigInteger, nullable=False),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in ACTIVITY_COUNTS),
+    sa.PrimaryKeyConstraint("integration_id", "direction", "bucket_at"),
+    sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
+    sa.Index("ix_activity_bucket_at", "bucket_at"),
+)
+
+# Alert conditions of each integration (``alerts.py``): raised while ``cleared_at`` is null.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    _integration_fk(),
+    sa.Column("condition", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("raised_at", sa.Double, nullable=False),
+    sa.Column("cleared_at", sa.Double, nullable=True),
+    sa.PrimaryKeyConstraint("integration_id", "condition"),
+)
+
+# audit_chains first: a sealer locks the chain row before the log rows, so deleting in the
+# same order cannot deadlock with it.
+TENANT_TABLES = (audit_chains, sync_log, sync_states, deliveries, counters, jobs, activity, alerts)
 """Every table holding one integration's data, children first (the order to delete in)."""

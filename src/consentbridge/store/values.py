@@ -26,7 +26,7 @@ CONTACT_TARGET = "contact"
 """The target of a slot written to ``contact`` columns: every slot before targets existed."""
 GDPR = "gdpr"
 """The regulation of a slot whose rows serve only GDPR, and of every slot before regulations
-were kept (migration 0004): a change without a regulation is GDPR (CONTRACT §7)."""
+were kept (migration 0007): a change without a regulation is GDPR (CONTRACT §7)."""
 
 Columns = dict[str, Any]
 Merge = Callable[[Columns | None], Columns | None]
@@ -70,6 +70,8 @@ class LogEntry:
     target: str = CONTACT_TARGET
     #: The regulation of the change itself (the event's), not the slot's regulation set.
     regulation: str = GDPR
+    event_id: str | None = None
+    """The Didomi event a received change came from (when it names one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,8 @@ class ClaimedState:
     first_failed_at: float | None
     target: str = CONTACT_TARGET
     regulation: str = GDPR
+    # When the row's oldest unwritten change was accepted (for the end-to-end latency).
+    pending_since: float | None = None
 
     @property
     def key(self) -> StateKey:

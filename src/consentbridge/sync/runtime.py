@@ -162,6 +162,19 @@ class RuntimeRegistry:
         self._runtimes[integration.id] = runtime
         return runtime
 
+    def auth_states(self) -> dict[str, str | None]:
+        """Per integration with a runtime: why Entra ID or Didomi refused its credentials at
+        their last use, or None if both worked (absent: neither has answered yet)."""
+        states: dict[str, str | None] = {}
+        for integration_id, runtime in self._runtimes.items():
+            known = [runtime.tokens.auth_failure] if runtime.tokens.auth_known else []
+            if runtime.didomi is not None and runtime.didomi.auth_known:
+                known.append(runtime.didomi.auth_failure)
+            if known:
+                failures = [failure for failure in known if failure is not None]
+                states[integration_id] = " ".join(failures) if failures else None
+        return states
+
     async def drop(self, integration_id: str) -> None:
         runtime = self._runtimes.pop(integration_id, None)
         if runtime is not None:

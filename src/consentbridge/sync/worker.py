@@ -13,7 +13,8 @@ decrypt, its engine fails unexpectedly) is held back alone, with backoff (`sync/
 its changes are retried with the reason in the sync log, and every other integration flows.
 
 Every worker also prunes sync-log lines and delivery keys older than the retention setting,
-shortly after it starts and then every `PRUNE_EVERY_S`.
+shortly after it starts and then every `PRUNE_EVERY_S`, and seals new sync-log entries into
+the integration's audit chain every `SEAL_EVERY_S` (store/audit.py).
 
 Given the process's ``Metrics``, a worker counts the outcomes it reaches and the Dataverse
 requests its clients send; without them (tests, tools) it counts nothing.
@@ -29,7 +30,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ from consentbridge.dataverse.limiter import AdaptiveLimiter
 from consentbridge.logs import bind, get_logger, user_ref
 from consentbridge.metrics import Metrics
 from consentbridge.store import Store
+from consentbridge.store.activity import DataverseTraffic
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
 from consentbridge.sync.budget import SharedBudgets
 from consentbridge.sync.forward import ForwardEngine
@@ -65,6 +67,9 @@ IDLE_POLL_S = 0.5
 LOG_RETENTION_S = 30 * 86_400.0
 PRUNE_FIRST_S = 30.0
 PRUNE_EVERY_S = 3600.0
+SEAL_EVERY_S = 5.0
+ACTIVITY_RETENTION_S = 35 * 86_400.0
+THROTTLED = 429
 
 
 class IntegrationUnavailable(Exception):
@@ -103,8 +108,12 @@ class WorkerConfig:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     # Sync-log lines and delivery keys older than this are deleted (None: never).
     log_retention_s: float | None = LOG_RETENTION_S
+    # Activity minutes older than this are deleted (None: never).
+    activity_retention_s: float | None = ACTIVITY_RETENTION_S
     prune_first_s: float = PRUNE_FIRST_S
     prune_every_s: float = PRUNE_EVERY_S
+    # How often the audit chain seals new log entries (None: never; verify/export still do).
+    seal_every_s: float | None = SEAL_EVERY_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -115,6 +124,7 @@ class WorkerConfig:
             lanes=settings.worker_lanes,
             policy=RetryPolicy(max_age_s=settings.retry_max_age_s),
             log_retention_s=settings.log_retention_days * 86_400.0,
+            activity_retention_s=settings.activity_retention_days * 86_400.0,
         )
 
 
@@ -149,11 +159,16 @@ class Worker:
         self._batches: Counter[AdaptiveLimiter] = Counter()  # batches running, by limiter
         self.outages = Outages(self.config.policy)
         self.batches_done = 0
+        # Loops run beside the lanes for as long as the worker runs (the job runner of
+        # `operations/job_runner.py`, added by the process that composes the worker).
+        self.helpers: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def _observe_request(self, integration_id: str, operation: str, status: int) -> None:
         counter = _batch_requests.get()
         if counter is not None:
             counter[0] += 1
+            if status == THROTTLED:
+                counter[1] += 1
         if self.metrics is not None:
             self.metrics.count_dataverse_request(integration_id, operation, status)
 
@@ -178,6 +193,8 @@ class Worker:
             asyncio.create_task(self._renew_leases()),
             asyncio.create_task(self.budgets.run()),
             asyncio.create_task(self._prune_periodically()),
+            asyncio.create_task(self._seal_periodically()),
+            *(asyncio.create_task(helper()) for helper in self.helpers),
         ]
         try:
             await asyncio.gather(*(self._lane() for _ in range(self.config.lanes)))
@@ -311,10 +328,16 @@ class Worker:
                         trace=True,
                     )
                     outcomes = self._held(integration_id, claims, failure, time.time())
-            dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
+            traffic = DataverseTraffic(integration_id, direction, requests[0], requests[1])
+            dropped = await self.store.record_outcomes(
+                self.worker_id, outcomes, time.time(), traffic
+            )
             _log_batch(claims, outcomes, requests[0], time.perf_counter() - started, dropped)
             if self.metrics is not None:
                 self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
+                self.metrics.observe_written(
+                    integration_id, direction, claims, outcomes, time.time()
+                )
             self.batches_done += 1
         finally:
             self._in_flight -= keys
@@ -428,24 +451,51 @@ class Worker:
         """Retention: delete old sync-log lines and delivery keys now and then. Every worker
         does it; the chunks are small transactions and a second pruner finds little left."""
         retention_s = self.config.log_retention_s
-        if retention_s is None:
+        activity_s = self.config.activity_retention_s
+        if retention_s is None and activity_s is None:
             return
         await asyncio.sleep(self.config.prune_first_s * random.uniform(0.5, 1.5))
         while True:
             try:
-                pruned = await self.store.prune(time.time(), retention_s, retention_s)
+                pruned = (0, 0)
+                if retention_s is not None:
+                    pruned = await self.store.prune(time.time(), retention_s, retention_s)
+                minutes = 0
+                if activity_s is not None:
+                    minutes = await self.store.prune_activity(time.time(), activity_s)
             except Exception:
                 log.warning("retention.prune_failed", exc_info=True)
             else:
-                if any(pruned):
-                    log.info("retention.pruned", log_lines=pruned[0], delivery_keys=pruned[1])
+                if any(pruned) or minutes:
+                    log.info(
+                        "retention.pruned",
+                        log_lines=pruned[0],
+                        delivery_keys=pruned[1],
+                        activity_minutes=minutes,
+                    )
             await asyncio.sleep(self.config.prune_every_s * random.uniform(0.9, 1.1))
+
+    async def _seal_periodically(self) -> None:
+        """Seal new sync-log entries into their audit chains. Every worker does it; sealers of
+        one integration take turns on its chain row, and one that comes second finds little."""
+        every_s = self.config.seal_every_s
+        if every_s is None:
+            return
+        while True:
+            await asyncio.sleep(every_s * random.uniform(0.5, 1.5))
+            try:
+                sealed = await self.store.seal_audit()
+            except Exception:
+                log.warning("audit.seal_failed", exc_info=True)
+            else:
+                if sealed:
+                    log.debug("audit.sealed", entries=sealed)
 
 
 @contextlib.contextmanager
 def _counting() -> Iterator[list[int]]:
-    """Count the Dataverse requests sent inside the block (``[count]``)."""
-    requests = [0]
+    """Count the Dataverse requests sent inside the block (``[count, throttled]``)."""
+    requests = [0, 0]
     token = _batch_requests.set(requests)
     try:
         yield requests

@@ -13,7 +13,7 @@ from consentbridge.metrics import metrics_for
 from consentbridge.web.body import DeclaredSizeLimit, refuse_nul_in_url
 from consentbridge.web.deps import Receivers
 from consentbridge.web.errors import install_error_handlers
-from consentbridge.web.routes import admin, console, health, metrics, oauth, webhooks
+from consentbridge.web.routes import admin, alerts, console, health, jobs, metrics, oauth, webhooks
 from consentbridge.web.throttle import FailureLimiter
 
 DESCRIPTION = (
@@ -53,10 +53,33 @@ def create_app(ctx: AppContext, *, receivers: Receivers | None = None) -> FastAP
     for router in (
         oauth.router,
         admin.router,
+        alerts.router,
+        jobs.router,
         console.router,
         metrics.router,
         health.router,
     ):
+        app.include_router(router, dependencies=checked)
+    return app
+
+
+def create_metrics_app(ctx: AppContext) -> FastAPI:
+    """The HTTP endpoint of ``consentbridge worker --metrics-port``: ``/metrics`` (the same
+    route and label policy as the service's) and the health probes, nothing else."""
+    app = FastAPI(
+        title="ConsentBridge worker",
+        version=__version__,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+    )
+    app.state.ctx = ctx
+    app.state.metrics = metrics_for(ctx)
+    install_error_handlers(app)
+    checked = [Depends(refuse_nul_in_url)]
+    for router in (metrics.router, health.router):
         app.include_router(router, dependencies=checked)
     return app
 

@@ -68,7 +68,7 @@ class _Write:
     contact_id: str | None = None  # None: a create
 
 
-def _spec(info: ColumnInfo) -> ColumnSpec:
+def column_spec(info: ColumnInfo) -> ColumnSpec:
     return ColumnSpec(
         logical_name=info.logical_name,
         attribute_type=AttributeType.from_metadata(info.attribute_type, info.attribute_type_name),
@@ -77,7 +77,7 @@ def _spec(info: ColumnInfo) -> ColumnSpec:
     )
 
 
-def _same(current: Any, wanted: Any) -> bool:
+def same_value(current: Any, wanted: Any) -> bool:
     """Equal as Dataverse stores them (True is not 1 here: a Boolean column is not a choice)."""
     if isinstance(current, bool) or isinstance(wanted, bool):
         return type(current) is type(wanted) and current == wanted
@@ -167,7 +167,7 @@ class ContactBatch(TargetBatch[_ContactPlan]):
                     plan.unknown[column] = value
                     continue
                 try:
-                    plan.values[column] = coerce(value, _spec(info))
+                    plan.values[column] = coerce(value, column_spec(info))
                 except MappingError as exc:
                     self.finish(plan, "dead", str(exc), {column: value}, error=str(exc))
                     break
@@ -221,7 +221,7 @@ class ContactBatch(TargetBatch[_ContactPlan]):
                 creators[user] = plan
                 continue
             for contact in plan.contacts:
-                diff = {c: v for c, v in plan.values.items() if not _same(contact.get(c), v)}
+                diff = {c: v for c, v in plan.values.items() if not same_value(contact.get(c), v)}
                 diff.update(plan.unknown)
                 if diff:
                     plan.diffs[contact[PRIMARY_ID]] = diff
@@ -295,14 +295,15 @@ class ContactBatch(TargetBatch[_ContactPlan]):
             "PATCH", client.url(f"{ENTITY_SET}({write.contact_id})"), body, {"If-Match": "*"}
         )
 
-    @staticmethod
-    def _own(plan: _ContactPlan, write: _Write, body: dict[str, Any]) -> dict[str, Any]:
+    def _own(self, plan: _ContactPlan, write: _Write, body: dict[str, Any]) -> dict[str, Any]:
         """The columns of ``body`` that are this plan's (a shared row carries several)."""
         if write.contact_id is None:
+            if len(write.plans) == 1:
+                return dict(body)
             mine = {**plan.values, **plan.unknown}
-            if plan.create is not None:
-                return dict(body) if len(write.plans) == 1 else {**plan.create, **mine}
-            return {k: v for k, v in body.items() if k in mine}
+            # The creating slot also wrote the columns every created contact gets.
+            base = {self.integration.config.match_attribute, "lastname"} if plan.create else set()
+            return {k: v for k, v in body.items() if k in mine or k in base}
         diff = plan.diffs.get(write.contact_id, {})
         return {k: v for k, v in body.items() if k in diff}
 

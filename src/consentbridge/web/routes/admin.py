@@ -8,13 +8,16 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from consentbridge.operations import (
-    backfill,
+    activity,
+    audit,
     bidirectional,
     diagnostics,
     integrations,
+    jobs,
     lifecycle,
     sync_status,
 )
@@ -48,6 +51,23 @@ class PreviewRequest(_Body):
 class BackfillRequest(_Body):
     source: Literal["didomi", "dataverse"] = "didomi"
     dry_run: bool = False
+
+
+class JobRequest(_Body):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    kind: Literal["backfill", "reconcile"]
+    source: Literal["didomi", "dataverse"] = Field(default="didomi", alias="from")
+    dry_run: bool = False
+    fix: bool = Field(default=False, description="reconcile: queue the fixes")
+
+
+_JOB_ANSWERS: Final = {
+    202: {"description": "Queued; follow it at `/api/v1/jobs/{job_id}`."},
+    **_ERRORS,
+    **responses.errors(409, e409="The integration already has an active job; the error names it."),
+    502: {"description": "Didomi or Dataverse answered with a server error or a throttle."},
+}
 
 
 def _json_body(model: type[BaseModel] | None = None, required: bool = True) -> dict[str, Any]:
@@ -150,6 +170,22 @@ async def integration_status(integration_id: str, ctx: ContextDep) -> dict[str, 
     return await sync_status.status(ctx, integration_id)
 
 
+@router.get("/{integration_id}/activity", responses=_ERRORS)
+async def integration_activity(
+    integration_id: str,
+    ctx: ContextDep,
+    since: Annotated[
+        str | None, Query(description="ISO-8601 or unix seconds; default 24 hours ago")
+    ] = None,
+    bucket_s: Annotated[
+        str | None, Query(description="bucket size in seconds, a multiple of 60; default 60")
+    ] = None,
+) -> dict[str, Any]:
+    """Changes written / unchanged / skipped / failed (and retried, ignored, Dataverse requests
+    and 429s) per bucket since ``since``; buckets without activity are left out."""
+    return await activity.activity(ctx, integration_id, since=since, bucket_s=bucket_s)
+
+
 WaitQuery = Annotated[
     float,
     Query(
@@ -234,17 +270,110 @@ async def preview(integration_id: str, request: Request, ctx: ContextDep) -> dic
 
 @router.post(
     "/{integration_id}/backfill",
-    responses=_ERRORS,
+    status_code=202,
+    responses=_JOB_ANSWERS,
     openapi_extra=_json_body(BackfillRequest, required=False),
 )
-async def start_backfill(integration_id: str, request: Request, ctx: ContextDep) -> dict[str, Any]:
-    """Full resync from `source` (`didomi` by default); `dry_run` stores nothing."""
+async def start_backfill(
+    integration_id: str, request: Request, response: Response, ctx: ContextDep
+) -> dict[str, Any]:
+    """Full resync from `source` (`didomi` by default) as a job the workers run; `dry_run`
+    stores nothing. Answers 202 with the job (as `GET /api/v1/jobs/{job_id}`) once the
+    source's settings were checked; 409 when the integration already has an active job."""
     raw = await read_body(request, ctx.settings.max_body_bytes)
     body = parse_model(BackfillRequest, _optional_json(raw))
-    result = await backfill.start_backfill(ctx, integration_id, body.source, body.dry_run)
-    return dict(jsonable_encoder(result))
+    job = await jobs.start(
+        ctx, integration_id, "backfill", source=body.source, dry_run=body.dry_run
+    )
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return jobs.as_json(job)
+
+
+@router.post(
+    "/{integration_id}/jobs",
+    status_code=202,
+    responses=_JOB_ANSWERS,
+    openapi_extra=_json_body(JobRequest),
+)
+async def start_job(
+    integration_id: str, request: Request, response: Response, ctx: ContextDep
+) -> dict[str, Any]:
+    """Queue a backfill (`from` didomi or dataverse) or a reconcile (`fix` queues what differs)
+    job; `dry_run` writes nothing. Answers 202 `{"job_id", ...}`; 409 names the active job."""
+    body = parse_model(JobRequest, await read_json(request, ctx.settings.max_body_bytes))
+    job = await jobs.start(
+        ctx, integration_id, body.kind, source=body.source, dry_run=body.dry_run, fix=body.fix
+    )
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return jobs.as_json(job)
+
+
+@router.get("/{integration_id}/jobs", responses=_ERRORS)
+async def list_jobs(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """The integration's jobs, newest first."""
+    return {"jobs": [jobs.as_json(j) for j in await jobs.list_jobs(ctx, integration_id)]}
+
+
+@router.post("/{integration_id}/pause", responses=_ERRORS)
+async def pause_integration(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """As `integrations pause ID`: stop syncing — intake keeps storing its changes, the workers
+    skip it and its jobs until it is resumed; `status` shows `"paused": true`."""
+    return await jobs.pause_integration(ctx, integration_id, True)
+
+
+@router.post("/{integration_id}/resume", responses=_ERRORS)
+async def resume_integration(integration_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """As `integrations resume ID`: syncing restarts with the changes held meanwhile."""
+    return await jobs.pause_integration(ctx, integration_id, False)
 
 
 def _optional_json(raw: bytes) -> object:
     """An empty body means ``{}``: these requests have only optional fields."""
     return parse_json(raw) if raw.strip() else {}
+
+
+_AUDIT_CONTENT: Final = {
+    "application/json": {
+        "schema": {
+            "type": "array",
+            "items": {"type": "object", "required": ["id", "at", "hash"]},
+        }
+    },
+    "text/csv": {"schema": {"type": "string"}},
+}
+
+
+@router.get(
+    "/{integration_id}/audit",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The entries, by id, with their seals.", "content": _AUDIT_CONTENT},
+        **_ERRORS,
+    },
+)
+async def audit_export(
+    integration_id: str,
+    ctx: ContextDep,
+    user: Annotated[str | None, Query(description="Only this organization_user_id.")] = None,
+    since: Annotated[
+        str | None,
+        Query(alias="from", description="From this time (ISO-8601 or unix seconds, inclusive)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(alias="to", description="Up to this time (ISO-8601 or unix seconds, exclusive)."),
+    ] = None,
+    export_format: Annotated[str, Query(alias="format", description="json or csv.")] = "json",
+) -> StreamingResponse:
+    """As `audit export`: every sync-log entry (of one person, in a time range) with its seal
+    (`seal_seq`, `sealed_at`, `hash_v`, `prev_hash`, `hash`), streamed; times ISO-8601 UTC.
+    New entries are sealed first. See docs/audit.md to check the hashes offline."""
+    query = audit.export_query(user, since, until, export_format)
+    chunks = await audit.export(ctx, integration_id, query)
+    if query.format == "csv":
+        return StreamingResponse(
+            chunks,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+        )
+    return StreamingResponse(chunks, media_type="application/json")

@@ -9,8 +9,8 @@ their integration listed, merged into one slot: they become target ``contact``, 
 upgrade lands in the slot of the regulations its rows serve, and the old ``gdpr`` slot, once
 written, is never pending again (docs/mapping.md, "Regulations").
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
 
