@@ -10,7 +10,7 @@ import sys
 from benchmarks.report import Options
 
 # Each module exposes `run(options: Options) -> Report` (see benchmarks/report.py).
-BENCHMARKS = ("intake", "burst", "latency", "neighbour", "scale", "history", "ceiling")
+BENCHMARKS = ("intake", "burst", "latency", "neighbour", "scale", "history", "ceiling", "app-users")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options.from_args(quick=args.quick, pg_url=args.pg_url)
     failed = 0
     for name in args.names or BENCHMARKS:
-        module = importlib.import_module(f"benchmarks.{name}")
+        module = importlib.import_module(f"benchmarks.{name.replace('-', '_')}")
         report = module.run(options)
         report.save_and_print()
         failed += 0 if report.goals_met else 1

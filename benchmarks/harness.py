@@ -150,18 +150,24 @@ def serving(
     db_url: str | None = None,
     worker: bool = True,
     env: dict[str, str] | None = None,
+    credentials: Sequence[dict[str, Any]] = (),
 ) -> Iterator[Wired]:
     """`consentbridge serve` in `workdir` with the reliability mapping (newsletter consent and
-    the change's version) as an integration on the sandbox; stopped on exit."""
+    the change's version) as an integration on the sandbox, writing as the sandbox's first app
+    and the apps of `credentials` (`config.credentials`); stopped on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     service = ServiceProcess(
         workdir, db_url=db_url, worker=worker, extra_env={**QUIET_ENV, **(env or {})}
     )
     service.start(timeout=STARTUP_TIMEOUT_S)
     try:
-        document = connect(
-            sandbox, service, integration_document(sandbox, PROPERTIES), register_webhook=False
-        )
+        wanted = integration_document(sandbox, PROPERTIES)
+        if credentials:
+            wanted["config"]["credentials"] = [
+                {"client_id": app["client_id"], "client_secret": app["client_secret"]}
+                for app in credentials
+            ]
+        document = connect(sandbox, service, wanted, register_webhook=False)
         yield Wired(service, document, webhook_token(service, document))
     finally:
         service.stop()

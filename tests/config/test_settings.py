@@ -57,6 +57,9 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CONSENTBRIDGE_METRICS_PORT": "9464",
         "CONSENTBRIDGE_ALERT_WEBHOOK_URL": "https://hooks.example.com/services/T0/B0/secret",
         "CONSENTBRIDGE_ALERT_BACKLOG_AGE_S": "600",
+        "CONSENTBRIDGE_WRITE_CHUNK": "250",
+        "CONSENTBRIDGE_DATAVERSE_PACING": " Off ",
+        "CONSENTBRIDGE_DATAVERSE_WINDOW_S": "60",
     }
 
     settings = Settings.from_env(environ)
@@ -83,6 +86,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.alert_webhook_url is not None
     assert settings.alert_webhook_url.get_secret_value().endswith("/secret")
     assert settings.alert_backlog_age_s == 600
+    assert (settings.write_chunk, settings.dataverse_pacing) == (250, False)
+    assert settings.dataverse_window_s == 60.0
     assert [variable for variable, _, _ in Settings.documentation()] == list(environ)
 
 
@@ -95,6 +100,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ("CONSENTBRIDGE_LOG_LEVEL", "loud"),
         ("CONSENTBRIDGE_RETRY_MAX_AGE_S", "72h"),
         ("CONSENTBRIDGE_BATCH_SIZE", "0"),
+        ("CONSENTBRIDGE_DATAVERSE_PACING", "sometimes"),
+        ("CONSENTBRIDGE_WRITE_CHUNK", "-5"),
         ("CONSENTBRIDGE_BATCH_SIZE", "1.5"),
         ("CONSENTBRIDGE_LEASE_S", "nan"),
         ("CONSENTBRIDGE_LOG_RETENTION_DAYS", "-1"),

@@ -278,3 +278,25 @@ async def test_a_key_that_can_no_longer_be_decrypted_is_replaced_by_enable(
     assert renewed is not None and renewed.secret != other_key
     secret = ctx.secrets.decrypt(renewed.secret).get_secret_value()
     assert await delivered_key(live_sandbox, receiver) == secret
+
+
+async def test_enable_records_every_application_user_so_their_changes_are_echoes(
+    tmp_path: Path, live_sandbox: SandboxClient, document: dict[str, Any], receiver: Receiver
+) -> None:
+    second = live_sandbox.add_app("second", ["System Administrator"])
+    document["config"]["credentials"] = [
+        {"client_id": second["client_id"], "client_secret": second["client_secret"]}
+    ]
+    context = await open_context(tmp_path, document, public_url=receiver.base_url)
+    try:
+        report = await bidirectional.enable(context, INTEGRATION_ID)
+        record = await stored(context)
+    finally:
+        await context.aclose()
+
+    assert report.ok and record is not None
+    first = live_sandbox.principals()["apps"][0]["systemuserid"]
+    assert record.application_user_id == first
+    assert record.other_user_ids == (second["systemuserid"],)
+    assert record.our_user_ids == {first, second["systemuserid"]}
+    assert any(second["systemuserid"] in line for line in report.lines)

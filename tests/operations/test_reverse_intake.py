@@ -191,3 +191,22 @@ async def test_a_body_that_is_no_execution_context_names_the_field(ctx: AppConte
     with pytest.raises(InvalidInput) as caught:
         await receive(ctx, {"PrimaryEntityId": CONTACT})
     assert caught.value.issues[0].path == "MessageName"
+
+
+async def test_a_change_made_by_another_of_our_application_users_is_an_ignored_echo(
+    tmp_path: Path,
+) -> None:
+    second_user = "0a3c4d1e-1111-4c2b-9d7e-2f0e6b1a9c55"
+    context = await open_context(tmp_path)
+    try:
+        await record_registration(context, other_user_ids=(second_user,))
+        by_second = webhook_body(
+            {"donotbulkemail": True, "emailaddress1": ADA}, initiating_user=second_user.upper()
+        )
+        answer = await receive(context, by_second)
+        row = await state(context, ADA)
+    finally:
+        await context.aclose()
+
+    assert answer["queued"] is False and answer["outcome"] == "ignored_echo"
+    assert row is None

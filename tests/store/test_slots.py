@@ -80,7 +80,7 @@ async def test_the_log_records_target_and_regulation(store: Store) -> None:
 
 
 async def test_slots_stored_before_targets_become_contact_gdpr(store_url: str) -> None:
-    await _run_sync(store_url, _upgrade_to("0006"))
+    await _run_sync(store_url, _upgrade_to("0007"))
     engine = create_engine(normalize_url(store_url))
     try:
         async with engine.begin() as conn:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,7 @@ from consentbridge.config.validation import parse_integration
 from consentbridge.dataverse.errors import TransientError
 from consentbridge.dataverse.limiter import Observations, SharedLimiter
 from consentbridge.store import Store
-from consentbridge.store.budget import BudgetState, Others
+from consentbridge.store.budget import AppUser, BudgetState, Others
 from consentbridge.sync.budget import (
     CUT_COOLDOWN_S,
     GROW_INTERVAL_S,
@@ -242,3 +243,44 @@ async def test_runtimes_of_one_application_user_share_the_workers_limiter(
         for opened in (runtime, twin, one_off):
             await opened.aclose()
         await budgets.aclose()
+
+
+# -- execution-time pacing on one view ----------------------------------------------------------
+
+
+def test_the_newest_time_remaining_any_worker_read_is_kept_with_the_most_ever_read() -> None:
+    state = BudgetState(concurrency=2, time_remaining=500.0, time_observed_at=T0, time_limit=1200)
+    newer = replace(seen(), time_remaining=300.0, time_observed_at=T0 + 1, time_limit=800.0)
+    older = replace(seen(), time_remaining=900.0, time_observed_at=T0 - 1, time_limit=1250.0)
+
+    after_newer = adjust(state, newer, FULL, T0 + 2)
+    after_older = adjust(state, older, FULL, T0 + 2)
+
+    assert (after_newer.time_remaining, after_newer.time_observed_at) == (300.0, T0 + 1)
+    assert after_newer.time_limit == 1200.0
+    assert (after_older.time_remaining, after_older.time_observed_at) == (500.0, T0)
+    assert after_older.time_limit == 1250.0
+
+
+async def test_a_worker_paces_on_what_another_read_and_has_in_flight(
+    two_stores: tuple[Store, Store],
+) -> None:
+    first_store, second_store = two_stores
+    app_user = AppUser("https://org.example", "tenant", "client")
+    first = SharedBudgets(first_store, "worker-a")
+    second = SharedBudgets(second_store, "worker-b")
+    a, b = first.limiter(app_user), second.limiter(app_user)
+    assert a.pacer is not None and b.pacer is not None
+    try:
+        a.on_time_remaining(100.0, time.time())  # worker a read the header
+        a.on_timed("update_multiple", 30.0)
+        async with a.slot("update_multiple"):  # and has 30 s of charges in flight
+            await first.refresh(app_user)
+            await second.refresh(app_user)
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+    assert b.pacer.remaining == 100.0, "b never read a header itself"
+    assert b.pacer.others_committed == 30.0
+    assert b.pacer.allows(60.0) and not b.pacer.allows(75.0)

@@ -68,7 +68,16 @@ def status(
                 )
             ),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for name, row in result.items():
+        for user in row.get("app_users") or []:  # type: ignore[attr-defined]
+            if user["state"] == "set_aside":
+                console.print(
+                    f"{name}: application user {user['client_id']} is set aside until "
+                    f"{user['set_aside_until']} ({user['failures']} failures): {user['reason']}",
+                    markup=False,
+                )
 
 
 @deadletters_app.command("list")

@@ -42,6 +42,7 @@ MAX_STRING: Final = 2048
 MAX_PROPERTIES: Final = 500
 MAX_TRANSFORM_ENTRIES: Final = 500
 MAX_REGULATIONS: Final = 50
+MAX_CREDENTIALS: Final = 32
 MIN_WEBHOOK_SECRET: Final = 16
 ID_SUFFIX: Final = "-d365"
 
@@ -58,12 +59,26 @@ MAX_JOURNEYS_NAME: Final = 100  # msdynmkt_name of msdynmkt_purpose / msdynmkt_t
 WEB_API_PATH: Final = "/api/data/v9.2"
 REDACTED: Final = "***"
 
-# Where the secrets sit in a document; encryption, redaction and merging walk these paths.
+# Where the secrets sit in a document; encryption, redaction and merging walk these paths
+# (`secret_paths` adds those of `config.credentials[i].client_secret`).
 SECRET_PATHS: Final = (
     ("config", "client_secret"),
     ("didomi", "api_secret"),
     ("webhook_auth", "client_secret"),
 )
+SecretPath: TypeAlias = tuple[str | int, ...]
+
+
+def secret_paths(document: object) -> list[SecretPath]:
+    """Every secret's path in a raw or stored document: `SECRET_PATHS`, then
+    ``("config", "credentials", i, "client_secret")`` for each entry of a credentials list."""
+    paths: list[SecretPath] = list(SECRET_PATHS)
+    config = document.get("config") if isinstance(document, dict) else None
+    credentials = config.get("credentials") if isinstance(config, dict) else None
+    if isinstance(credentials, list):
+        paths += [("config", "credentials", i, "client_secret") for i in range(len(credentials))]
+    return paths
+
 
 CUSTOM_ERROR: Final = "consentbridge"
 
@@ -337,6 +352,14 @@ def slot_regulations(slot: str) -> tuple[str, ...]:
     return tuple(slot.split("+"))
 
 
+class Credential(_Model):
+    """One more Entra application of ``config.credentials``: an application user in Dataverse
+    with the same role as the seed's ``client_id``."""
+
+    client_id: Guid = Field(description="the Application (client) ID of the Entra app, a GUID")
+    client_secret: Secret = Field(description="a client secret of that Entra app")
+
+
 class DataverseConfig(_Model):
     """The ``config`` block: how to reach Dataverse and which columns to feed."""
 
@@ -371,6 +394,23 @@ class DataverseConfig(_Model):
         max_length=MAX_REGULATIONS,
         description='a list of lowercase regulation ids such as ["gdpr"]',
     )
+    credentials: list[Credential] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CREDENTIALS,
+        description="a list of further Entra apps, each an object with client_id and "
+        "client_secret (an application user with the same role)",
+    )
+
+    @property
+    def app_credentials(self) -> list[Credential]:
+        """Every application user the integration writes as: the seed's ``client_id`` first
+        (the default), then ``credentials`` in order."""
+        seed = Credential.model_construct(
+            client_id=self.client_id, client_secret=self.client_secret
+        )
+        return [seed, *(self.credentials or [])]
+
     contact_points: dict[Channel, Text] = Field(
         default_factory=lambda: dict(DEFAULT_CONTACT_POINTS),
         description='channel → the Didomi path of its contact point, e.g. {"email": '

@@ -1,7 +1,8 @@
 """Secrets at rest: Fernet encryption of a document's secret fields, key management, redaction.
 
 The secret fields are those in ``SECRET_PATHS`` (``config.client_secret``, ``didomi.api_secret``,
-``webhook_auth.client_secret``). Stored form: the document as JSON with each secret replaced by
+``webhook_auth.client_secret``) and each ``config.credentials[i].client_secret``
+(``secret_paths``). Stored form: the document as JSON with each secret replaced by
 ``{"$enc": "<Fernet token>"}``; read form (API, CLI, console): each secret replaced by ``"***"``.
 
 The key comes from ``CONSENTBRIDGE_SECRET_KEY``, else from a key file (default
@@ -32,15 +33,15 @@ from consentbridge.config.integration import (
     DEFAULT_AUTHORITY_HOST,
     DEFAULT_DIDOMI_BASE_URL,
     REDACTED,
-    SECRET_PATHS,
     Integration,
+    SecretPath,
     normalize_https_url,
+    secret_paths,
 )
 from consentbridge.config.settings import GENERATE_KEY_HINT, SECRET_KEY_ENV, Settings
 from consentbridge.config.validation import parse_integration
 
 ENCRYPTED_KEY: Final = "$enc"
-SecretPath = tuple[str, ...]
 
 
 class SecretBox:
@@ -89,18 +90,18 @@ class SecretBox:
     def decrypt_document(self, document: Mapping[str, Any]) -> Integration:
         """The integration from its stored form (see ``encrypt_document``)."""
         raw: dict[str, Any] = copy.deepcopy(dict(document))
-        for path in SECRET_PATHS:
+        for path in secret_paths(raw):
             holder = _holder(raw, path)
-            stored = holder.get(path[-1]) if holder is not None else None
+            stored = holder.get(_leaf(path)) if holder is not None else None
             if holder is None or stored is None:
                 continue
             token = stored.get(ENCRYPTED_KEY) if isinstance(stored, dict) else None
             if not isinstance(token, str):
                 raise SecretDecryptionError(
-                    f"The stored secret {'.'.join(path)} is not encrypted; store documents "
+                    f"The stored secret {_dotted(path)} is not encrypted; store documents "
                     "only through SecretBox.encrypt_document."
                 )
-            holder[path[-1]] = self.decrypt(token).get_secret_value()
+            holder[_leaf(path)] = self.decrypt(token).get_secret_value()
         return parse_integration(raw)
 
 
@@ -123,11 +124,29 @@ def merge_redacted(new_raw: object, old: Integration) -> object:
     for path, endpoint_unchanged in _KEEP_RULES:
         holder = _holder(merged, path)
         secret = _secret_at(old, path)
-        if holder is None or holder.get(path[-1]) != REDACTED or secret is None:
+        if holder is None or holder.get(_leaf(path)) != REDACTED or secret is None:
             continue
         if endpoint_unchanged(merged, old):
-            holder[path[-1]] = secret.get_secret_value()
+            holder[_leaf(path)] = secret.get_secret_value()
+    _merge_credentials(merged, old)
     return merged
+
+
+def _merge_credentials(merged: dict[str, Any], old: Integration) -> None:
+    """A ``"***"`` in ``config.credentials[i]`` keeps the stored secret of the same client id
+    (entries may be reordered, added or removed), under the rule of ``config.client_secret``."""
+    config = merged.get("config")
+    entries = config.get("credentials") if isinstance(config, dict) else None
+    if not isinstance(entries, list) or not _authority_unchanged(merged, old):
+        return
+    stored = {c.client_id: c.client_secret for c in old.config.credentials or []}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("client_secret") != REDACTED:
+            continue
+        client_id = entry.get("client_id")
+        secret = stored.get(client_id.lower()) if isinstance(client_id, str) else None
+        if secret is not None:
+            entry["client_secret"] = secret.get_secret_value()
 
 
 def load_or_create_key_file(path: Path) -> bytes:
@@ -182,11 +201,11 @@ def _document_with(integration: Integration, render: Callable[[str], object]) ->
     # mode="json" turns SecretStr into "**********"; each secret is then put back as rendered.
     # Every optional field defaults to None, so leaving the Nones out loses nothing.
     document = integration.model_dump(mode="json", exclude_none=True)
-    for path in SECRET_PATHS:
+    for path in secret_paths(document):
         secret = _secret_at(integration, path)
         holder = _holder(document, path)
         if secret is not None and holder is not None:
-            holder[path[-1]] = render(secret.get_secret_value())
+            holder[_leaf(path)] = render(secret.get_secret_value())
     return document
 
 
@@ -194,15 +213,31 @@ def _holder(document: dict[str, Any], path: SecretPath) -> dict[str, Any] | None
     """The object that holds the last key of ``path``, if the document has one."""
     node: object = document
     for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(key, int):
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+        else:
+            node = node.get(key) if isinstance(node, dict) else None
     return node if isinstance(node, dict) else None
 
 
 def _secret_at(integration: Integration, path: SecretPath) -> SecretStr | None:
     node: object = integration
     for key in path:
-        node = getattr(node, key, None)
+        if isinstance(key, int):
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+        else:
+            node = getattr(node, key, None)
     return node if isinstance(node, SecretStr) else None
+
+
+def _leaf(path: SecretPath) -> str:
+    """The key of the secret itself (always a name, never an index)."""
+    return str(path[-1])
+
+
+def _dotted(path: SecretPath) -> str:
+    """``config.credentials[1].client_secret``."""
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip(".")
 
 
 def _same_url(new: object, old: str) -> bool:

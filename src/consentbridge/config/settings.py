@@ -49,6 +49,10 @@ DEFAULT_HTTP_MAX_CONNECTIONS: Final = 1000
 DEFAULT_ACTIVITY_RETENTION_DAYS: Final = 35
 DEFAULT_METRICS_HOST: Final = "127.0.0.1"
 DEFAULT_ALERT_BACKLOG_AGE_S: Final = 15 * 60.0
+DEFAULT_DATAVERSE_WINDOW_S: Final = 300.0  # MS Learn api-limits: a sliding 5 minutes
+DEFAULT_WRITE_CHUNK: Final = 1000  # rows per bulk write; docs/performance.md "Batch size"
+SWITCH_ON: Final = ("1", "true", "yes", "on")
+SWITCH_OFF: Final = ("0", "false", "no", "off")
 
 Converter = Callable[[object], Any]
 
@@ -190,6 +194,17 @@ def _time_of_day(value: object) -> str:
     return f"{int(match[1]):02d}:{match[2]}"
 
 
+def _switch(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in SWITCH_ON:
+        return True
+    if text in SWITCH_OFF:
+        return False
+    raise ValueError("must be on or off (true/false, 1/0, yes/no)")
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("must be text")
@@ -325,6 +340,22 @@ class Settings:
     alert_backlog_age_s: float = field(
         default=DEFAULT_ALERT_BACKLOG_AGE_S,
         metadata=_meta(_positive_seconds, "alert when the oldest pending change is older"),
+    )
+    write_chunk: int = field(
+        default=DEFAULT_WRITE_CHUNK,
+        metadata=_meta(_positive_int, "rows per Dataverse bulk write (UpdateMultiple …)"),
+    )
+    dataverse_pacing: bool = field(
+        default=True,
+        metadata=_meta(
+            _switch, "pace Dataverse requests on the execution time left (on) or on 429s (off)"
+        ),
+    )
+    dataverse_window_s: float = field(
+        default=DEFAULT_DATAVERSE_WINDOW_S,
+        metadata=_meta(
+            _positive_seconds, "Dataverse's service-protection window, which pacing counts on"
+        ),
     )
 
     @classmethod

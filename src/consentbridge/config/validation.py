@@ -55,6 +55,7 @@ Loc = tuple[int | str, ...]
 _ITEM_DESCRIPTIONS: Final = {
     "config.properties[]": "an object with id, value and optionally transform, target, "
     "topic, channel and regulations",
+    "config.credentials[]": "an object with client_id and client_secret",
     "config.regulations[]": "a lowercase regulation id such as gdpr",
 }
 _MISSING_MESSAGES: Final = {
@@ -126,6 +127,7 @@ def cross_field_issues(document: dict[str, Any]) -> list[ValidationIssue]:
         issues += _target_issues(config)
         issues += _column_issues(config)
         issues += _regulation_issues(config)
+        issues += _credential_issues(config)
     if document.get("bidirectional") is True and document.get("didomi") is None:
         issues.append(
             ValidationIssue(
@@ -298,6 +300,31 @@ def _regulation_issues(config: dict[str, Any]) -> list[ValidationIssue]:
             )
         elif isinstance(regulation, str):
             seen.add(regulation)
+    return issues
+
+
+def _credential_issues(config: dict[str, Any]) -> list[ValidationIssue]:
+    credentials = config.get("credentials")
+    if not isinstance(credentials, list):
+        return []
+    seed = config.get("client_id")
+    seen: dict[str, str] = {seed.lower(): "config.client_id"} if isinstance(seed, str) else {}
+    issues: list[ValidationIssue] = []
+    for index, item in enumerate(credentials):
+        client_id = item.get("client_id") if isinstance(item, dict) else None
+        if not isinstance(client_id, str):
+            continue
+        path = f"config.credentials[{index}].client_id"
+        if client_id.lower() in seen:
+            issues.append(
+                ValidationIssue(
+                    path,
+                    f"client_id repeats the application of {seen[client_id.lower()]}; list "
+                    "each Entra application once (config.client_id is already the first).",
+                )
+            )
+        else:
+            seen[client_id.lower()] = path.removesuffix(".client_id")
     return issues
 
 

@@ -2,6 +2,10 @@
 `Retry-After`, and the operations sync needs (lookups by match column, bulk writes, `$batch`,
 metadata, `WhoAmI`).
 
+Every answer's `x-ms-ratelimit-time-remaining-xrm-requests` and each request's duration go to
+the application user's limiter, which paces on execution time (`dataverse/pacing.py`) and may
+ask this client for a `probe`.
+
 Retries happen here, inline, for a bounded time: 401 once after evicting the token; 429 after
 its `Retry-After` (through the shared limiter, which also slows every other caller of the same
 application user); 5xx, timeouts and connection errors with jittered backoff. Past the bound a
@@ -38,11 +42,13 @@ from consentbridge.dataverse.batch import (
 )
 from consentbridge.dataverse.errors import (
     AuthError,
+    DataverseError,
     TransientError,
     from_batch_part,
     from_response,
 )
 from consentbridge.dataverse.limiter import AdaptiveLimiter
+from consentbridge.dataverse.pacing import TIME_REMAINING_HEADER, parse_time_remaining
 from consentbridge.dataverse.tables import table_of
 from consentbridge.logs import get_logger
 from consentbridge.retry_after import parse_retry_after
@@ -133,6 +139,8 @@ class DataverseClient:
             headers=ODATA_HEADERS,
         )
         self.requests_sent = 0
+        self.refusals = 0  # requests refused for this application user (see `_refused`)
+        self.last_refusal: DataverseError | None = None
 
     @property
     def limiter(self) -> AdaptiveLimiter:
@@ -160,13 +168,20 @@ class DataverseClient:
         attempt = 0
         throttled_for = 0.0
         refreshed = False
-        operation = operation_name(method, path) if self._on_request is not None else ""
+        operation = operation_name(method, path)
+        limiter = self._limiter
+        limiter.prober = self.probe  # any client of the application user may read its budget
         while True:
-            token = await self._tokens.token()
+            try:
+                token = await self._tokens.token()
+            except AuthError as exc:
+                self._refused(exc)
+                raise
             request_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
             try:
-                async with self._limiter.slot():
+                async with limiter.slot(operation):
                     self.requests_sent += 1
+                    sent = time.monotonic()
                     response = await self._http.request(
                         method,
                         self.url(path),
@@ -175,6 +190,7 @@ class DataverseClient:
                         content=content,
                         headers=request_headers,
                     )
+                    self._note_budget(response, operation, time.monotonic() - sent)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 self._observe(operation, NO_RESPONSE)
                 attempt += 1
@@ -222,7 +238,45 @@ class DataverseClient:
                 _log_retry(method, path, attempt, delay, f"HTTP {status}")
                 await asyncio.sleep(delay)
                 continue
-            raise from_response(response, what=what)
+            error = from_response(response, what=what)
+            if status in (401, 403):
+                self._refused(error)
+            raise error
+
+    def _refused(self, error: DataverseError) -> None:
+        """Entra or Dataverse refused this application user (no token, 401, 403): counted, so
+        that a caller holding several application users can set this one aside."""
+        self.refusals += 1
+        self.last_refusal = error
+
+    def _note_budget(self, response: httpx.Response, operation: str, took_s: float) -> None:
+        """Tell the limiter the execution time left (every answer carries it) and how long the
+        request took (its charge, at most), before the slot is given back."""
+        now = time.time()
+        remaining = parse_time_remaining(response.headers.get(TIME_REMAINING_HEADER))
+        if remaining is not None:
+            self._limiter.on_time_remaining(remaining, now)
+        if response.status_code < 300:
+            self._limiter.on_timed(operation, took_s, now)
+
+    async def probe(self) -> None:
+        """One cheap request (`WhoAmI`, outside the limiter's slots) whose answer tells the
+        limiter how much execution time is left; the pacer sends it while its gate is shut
+        and no other answer is coming."""
+        token = await self._tokens.token()
+        self.requests_sent += 1
+        sent = time.monotonic()
+        try:
+            response = await self._http.get(
+                self.url("WhoAmI"), headers={"Authorization": f"Bearer {token}"}
+            )
+        except (httpx.TimeoutException, httpx.TransportError):
+            self._observe("who_am_i", NO_RESPONSE)
+            raise
+        self._observe("who_am_i", response.status_code)
+        self._note_budget(response, "who_am_i", time.monotonic() - sent)
+        if response.status_code == 429:
+            self._limiter.on_throttle(_retry_after(response))
 
     def _observe(self, operation: str, status: int) -> None:
         if self._on_request is not None:

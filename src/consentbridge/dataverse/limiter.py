@@ -8,23 +8,44 @@ their `SharedLimiter`s take their limit from a budget held in the store (see
 
 Latency is not a growth signal: a Dataverse request's time depends mostly on how many rows it
 reads or writes, so it says little about load; 429s and `x-ms-dop-hint` do.
+
+Beside concurrency, each limiter paces on execution time (`consentbridge.dataverse.pacing`): a
+slot is also refused while the execution seconds left in Dataverse's window, less what the
+requests in flight will be charged, do not cover the next request. Dataverse's binding limit on
+bulk writes is that one, not concurrency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
+
+from consentbridge.dataverse.pacing import WINDOW_S, ExecutionPacer
 
 INITIAL_CONCURRENCY = 2
 MAX_CONCURRENCY = 52  # Dataverse's documented concurrent-request limit per user
 GROW_EVERY = 4  # successes per +1 of concurrency
 
+Prober = Callable[[], Awaitable[None]]
+"""Sends one cheap request whose answer's headers refresh the pacer (a client's `probe`)."""
+
 
 class AdaptiveLimiter:
-    def __init__(self, initial: int = INITIAL_CONCURRENCY, maximum: int = MAX_CONCURRENCY) -> None:
+    def __init__(
+        self,
+        initial: int = INITIAL_CONCURRENCY,
+        maximum: int = MAX_CONCURRENCY,
+        *,
+        pacing: bool = True,
+        window_s: float = WINDOW_S,
+    ) -> None:
+        # None: pace on concurrency and 429s only (CONSENTBRIDGE_DATAVERSE_PACING=off).
+        self.pacer: ExecutionPacer | None = ExecutionPacer(window_s=window_s) if pacing else None
+        self.prober: Prober | None = None
         self.limit = max(1, initial)
         self.maximum = maximum
         self.in_flight = 0
@@ -35,7 +56,10 @@ class AdaptiveLimiter:
         self.throttled = 0
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, operation: str = "") -> AsyncIterator[None]:
+        """Wait for a concurrency slot and, when pacing, for the execution time that a request
+        of ``operation`` is expected to be charged."""
+        pacer = self.pacer
         async with self._cond:
             self.waiting += 1
             self._demand_seen()
@@ -49,21 +73,54 @@ class AdaptiveLimiter:
                         finally:
                             await self._cond.acquire()
                         continue
-                    if self.in_flight < self.limit:
+                    if self.in_flight >= self.limit:
+                        self._starved()
+                        await self._cond.wait()
+                        continue
+                    charge = pacer.charge_of(operation) if pacer is not None else 0.0
+                    if pacer is None or pacer.allows(charge, time.time()):
                         break
-                    self._starved()
-                    await self._cond.wait()
+                    await self._paced(pacer)
             finally:
                 self.waiting -= 1
             self._in_flight_changes()
             self.in_flight += 1
+            ticket = pacer.start(charge) if pacer is not None else 0
         try:
             yield
         finally:
             async with self._cond:
                 self._in_flight_changes()
                 self.in_flight -= 1
+                if pacer is not None:
+                    pacer.finish(ticket)
                 self._cond.notify_all()
+
+    async def _paced(self, pacer: ExecutionPacer) -> None:
+        """The execution budget is short (called holding the condition): read it again with a
+        probe when no answer of ours will, else wait for one (or for the probe to be due)."""
+        now = time.time()
+        if self.prober is not None and pacer.probe_due(now):
+            pacer.last_probe = now
+            self._cond.release()
+            try:
+                with suppress(Exception):  # a failed probe is retried at the next interval
+                    await self.prober()
+            finally:
+                await self._cond.acquire()
+            return
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._cond.wait(), pacer.wait_hint(now))
+
+    def on_time_remaining(self, remaining_s: float, at: float) -> None:
+        """An answer said ``remaining_s`` seconds of execution are left in the window."""
+        if self.pacer is not None:
+            self.pacer.observe(remaining_s, at)
+
+    def on_timed(self, operation: str, seconds: float, at: float | None = None) -> None:
+        """A request of ``operation`` took ``seconds`` from sending to its answer at ``at``."""
+        if self.pacer is not None:
+            self.pacer.timed(operation, seconds, at)
 
     def note_backlog(self, slots: int) -> None:
         """Work for this application user was left waiting that ``slots`` slots could run now
@@ -95,6 +152,16 @@ class AdaptiveLimiter:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionView:
+    """The execution-time budget of an application user as the store holds it."""
+
+    remaining: float | None  # seconds left in the window at `observed_at` (None: never seen)
+    observed_at: float
+    limit: float | None
+    others_committed: float  # expected charges of the other workers' requests in flight
+
+
+@dataclass(frozen=True, slots=True)
 class Observations:
     """What a `SharedLimiter` saw since its last report."""
 
@@ -106,6 +173,10 @@ class Observations:
     throttled_at: float | None  # unix time of the last 429
     throttled_in_flight: int  # requests this process had out when it came, that one included
     retry_after_s: float  # its Retry-After
+    time_remaining: float | None = None  # the last x-ms-ratelimit-time-remaining-xrm-requests
+    time_observed_at: float = 0.0  # unix time it was read
+    time_limit: float = 0.0  # the most remaining ever seen
+    committed_s: float = 0.0  # expected charges of this process's requests in flight
 
 
 class SharedLimiter(AdaptiveLimiter):
@@ -119,8 +190,10 @@ class SharedLimiter(AdaptiveLimiter):
     other processes learn of it), or when a caller waits while the share is 0.
     """
 
-    def __init__(self, *, managed: bool = False) -> None:
-        super().__init__()
+    def __init__(
+        self, *, managed: bool = False, pacing: bool = True, window_s: float = WINDOW_S
+    ) -> None:
+        super().__init__(pacing=pacing, window_s=window_s)
         self.managed = managed
         self.urgent = asyncio.Event()
         if managed:
@@ -181,10 +254,22 @@ class SharedLimiter(AdaptiveLimiter):
             throttled_at=self._throttled_at,
             throttled_in_flight=self._throttled_in_flight,
             retry_after_s=self._retry_after_s,
+            **self._execution_view(),
         )
         self._previous_peak = peak
         self._reset_period()
         return seen
+
+    def _execution_view(self) -> dict[str, Any]:
+        pacer = self.pacer
+        if pacer is None:
+            return {}
+        return {
+            "time_remaining": pacer.remaining,
+            "time_observed_at": pacer.observed_at,
+            "time_limit": pacer.limit,
+            "committed_s": pacer.committed,
+        }
 
     def _average_in_flight(self) -> float:
         self._in_flight_changes()
@@ -201,9 +286,23 @@ class SharedLimiter(AdaptiveLimiter):
             self._throttled_in_flight = max(self._throttled_in_flight, seen.throttled_in_flight)
             self._retry_after_s = max(self._retry_after_s, seen.retry_after_s)
 
-    async def apply_share(self, slots: int, blocked_until: float) -> None:
-        """Take ``slots`` as the limit and pause until ``blocked_until`` (unix time) if later."""
+    async def apply_share(
+        self,
+        slots: int,
+        blocked_until: float,
+        execution: ExecutionView | None = None,
+    ) -> None:
+        """Take ``slots`` as the limit and pause until ``blocked_until`` (unix time) if later;
+        pace on the shared ``execution`` view (the newest time-remaining any worker saw, and
+        what the others have in flight)."""
         async with self._cond:
+            if execution is not None and self.pacer is not None:
+                self.pacer.adopt(
+                    execution.remaining,
+                    execution.observed_at,
+                    execution.limit,
+                    execution.others_committed,
+                )
             self.managed = True
             self.limit = max(0, slots)
             pause = blocked_until - time.time()

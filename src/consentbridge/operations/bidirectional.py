@@ -91,6 +91,14 @@ class RegistrationRecord:
     step_ids: dict[str, str] = field(default_factory=dict)
     auth_header: str = AUTH_HEADER
     version: int = RECORD_VERSION
+    # The other application users of `config.credentials` (WhoAmI ids): their writes are
+    # ConsentBridge's too, so their echoes are ignored like the first one's.
+    other_user_ids: tuple[str, ...] = ()
+
+    @property
+    def our_user_ids(self) -> frozenset[str]:
+        """Every application user whose changes are ConsentBridge's own (lowercase ids)."""
+        return frozenset(i for i in (self.application_user_id, *self.other_user_ids) if i)
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any] | None) -> RegistrationRecord | None:
@@ -107,10 +115,17 @@ class RegistrationRecord:
             step_ids=dict(stored.get("step_ids") or {}),
             auth_header=str(stored.get("auth_header") or AUTH_HEADER),
             version=int(stored.get("version") or RECORD_VERSION),
+            other_user_ids=tuple(
+                str(i).lower() for i in stored.get("other_user_ids") or () if isinstance(i, str)
+            ),
         )
 
     def stored(self) -> dict[str, Any]:
-        return asdict(self)
+        stored = asdict(self)
+        stored["other_user_ids"] = list(self.other_user_ids)
+        if not self.other_user_ids:
+            del stored["other_user_ids"]  # records of one application user keep their shape
+        return stored
 
     def public(self) -> dict[str, Any]:
         """Everything but the secret."""
@@ -197,6 +212,7 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
     runtime = await one_off_runtime(integration)
     try:
         user_id = await _preflight(runtime, ENABLE_PRIVILEGES, "enable")
+        other_ids, unreachable = await _other_user_ids(runtime, previous)
         secret, encrypted = _secret(ctx, previous)
         spec = WebhookSpec(
             integration_id,
@@ -213,6 +229,7 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
             enabled_at=previous.enabled_at if previous is not None else iso_utc(time.time()),
             endpoint_id=previous.endpoint_id if previous is not None else None,
             step_ids=previous.step_ids if previous is not None else {},
+            other_user_ids=other_ids,
         )
         # Recorded before any step exists, so that the first deliveries already authenticate.
         if provisional.stored() != previous_raw:
@@ -241,7 +258,7 @@ async def enable(ctx: AppContext, integration_id: str, *, public_url: str | None
             "step_ids": ensured.step_ids,
         }
     )
-    recorded_changes = _record_changes(previous, record)
+    recorded_changes = _record_changes(previous, record) + unreachable
     await ctx.store.set_registration(integration_id, record.stored())
     await _store_flag(ctx, integration_id, enabled=True)
     ctx.forget(integration_id)
@@ -286,6 +303,28 @@ def one_way_lines(integration: Integration) -> list[str]:
     ]
 
 
+async def _other_user_ids(
+    runtime: IntegrationRuntime, previous: RegistrationRecord | None
+) -> tuple[tuple[str, ...], list[str]]:
+    """The WhoAmI ids of the integration's other application users (`config.credentials`),
+    and a line for each that could not be asked (its id from the previous record is kept)."""
+    writers = runtime.app_users.writers[1:] if runtime.app_users is not None else []
+    known = previous.other_user_ids if previous is not None else ()
+    ids: list[str] = []
+    lines: list[str] = []
+    for writer in writers:
+        try:
+            ids.append((await writer.client.who_am_i()).user_id.lower())
+        except DataverseError as exc:
+            lines.append(
+                f"Could not ask WhoAmI as the application user {writer.app_user.client_id} "
+                f"({exc}); its changes are recognised as ConsentBridge's once enable runs "
+                "again after it is fixed."
+            )
+    ids += [i for i in known if i not in ids] if lines else []
+    return tuple(dict.fromkeys(ids)), lines
+
+
 def _secret(ctx: AppContext, previous: RegistrationRecord | None) -> tuple[str, str]:
     """(secret, stored token): the recorded one, else a new one — also when the recorded one
     cannot be decrypted any more (CONSENTBRIDGE_SECRET_KEY changed), so enable can repair it."""
@@ -299,9 +338,22 @@ def _secret(ctx: AppContext, previous: RegistrationRecord | None) -> tuple[str, 
 
 
 def _record_changes(previous: RegistrationRecord | None, record: RegistrationRecord) -> list[str]:
+    others = previous.other_user_ids if previous is not None else ()
+    added = [i for i in record.other_user_ids if i not in others]
+    also = (
+        [
+            f"Recorded the application users {', '.join(added)} of config.credentials, whose "
+            "own changes are ignored as echoes."
+        ]
+        if added
+        else []
+    )
     if previous is None:
-        return [f"Recorded the registration; Dataverse now sends contact changes to {record.url}."]
-    lines = []
+        return [
+            f"Recorded the registration; Dataverse now sends contact changes to {record.url}.",
+            *also,
+        ]
+    lines = also
     if previous.application_user_id != record.application_user_id:
         lines.append(
             f"Recorded the application user {record.application_user_id}, whose own changes "

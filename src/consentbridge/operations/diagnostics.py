@@ -32,6 +32,7 @@ from consentbridge.operations.connection import (
     one_off_runtime,
 )
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
+from consentbridge.sync.app_users import AppUserWriter
 from consentbridge.sync.clients import didomi_client, runtime_for
 from consentbridge.sync.runtime import ClientSetupError, IntegrationRuntime
 from consentbridge.sync.targets.consent import unknown_purposes_and_topics
@@ -66,6 +67,32 @@ async def user_privileges(runtime: Any, user_id: str) -> set[str]:
         what="RetrieveUserPrivileges",
     )
     return {str(p.get("PrivilegeName")) for p in body.get("RolePrivileges", [])}
+
+
+async def _check_app_user(writer: AppUserWriter) -> Check:
+    """One line for one application user of `config.credentials` (the seed's included): a
+    token, WhoAmI, and the contact privileges writes need."""
+    client_id = writer.app_user.client_id
+    try:
+        who = await writer.client.who_am_i()
+        body = await writer.client.get_json(
+            f"systemusers({who.user_id})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()",
+            what="RetrieveUserPrivileges",
+        )
+    except DataverseError as exc:
+        return Check("app_user", False, f"{client_id}: {exc}")
+    granted = {str(p.get("PrivilegeName")) for p in body.get("RolePrivileges", [])}
+    missing = [p for p in CONTACT_PRIVILEGES if p not in granted]
+    if missing:
+        return Check(
+            "app_user",
+            False,
+            f"{client_id}: application user {who.user_id} is missing {', '.join(missing)}; "
+            "give it the same security role as the first application user",
+        )
+    return Check(
+        "app_user", True, f"{client_id}: application user {who.user_id} can write contacts"
+    )
 
 
 async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
@@ -136,6 +163,9 @@ async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
                     "while enabling or disabling the bidirectional flow",
                 )
             )
+        if runtime.app_users is not None and len(runtime.app_users.writers) > 1:
+            for writer in runtime.app_users.writers:
+                checks.append(await _check_app_user(writer))
         if integration.didomi is not None:
             try:
                 didomi = await didomi_client(integration)

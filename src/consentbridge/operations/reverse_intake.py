@@ -161,7 +161,7 @@ def contact_items(
     match = integration.config.match_attribute
     user = _user_of(change, match)
     initiator = change.initiating_user_id or change.user_id
-    if initiator and initiator == record.application_user_id:
+    if initiator and initiator.lower() in record.our_user_ids:
         reason = "initiated by ConsentBridge's own application user: the echo of a sync write"
         log = _log(
             integration,

@@ -15,8 +15,12 @@ How, without a store round trip per request:
   `Retry-After`, which every worker obeys). How these move is the caller's policy (``adjust``,
   a pure function of the row and of what the other workers hold and use: see
   ``consentbridge.sync.budget``).
+  The row also keeps the execution-time view every worker paces on: the newest
+  ``x-ms-ratelimit-time-remaining-xrm-requests`` any worker read (``time_remaining``, at
+  ``time_observed_at``) and the most ever read (``time_limit``).
 - ``dataverse_budget_leases`` holds, per live worker, the ``slots`` it holds of that budget, its
-  ``demand``, how many requests it really had out on average (``busy``) and a heartbeat
+  ``demand``, how many requests it really had out on average (``busy``), the execution time its
+  requests in flight are expected to be charged (``committed_s``) and a heartbeat
   ``expires_at``; a crashed worker's slots come back when it expires.
 
 Each worker calls ``share_budget`` every few seconds (sooner after a 429, or when it needs a slot
@@ -63,6 +67,9 @@ class BudgetState:
     blocked_until: float = 0.0  # unix time; nobody sends before it
     cut_at: float = 0.0  # unix time of the last cut
     grown_at: float = 0.0  # unix time of the last growth
+    time_remaining: float | None = None  # execution seconds left in the window, last seen
+    time_observed_at: float = 0.0  # unix time of that observation
+    time_limit: float | None = None  # the most remaining ever seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,7 @@ class BudgetShare:
     slots: int
     state: BudgetState
     workers: int  # live workers sharing the budget, this one included
+    others_committed_s: float = 0.0  # what the other workers' requests in flight will cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,7 @@ class Others:
 
     held: int  # slots their leases hold
     busy: float  # requests they had out, on average over their last reporting period
+    committed_s: float = 0.0  # execution time their requests in flight are expected to cost
 
 
 Adjust = Callable[[BudgetState, Others], BudgetState]
@@ -131,6 +140,9 @@ def _values(state: BudgetState, now: float) -> dict[str, Any]:
         "blocked_until": state.blocked_until,
         "cut_at": state.cut_at,
         "grown_at": state.grown_at,
+        "time_remaining": state.time_remaining,
+        "time_observed_at": state.time_observed_at,
+        "time_limit": state.time_limit,
         "updated_at": now,
     }
 
@@ -143,6 +155,7 @@ async def share_budget(
     demand: int,
     busy: float = 0.0,
     in_use: int = 0,
+    committed_s: float = 0.0,
     initial: BudgetState,
     adjust: Adjust,
     lease_s: float,
@@ -164,7 +177,17 @@ async def share_budget(
     )
     row = (
         await conn.execute(
-            sa.select(b.concurrency, b.ceiling, b.dop_hint, b.blocked_until, b.cut_at, b.grown_at)
+            sa.select(
+                b.concurrency,
+                b.ceiling,
+                b.dop_hint,
+                b.blocked_until,
+                b.cut_at,
+                b.grown_at,
+                b.time_remaining,
+                b.time_observed_at,
+                b.time_limit,
+            )
             .where(_of(dataverse_budgets, app_user))
             .with_for_update()
         )
@@ -179,13 +202,17 @@ async def share_budget(
     )
     others = (
         await conn.execute(
-            sa.select(lc.worker_id, lc.slots, lc.demand, lc.busy).where(
+            sa.select(lc.worker_id, lc.slots, lc.demand, lc.busy, lc.committed_s).where(
                 of_app_user, lc.worker_id != worker_id
             )
         )
     ).all()
     held_by_others = sum(lease.slots for lease in others)
-    new = adjust(state, Others(held_by_others, sum(lease.busy for lease in others)))
+    others_committed = sum(lease.committed_s for lease in others)
+    new = adjust(
+        state,
+        Others(held_by_others, sum(lease.busy for lease in others), others_committed),
+    )
     if new != state:
         await conn.execute(
             sa.update(dataverse_budgets)
@@ -201,6 +228,7 @@ async def share_budget(
         "slots": max(slots, in_use),
         "demand": max(0, demand),
         "busy": max(0.0, busy),
+        "committed_s": max(0.0, committed_s),
         "expires_at": now + lease_s,
     }
     upsert = insert(conn, dataverse_budget_leases).values(**key, worker_id=worker_id, **lease)
@@ -209,7 +237,60 @@ async def share_budget(
             index_elements=[lc.instance, lc.tenant_id, lc.client_id, lc.worker_id], set_=lease
         )
     )
-    return BudgetShare(slots=slots, state=new, workers=len(others) + 1)
+    return BudgetShare(
+        slots=slots, state=new, workers=len(others) + 1, others_committed_s=others_committed
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AppUserHealth:
+    """Whether an application user is set aside after failing, as the store records it."""
+
+    set_aside_until: float  # unix time; 0 when it never failed or has recovered
+    reason: str | None  # the error that set it aside (one sentence, no secret)
+    failures: int  # failures in a row
+
+
+async def record_app_user_health(
+    conn: AsyncConnection,
+    app_user: AppUser,
+    health: AppUserHealth,
+    *,
+    initial: BudgetState,
+    now: float,
+) -> None:
+    """Record that ``app_user`` failed and is set aside, or recovered (``failures`` 0)."""
+    b = dataverse_budgets.c
+    values = {
+        "set_aside_until": health.set_aside_until,
+        "set_aside_reason": health.reason,
+        "failures": health.failures,
+    }
+    await conn.execute(
+        insert(conn, dataverse_budgets)
+        .values(**_key(app_user), **_values(initial, now), **values)
+        .on_conflict_do_update(index_elements=[b.instance, b.tenant_id, b.client_id], set_=values)
+    )
+
+
+async def app_user_health(
+    conn: AsyncConnection, app_users: list[AppUser]
+) -> dict[AppUser, AppUserHealth]:
+    """What the store says of each of ``app_users`` (those it knows nothing of are absent)."""
+    if not app_users:
+        return {}
+    b = dataverse_budgets.c
+    rows = await conn.execute(
+        sa.select(
+            b.instance, b.tenant_id, b.client_id, b.set_aside_until, b.set_aside_reason, b.failures
+        ).where(sa.or_(*(_of(dataverse_budgets, user) for user in app_users)))
+    )
+    return {
+        AppUser(row.instance, row.tenant_id, row.client_id): AppUserHealth(
+            row.set_aside_until, row.set_aside_reason, row.failures
+        )
+        for row in rows
+    }
 
 
 async def release_budget(conn: AsyncConnection, worker_id: str) -> int:

@@ -36,7 +36,7 @@ from consentbridge.store import outcomes as outcome_ops
 from consentbridge.store.activity import ActivityBucket, DataverseTraffic
 from consentbridge.store.alerts import AlertState
 from consentbridge.store.audit_chain import AuditEntry, ChainReport
-from consentbridge.store.budget import Adjust, AppUser, BudgetShare, BudgetState
+from consentbridge.store.budget import Adjust, AppUser, AppUserHealth, BudgetShare, BudgetState
 from consentbridge.store.engine import (
     DEFAULT_SQLITE_SYNCHRONOUS,
     RETRY_BUDGET_S,
@@ -451,6 +451,7 @@ class Store:
         demand: int,
         busy: float = 0.0,
         in_use: int = 0,
+        committed_s: float = 0.0,
         initial: BudgetState,
         adjust: Adjust,
         lease_s: float,
@@ -466,11 +467,29 @@ class Store:
                 demand=demand,
                 busy=busy,
                 in_use=in_use,
+                committed_s=committed_s,
                 initial=initial,
                 adjust=adjust,
                 lease_s=lease_s,
                 now=now,
             ),
+        )
+
+    async def record_app_user_health(
+        self, app_user: AppUser, health: AppUserHealth, *, initial: BudgetState, now: float
+    ) -> None:
+        """Record that an application user was set aside after failing, or recovered."""
+        await self._db.write(
+            "record_app_user_health",
+            lambda c: budget_ops.record_app_user_health(
+                c, app_user, health, initial=initial, now=now
+            ),
+        )
+
+    async def app_user_health(self, app_users: list[AppUser]) -> dict[AppUser, AppUserHealth]:
+        """Which of ``app_users`` are set aside, and why (for status)."""
+        return await self._db.read(
+            "app_user_health", lambda c: budget_ops.app_user_health(c, app_users)
         )
 
     async def release_budget(self, worker_id: str) -> int:

@@ -3,7 +3,7 @@
 ``sync_states`` is the queue: one row (a *slot*) per (integration, direction, user, target,
 regulation) holding the latest desired columns, not a list of events. Two targets (``contact``
 columns, ``contactpointconsent`` rows) or two regulations of one user never share a slot; rows
-from before targets existed (migration 0007) are target ``contact``, regulation ``gdpr``.
+from before targets existed (migration 0008) are target ``contact``, regulation ``gdpr``.
 ``seq`` counts accepted changes; ``written_seq`` is the last one a worker finished, so a change
 that lands while a worker holds the row stays pending.
 
@@ -95,7 +95,7 @@ sync_states = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_success_at", sa.Double, nullable=True),
     sa.Column("updated_at", sa.Double, nullable=False),
-    # Last, so that rows written by position before migration 0007 still fit.
+    # Last, so that rows written by position before migration 0008 still fit.
     sa.Column("target", sa.Text, nullable=False, server_default="contact"),
     sa.Column("regulation", sa.Text, nullable=False, server_default="gdpr"),
     sa.PrimaryKeyConstraint(
@@ -222,6 +222,14 @@ dataverse_budgets = sa.Table(
     sa.Column("cut_at", sa.Double, nullable=False),
     sa.Column("grown_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # Execution-time pacing (sync/budget.py): the newest time-remaining header any worker saw.
+    sa.Column("time_remaining", sa.Double, nullable=True),
+    sa.Column("time_observed_at", sa.Double, nullable=False, server_default="0"),
+    sa.Column("time_limit", sa.Double, nullable=True),
+    # An application user that failed (bad secret, role missing) is set aside until then.
+    sa.Column("set_aside_until", sa.Double, nullable=False, server_default="0"),
+    sa.Column("set_aside_reason", sa.Text, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint(*_APP_USER),
 )
 
@@ -234,6 +242,7 @@ dataverse_budget_leases = sa.Table(
     sa.Column("demand", sa.Integer, nullable=False),
     sa.Column("busy", sa.Double, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("committed_s", sa.Double, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint(*_APP_USER, "worker_id"),
     sa.ForeignKeyConstraint(
         list(_APP_USER), [f"dataverse_budgets.{c}" for c in _APP_USER], ondelete="CASCADE"

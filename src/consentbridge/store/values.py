@@ -26,7 +26,7 @@ CONTACT_TARGET = "contact"
 """The target of a slot written to ``contact`` columns: every slot before targets existed."""
 GDPR = "gdpr"
 """The regulation of a slot whose rows serve only GDPR, and of every slot before regulations
-were kept (migration 0007): a change without a regulation is GDPR (CONTRACT §7)."""
+were kept (migration 0008): a change without a regulation is GDPR (CONTRACT §7)."""
 
 Columns = dict[str, Any]
 Merge = Callable[[Columns | None], Columns | None]

@@ -20,6 +20,14 @@ concurrency a process may use is a share of one budget per application user:
   then waits out. The worker takes its fair share of the slots the others do not hold, for
   `LEASE_S`.
 - A stopping worker gives its slots back; a crashed one's lease expires after `LEASE_S`.
+- Execution time, Dataverse's binding limit on bulk writes, is paced on one view too
+  (`consentbridge.dataverse.pacing`): each report carries the newest
+  `x-ms-ratelimit-time-remaining-xrm-requests` the worker read (with when) and what its
+  requests in flight are expected to be charged; the row keeps the newest reading of all
+  workers, and each worker learns it with what the others have in flight, so none starts a
+  request the others' requests have already spent. Between reports a worker's own answers
+  keep its view fresh (the header is per application user, so any answer shows every
+  worker's charges).
 
 One store round trip per application user and worker a second, whatever the request rate.
 """
@@ -36,10 +44,12 @@ from consentbridge.config.integration import Integration
 from consentbridge.dataverse.limiter import (
     INITIAL_CONCURRENCY,
     MAX_CONCURRENCY,
+    ExecutionView,
     Observations,
     SharedLimiter,
     use_limiter,
 )
+from consentbridge.dataverse.pacing import WINDOW_S
 from consentbridge.logs import get_logger
 from consentbridge.store import Store
 from consentbridge.store.budget import AppUser, BudgetShare, BudgetState, Others
@@ -56,10 +66,20 @@ USED: Final = 0.75  # grow only when the requests out averaged this share of the
 INITIAL: Final = BudgetState(concurrency=INITIAL_CONCURRENCY)
 
 
-def app_user_of(integration: Integration) -> AppUser:
-    """The application user an integration writes as (no secret in it)."""
+def app_user_of(integration: Integration, client_id: str | None = None) -> AppUser:
+    """The application user an integration writes as (no secret in it): the seed's
+    ``config.client_id``, or the one of ``client_id`` (an entry of ``config.credentials``)."""
     cfg = integration.config
-    return AppUser(cfg.instance.rstrip("/").lower(), cfg.tenant_id.lower(), cfg.client_id.lower())
+    return AppUser(
+        cfg.instance.rstrip("/").lower(),
+        cfg.tenant_id.lower(),
+        (client_id or cfg.client_id).lower(),
+    )
+
+
+def app_users_of(integration: Integration) -> list[AppUser]:
+    """Every application user of an integration, the seed's first."""
+    return [app_user_of(integration, c.client_id) for c in integration.config.app_credentials]
 
 
 def adjust(state: BudgetState, seen: Observations, others: Others, now: float) -> BudgetState:
@@ -68,6 +88,12 @@ def adjust(state: BudgetState, seen: Observations, others: Others, now: float) -
     dop_hint = seen.dop_hint or state.dop_hint
     cap = min(MAX_CONCURRENCY, dop_hint) if dop_hint else MAX_CONCURRENCY
     new = replace(state, dop_hint=dop_hint)
+    if seen.time_remaining is not None and seen.time_observed_at >= state.time_observed_at:
+        new = replace(
+            new, time_remaining=seen.time_remaining, time_observed_at=seen.time_observed_at
+        )
+    if seen.time_limit > (state.time_limit or 0.0):
+        new = replace(new, time_limit=seen.time_limit)
     if seen.throttled_at is not None:
         new = replace(
             new, blocked_until=max(state.blocked_until, seen.throttled_at + seen.retry_after_s)
@@ -146,8 +172,12 @@ class SharedBudgets:
         *,
         refresh_s: float = REFRESH_S,
         lease_s: float = LEASE_S,
+        pacing: bool = True,
+        window_s: float = WINDOW_S,
     ) -> None:
         self.store = store
+        self.pacing = pacing
+        self.window_s = window_s
         self.worker_id = worker_id
         self.refresh_s = refresh_s
         self.lease_s = lease_s
@@ -163,7 +193,9 @@ class SharedBudgets:
         limiter = self.limiters.get(app_user)
         if limiter is None:
             # While `run` keeps shares fresh, no request goes out before the first share.
-            limiter = self.limiters[app_user] = SharedLimiter(managed=self._running)
+            limiter = self.limiters[app_user] = SharedLimiter(
+                managed=self._running, pacing=self.pacing, window_s=self.window_s
+            )
             use_limiter(str(app_user), limiter)
             self._due[app_user] = 0.0
             self._changed.set()
@@ -182,6 +214,7 @@ class SharedBudgets:
                 demand=seen.demand,
                 busy=seen.busy,
                 in_use=limiter.in_flight,
+                committed_s=seen.committed_s,
                 initial=INITIAL,
                 adjust=lambda state, others: adjust(state, seen, others, at),
                 lease_s=self.lease_s,
@@ -192,7 +225,11 @@ class SharedBudgets:
             raise
         previous = self.shares.get(app_user)
         self.shares[app_user] = share
-        await limiter.apply_share(share.slots, share.state.blocked_until)
+        state = share.state
+        execution = ExecutionView(
+            state.time_remaining, state.time_observed_at, state.time_limit, share.others_committed_s
+        )
+        await limiter.apply_share(share.slots, state.blocked_until, execution)
         _log_share(app_user, share, previous, seen, at)
         return share
 

@@ -63,7 +63,12 @@ class ForwardEngine:
     async def __call__(
         self, runtime: IntegrationRuntime, claims: Sequence[ClaimedState], policy: RetryPolicy
     ) -> list[Outcome]:
-        return await sync_to_dataverse(runtime.forward, claims, policy, self.locks)
+        if runtime.app_users is None:
+            return await sync_to_dataverse(runtime.forward, claims, policy, self.locks)
+        # The application user with the most budget left writes it (sync/app_users.py).
+        return await runtime.app_users.forward(
+            claims, policy, runtime.record_health, runtime.integration.id, self.locks
+        )
 
 
 async def sync_to_dataverse(

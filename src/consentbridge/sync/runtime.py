@@ -2,6 +2,8 @@
 from the stored document and rebuilt when the document changes. One limiter per application
 user (Dataverse instance, tenant, client id) is shared by every integration that writes as it;
 in a worker it is that worker's share of the budget all workers share (`sync/budget.py`).
+An integration with `config.credentials` gets a client per application user
+(`sync/app_users.py`); `dataverse`, `tokens` and `forward` are the seed's (`config.client_id`).
 
 Building reads the integration's CA bundle (or the default trust store) into one TLS context in
 a worker thread, never on the event loop; a bundle that cannot be used raises
@@ -21,15 +23,16 @@ from typing import Any
 import httpx
 
 from consentbridge.config.ca_bundle import CaBundleError, read_ca_bundle
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import Credential, Integration
 from consentbridge.dataverse.auth import TokenProvider
 from consentbridge.dataverse.client import DataverseClient, RequestHook
 from consentbridge.dataverse.limiter import AdaptiveLimiter, limiter_for
 from consentbridge.dataverse.metadata import MetadataCache
 from consentbridge.didomi.client import DidomiClient
 from consentbridge.store.budget import AppUser
+from consentbridge.sync.app_users import AppUserPool, AppUserWriter, HealthRecorder
 from consentbridge.sync.budget import app_user_of
-from consentbridge.sync.forward import ForwardRuntime
+from consentbridge.sync.forward import WRITE_CHUNK, ForwardRuntime
 
 DataverseObserver = Callable[[str, str, int], None]
 """Told of every Dataverse request: ``(integration_id, operation, status)`` (status 0: none)."""
@@ -83,10 +86,17 @@ class IntegrationRuntime:
     forward: ForwardRuntime
     # The Didomi API client of the reverse flow; None when the integration has no didomi block.
     didomi: DidomiClient | None = None
+    # Every application user it writes as (`sync/app_users.py`); the seed's is `dataverse`.
+    app_users: AppUserPool | None = None
+    # Where a worker records an application user set aside (None: not recorded).
+    record_health: HealthRecorder | None = None
 
     async def aclose(self) -> None:
-        await self.dataverse.aclose()
-        await self.tokens.aclose()
+        if self.app_users is not None:
+            await self.app_users.aclose()  # the seed's client and tokens among them
+        else:
+            await self.dataverse.aclose()
+            await self.tokens.aclose()
         if self.didomi is not None:
             await self.didomi.aclose()
 
@@ -96,26 +106,18 @@ async def build_runtime(
     fingerprint: str,
     observer: DataverseObserver | None = None,
     limiters: LimiterSource | None = None,
+    *,
+    write_chunk: int = WRITE_CHUNK,
+    record_health: HealthRecorder | None = None,
 ) -> IntegrationRuntime:
     """The clients of ``integration``, or ``ClientSetupError`` when its CA bundle is unusable."""
     cfg = integration.config
     verify = await load_tls_context(cfg.ca_bundle)
-    tokens = TokenProvider(
-        client_id=cfg.client_id,
-        client_secret=cfg.client_secret.get_secret_value(),
-        authority=integration.authority,
-        scope=integration.token_scope,
-        # msal's requests session wants a path; it reads it in msal's own worker thread.
-        verify=cfg.ca_bundle or True,
-    )
-    client = DataverseClient(
-        integration.web_api_base,
-        tokens,
-        verify=verify,
-        limiter=_limiter(integration, limiters),
-        on_request=_bound(observer, integration.id),
-    )
-    forward = ForwardRuntime(integration=integration, client=client, metadata=MetadataCache(client))
+    writers = [
+        _writer(integration, credential, verify, observer, limiters, write_chunk)
+        for credential in cfg.app_credentials
+    ]
+    seed = writers[0]
     didomi = None
     if integration.didomi is not None:
         didomi = DidomiClient(
@@ -125,12 +127,51 @@ async def build_runtime(
             organization_id=integration.organization_id or "",
             verify=verify,
         )
-    return IntegrationRuntime(integration, fingerprint, tokens, client, forward, didomi)
+    return IntegrationRuntime(
+        integration,
+        fingerprint,
+        seed.tokens,
+        seed.client,
+        seed.forward,
+        didomi,
+        AppUserPool(writers),
+        record_health,
+    )
 
 
-def _limiter(integration: Integration, limiters: LimiterSource | None) -> AdaptiveLimiter:
-    app_user = app_user_of(integration)
-    return limiters(app_user) if limiters is not None else limiter_for(str(app_user))
+def _writer(
+    integration: Integration,
+    credential: Credential,
+    verify: ssl.SSLContext,
+    observer: DataverseObserver | None,
+    limiters: LimiterSource | None,
+    write_chunk: int,
+) -> AppUserWriter:
+    """The client of one application user, with its own limiter (its own budget)."""
+    tokens = TokenProvider(
+        client_id=credential.client_id,
+        client_secret=credential.client_secret.get_secret_value(),
+        authority=integration.authority,
+        scope=integration.token_scope,
+        # msal's requests session wants a path; it reads it in msal's own worker thread.
+        verify=integration.config.ca_bundle or True,
+    )
+    app_user = app_user_of(integration, credential.client_id)
+    limiter = limiters(app_user) if limiters is not None else limiter_for(str(app_user))
+    client = DataverseClient(
+        integration.web_api_base,
+        tokens,
+        verify=verify,
+        limiter=limiter,
+        on_request=_bound(observer, integration.id),
+    )
+    forward = ForwardRuntime(
+        integration=integration,
+        client=client,
+        metadata=MetadataCache(client),
+        write_chunk=write_chunk,
+    )
+    return AppUserWriter(app_user, tokens, client, forward)
 
 
 def _bound(observer: DataverseObserver | None, integration_id: str) -> RequestHook | None:
@@ -145,11 +186,18 @@ class RuntimeRegistry:
     each application user's limiter (default: this process's own, `limiter_for`)."""
 
     def __init__(
-        self, observer: DataverseObserver | None = None, limiters: LimiterSource | None = None
+        self,
+        observer: DataverseObserver | None = None,
+        limiters: LimiterSource | None = None,
+        *,
+        write_chunk: int = WRITE_CHUNK,
+        record_health: HealthRecorder | None = None,
     ) -> None:
         self._runtimes: dict[str, IntegrationRuntime] = {}
         self._observer = observer
         self._limiters = limiters
+        self._write_chunk = write_chunk
+        self._record_health = record_health
 
     async def get(self, integration: Integration, document: dict[str, Any]) -> IntegrationRuntime:
         fingerprint = _fingerprint(document)
@@ -158,7 +206,14 @@ class RuntimeRegistry:
             return current
         if current is not None:
             await current.aclose()
-        runtime = await build_runtime(integration, fingerprint, self._observer, self._limiters)
+        runtime = await build_runtime(
+            integration,
+            fingerprint,
+            self._observer,
+            self._limiters,
+            write_chunk=self._write_chunk,
+            record_health=self._record_health,
+        )
         self._runtimes[integration.id] = runtime
         return runtime
 

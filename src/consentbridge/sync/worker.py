@@ -40,13 +40,16 @@ from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.dataverse.limiter import AdaptiveLimiter
+from consentbridge.dataverse.pacing import WINDOW_S
 from consentbridge.logs import bind, get_logger, user_ref
 from consentbridge.metrics import Metrics
 from consentbridge.store import Store
 from consentbridge.store.activity import DataverseTraffic
+from consentbridge.store.budget import AppUser, AppUserHealth
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
+from consentbridge.sync.budget import INITIAL as BUDGET_INITIAL
 from consentbridge.sync.budget import SharedBudgets
-from consentbridge.sync.forward import ForwardEngine
+from consentbridge.sync.forward import WRITE_CHUNK, ForwardEngine
 from consentbridge.sync.linger import MAX_LINGER_S, fill_batch
 from consentbridge.sync.outage import Outages, held_outcomes
 from consentbridge.sync.retry import RetryPolicy
@@ -93,6 +96,15 @@ def enough_batches(slots: int) -> int:
     return 2 * slots + 1
 
 
+def _limiters_of(runtime: IntegrationRuntime) -> list[AdaptiveLimiter]:
+    """The limiters of every application user an integration writes as that is not set aside
+    (with several, its batches may keep all their slots busy)."""
+    if runtime.app_users is None:
+        return [runtime.dataverse.limiter]
+    writers = runtime.app_users.available(time.time()) or runtime.app_users.writers[:1]
+    return [writer.client.limiter for writer in writers]
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -114,6 +126,10 @@ class WorkerConfig:
     prune_every_s: float = PRUNE_EVERY_S
     # How often the audit chain seals new log entries (None: never; verify/export still do).
     seal_every_s: float | None = SEAL_EVERY_S
+    # Rows per Dataverse bulk write, and pacing on execution time (docs/performance.md).
+    write_chunk: int = WRITE_CHUNK
+    pacing: bool = True
+    pacing_window_s: float = WINDOW_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -125,6 +141,9 @@ class WorkerConfig:
             policy=RetryPolicy(max_age_s=settings.retry_max_age_s),
             log_retention_s=settings.log_retention_days * 86_400.0,
             activity_retention_s=settings.activity_retention_days * 86_400.0,
+            write_chunk=settings.write_chunk,
+            pacing=settings.dataverse_pacing,
+            pacing_window_s=settings.dataverse_window_s,
         )
 
 
@@ -148,8 +167,18 @@ class Worker:
             "to_didomi": ReverseEngine(store),
         }
         self.metrics = metrics
-        self.budgets = SharedBudgets(store, self.worker_id)
-        self.registry = RuntimeRegistry(self._observe_request, self.budgets.limiter)
+        self.budgets = SharedBudgets(
+            store,
+            self.worker_id,
+            pacing=self.config.pacing,
+            window_s=self.config.pacing_window_s,
+        )
+        self.registry = RuntimeRegistry(
+            self._observe_request,
+            self.budgets.limiter,
+            write_chunk=self.config.write_chunk,
+            record_health=self._record_app_user_health,
+        )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()
@@ -171,6 +200,11 @@ class Worker:
                 counter[1] += 1
         if self.metrics is not None:
             self.metrics.count_dataverse_request(integration_id, operation, status)
+
+    async def _record_app_user_health(self, app_user: AppUser, health: AppUserHealth) -> None:
+        await self.store.record_app_user_health(
+            app_user, health, initial=BUDGET_INITIAL, now=time.time()
+        )
 
     def wake(self) -> None:
         """Intake in this process calls this so new changes are picked up at once (unless a
@@ -290,11 +324,13 @@ class Worker:
         limiter = runtime.dataverse.limiter if direction == "to_dataverse" else None
         if limiter is None:
             return await self._claim_and_sync(runtime, integration_id, direction, now, target)
-        if self._batches[limiter] >= enough_batches(limiter.limit):
+        limiters = _limiters_of(runtime)
+        if self._batches[limiter] >= enough_batches(sum(lim.limit for lim in limiters)):
             # Enough batches already keep this application user's slots busy: leave this one
             # to a lane with other work, or to a worker with a free share of the budget, and
             # ask for a share that would let every lane work.
-            limiter.note_backlog(self.config.lanes)
+            for each in limiters:
+                each.note_backlog(self.config.lanes)
             return False
         self._batches[limiter] += 1
         try:

@@ -6,10 +6,11 @@ anchors, aliases and repeated keys are refused. Errors name a line and column bu
 the text, which holds secrets. When a typed document is shown again (after validate, or a
 refused save), it is masked *as parsed*: every ``client_secret`` / ``api_secret`` at any depth
 is shown as ``"***"``, whatever its spelling in the text (a block scalar, a quoted or escaped
-key), and the secrets of ``SECRET_PATHS`` travel in a hidden field *sealed* — encrypted with
-the service's secret key — so the next submit still has them (``unseal``) while the page itself
-never holds one. Text that does not parse is shown back line by line, each line that names a
-secret or holds an escape masked from its key on, with the lines that continue it.
+key), and the secrets (``SECRET_PATHS`` and each ``config.credentials[i]``) travel in a hidden
+field *sealed* — encrypted with the service's secret key — so the next submit still has them
+(``unseal``) while the page itself never holds one. Text that does not parse is shown back line
+by line, each line that names a secret or holds an escape masked from its key on, with the
+lines that continue it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Final
 
 from consentbridge.config import ConfigError, DocumentFileError, SecretBox
 from consentbridge.config.files import parse_document_text as parse_text
-from consentbridge.config.integration import REDACTED, SECRET_PATHS
+from consentbridge.config.integration import REDACTED, SECRET_PATHS, SecretPath, secret_paths
 from consentbridge.operations.errors import InvalidInput, Issue
 
 EXAMPLE_DOCUMENT: Final = """{
@@ -56,7 +57,7 @@ def _invalid(message: str) -> InvalidInput:
     return InvalidInput([Issue("", message)], status=400)
 
 
-SECRET_KEYS: Final = frozenset(path[-1] for path in SECRET_PATHS)
+SECRET_KEYS: Final = frozenset(str(path[-1]) for path in SECRET_PATHS)
 # A line of unparsed text that may hold a secret: it names one, or has an escape that could
 # spell a key (`"client\u005fsecret"`), or is a YAML explicit key or value (`? k` / `: v`).
 _RISKY_LINE: Final = re.compile(r"secret|\\|^\s*[?:](?:\s|$)", re.IGNORECASE)
@@ -73,11 +74,11 @@ def shown(text: str, document: object, box: SecretBox) -> tuple[str, str]:
         return mask_text(text), ""
     sealed: dict[str, str] = {}
     if isinstance(document, dict):
-        for path in SECRET_PATHS:
+        for path in secret_paths(document):
             holder = _holder(document, path)
-            value = holder.get(path[-1]) if holder is not None else None
+            value = holder.get(str(path[-1])) if holder is not None else None
             if isinstance(value, str) and value not in ("", REDACTED):
-                sealed[".".join(path)] = value
+                sealed[".".join(map(str, path))] = value
     pretty = json.dumps(_masked(document), indent=2, ensure_ascii=False, default=str)
     return pretty, box.encrypt(json.dumps(sealed)) if sealed else ""
 
@@ -95,11 +96,12 @@ def unseal(document: object, sealed: str | None, box: SecretBox) -> object:
             status=400,
         ) from None
     restored = copy.deepcopy(document)
-    for path in SECRET_PATHS:
+    for path in secret_paths(restored):
         holder = _holder(restored, path)
-        secret = secrets.get(".".join(path))
-        if holder is not None and holder.get(path[-1]) == REDACTED and isinstance(secret, str):
-            holder[path[-1]] = secret
+        secret = secrets.get(".".join(map(str, path)))
+        leaf = str(path[-1])
+        if holder is not None and holder.get(leaf) == REDACTED and isinstance(secret, str):
+            holder[leaf] = secret
     return restored
 
 
@@ -141,8 +143,11 @@ def _masked(node: object) -> object:
     return node
 
 
-def _holder(document: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+def _holder(document: dict[str, Any], path: SecretPath) -> dict[str, Any] | None:
     node: object = document
     for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(key, int):  # config.credentials[i]
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+        else:
+            node = node.get(key) if isinstance(node, dict) else None
     return node if isinstance(node, dict) else None

@@ -9,8 +9,8 @@ their integration listed, merged into one slot: they become target ``contact``, 
 upgrade lands in the slot of the regulations its rows serve, and the old ``gdpr`` slot, once
 written, is never pending again (docs/mapping.md, "Regulations").
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-06
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
 
