@@ -275,7 +275,11 @@ async def _seed(
     ctx = await AppContext.open(Settings.from_env({}, db_url=db_url, secret_key=secret_key))
     try:
         for document, workload in zip(documents, workloads, strict=True):
-            items = [await prepare_didomi(ctx, document["id"], c.body()) for c in workload.changes]
+            items = [
+                item
+                for c in workload.changes
+                for item in await prepare_didomi(ctx, document["id"], c.body())
+            ]
             for start in range(0, len(items), SEED_CHUNK):
                 await ctx.store.intake_many(items[start : start + SEED_CHUNK])
     finally:

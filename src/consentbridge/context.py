@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from consentbridge.config.integration import Integration
@@ -89,10 +89,16 @@ class AppContext:
 
     async def intake(self, item: Intake) -> IntakeResult:
         """Store one received change; returns after the commit that holds it (group commit)."""
+        (result,) = await self.intake_all([item])
+        return result
+
+    async def intake_all(self, items: Sequence[Intake]) -> list[IntakeResult]:
+        """Store received changes in one transaction (one delivery reaching several slots, or
+        a page of a backfill); returns after the commit that holds them (group commit)."""
         if self._batcher is None:
             flushers = POSTGRESQL_FLUSHERS if self.store.dialect == "postgresql" else 1
             self._batcher = IntakeBatcher(self.store, flushers=flushers)
-        return await self._batcher.submit(item)
+        return await self._batcher.submit_all(items)
 
     def wake(self) -> None:
         """Tell this process's workers that new work is due."""

@@ -57,3 +57,13 @@ async def test_concurrent_flushers_lose_no_merge(store: Store) -> None:
     for i in range(200):
         state = await store.get_state("acme", "to_dataverse", f"u{i}")
         assert state is not None and state.columns == {"c": i}
+
+
+async def test_one_submission_is_never_split_across_groups(store: Store) -> None:
+    """One delivery reaching several slots commits as one: the group is cut after it."""
+    batcher = IntakeBatcher(store, max_group=3)
+    lone = batcher.submit(item("a", {"c": 0}))
+    several = batcher.submit_all([item(f"s{i}", {"c": i}) for i in range(4)])
+    results = await asyncio.gather(lone, several)
+    assert results[0].changed and all(r.changed for r in results[1])
+    assert batcher.groups == 1  # 1 + 4 items over a limit of 3: still one transaction

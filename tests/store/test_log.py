@@ -43,6 +43,8 @@ async def test_user_log_returns_the_users_entries_in_order(store: Store) -> None
             "reason": "",
             "columns": {"donotbulkemail": False},
             "request_id": None,
+            "target": "contact",
+            "regulation": "gdpr",
         },
         {
             "at": "2023-11-14T22:13:22.000Z",
@@ -52,6 +54,8 @@ async def test_user_log_returns_the_users_entries_in_order(store: Store) -> None
             "reason": "",
             "columns": {},
             "request_id": None,
+            "target": "contact",
+            "regulation": "gdpr",
         },
         {
             "at": "2023-11-14T22:13:24.000Z",
@@ -61,6 +65,8 @@ async def test_user_log_returns_the_users_entries_in_order(store: Store) -> None
             "reason": "own write",
             "columns": {},
             "request_id": "req-7",
+            "target": "contact",
+            "regulation": "gdpr",
         },
     ]
 

@@ -271,6 +271,8 @@ async def test_a_user_log_lists_the_received_change(
         "reason",
         "columns",
         "request_id",
+        "target",
+        "regulation",
     }
 
 

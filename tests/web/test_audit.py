@@ -58,7 +58,9 @@ async def test_one_persons_export_holds_the_received_change_with_its_seal(
     assert "version 7" in received["reason"]
     assert received["columns"] == {"donotbulkemail": True}
     assert received["at"].endswith("Z") and received["sealed_at"].endswith("Z")
-    assert (received["seal_seq"], received["prev_hash"], received["hash_v"]) == (1, GENESIS, 1)
+    # Scheme 2: the log has target and regulation (issue 12), and the seal hashes them too.
+    assert (received["seal_seq"], received["prev_hash"], received["hash_v"]) == (1, GENESIS, 2)
+    assert (received["target"], received["regulation"]) == ("contact", "gdpr")
     assert len(received["hash"]) == 64
 
 

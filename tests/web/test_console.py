@@ -11,10 +11,11 @@ import httpx
 import pytest
 
 from consentbridge.context import AppContext
+from consentbridge.operations.intake import receive_didomi
 from consentbridge.web import session as sessions
 from consentbridge.web.app import create_app
 
-from .support import ADMIN_TOKEN, SECRETS, document, make_settings
+from .support import ADMIN_TOKEN, SECRETS, document, make_settings, user_updated
 
 pytestmark = pytest.mark.security
 
@@ -292,3 +293,15 @@ async def test_a_forged_sealed_field_is_refused(signed_in: httpx.AsyncClient) ->
     )
     assert response.status_code == 422
     assert "<code>sealed</code>" in response.text
+
+
+async def test_the_console_log_shows_target_and_regulation(
+    signed_in: httpx.AsyncClient, acme: str, ctx: AppContext
+) -> None:
+    """Issue 12: the console shows the regulation (and target) of every change."""
+    body = {**user_updated("alice@example.com"), "regulation": "cpra"}
+    await receive_didomi(ctx, acme, body)
+    page = await signed_in.get(f"/console/integrations/{acme}?user=alice@example.com")
+    assert page.status_code == 200
+    assert "<th>Target</th><th>Regulation</th>" in page.text
+    assert "<td>cpra</td>" in page.text

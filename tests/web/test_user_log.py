@@ -60,6 +60,8 @@ async def test_the_log_of_any_user_id_is_reachable_by_query(
         "reason",
         "columns",
         "request_id",
+        "target",
+        "regulation",
     }
 
 

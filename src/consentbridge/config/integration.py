@@ -20,6 +20,7 @@ completes a sentence that starts with the field name (``instance`` + ``must use 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -30,8 +31,10 @@ from pydantic import (
     Field,
     PlainValidator,
     SecretStr,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     WithJsonSchema,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
@@ -47,6 +50,12 @@ DEFAULT_MATCH_ATTRIBUTE: Final = "emailaddress1"
 DEFAULT_AUTHORITY_HOST: Final = "https://login.microsoftonline.com"
 DEFAULT_REGULATIONS: Final = ("gdpr",)
 DEFAULT_DIDOMI_BASE_URL: Final = "https://api.didomi.io/v1"
+CONTACT: Final = "contact"
+CONTACT_POINT_CONSENT: Final = "contactpointconsent"
+TARGETS: Final = (CONTACT, CONTACT_POINT_CONSENT)
+CHANNELS: Final = ("email", "sms", "voice", "custom")
+DEFAULT_CHANNEL: Final = "email"
+MAX_JOURNEYS_NAME: Final = 100  # msdynmkt_name of msdynmkt_purpose / msdynmkt_topic
 WEB_API_PATH: Final = "/api/data/v9.2"
 REDACTED: Final = "***"
 
@@ -120,12 +129,23 @@ def _check_tenant(value: str) -> str:
 
 def _check_logical_name(value: str) -> str:
     if not _LOGICAL_NAME.fullmatch(value):
-        raise invalid(
-            "must be the logical name of a contact column (lowercase letters, digits and "
-            "underscores, such as donotbulkemail or new_smsoptin); use the logical name, "
-            "not the display name"
-        )
+        raise invalid(LOGICAL_NAME_REASON)
     return value
+
+
+def is_logical_name(value: str) -> bool:
+    return _LOGICAL_NAME.fullmatch(value) is not None
+
+
+def is_guid(value: str) -> bool:
+    return _GUID.fullmatch(value) is not None
+
+
+LOGICAL_NAME_REASON: Final = (
+    "must be the logical name of a contact column (lowercase letters, digits and "
+    "underscores, such as donotbulkemail or new_smsoptin); use the logical name, "
+    "not the display name"
+)
 
 
 def _check_regulation(value: str) -> str:
@@ -267,10 +287,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
 
-class Property(_Model):
-    """One column mapping: Didomi consent path ``value`` feeds contact column ``id``."""
+Target = Literal["contact", "contactpointconsent"]
+Channel = Literal["email", "sms", "voice", "custom"]
+DEFAULT_CONTACT_POINTS: Final[dict[Channel, str]] = {"email": "organization_user_id"}
 
-    id: LogicalName = Field(description="the logical name of a contact column, e.g. donotbulkemail")
+
+class Property(_Model):
+    """One mapping row: Didomi consent path ``value`` feeds contact column ``id`` (target
+    ``contact``, the default) or the Journeys consent rows of purpose ``id`` (and ``topic``) on
+    ``channel`` (target ``contactpointconsent``). ``regulations``: the regulations whose
+    changes the row carries (default ``config.regulations``).
+
+    ``id`` is checked per target in ``validation.py`` (a logical name, or a purpose GUID or
+    name), so both kinds of rows are refused by JSON path with one sentence."""
+
+    id: Text = Field(
+        description="the logical name of a contact column, e.g. donotbulkemail, or for "
+        "contactpointconsent rows a msdynmkt_purpose GUID or name"
+    )
     value: Text = Field(
         description="a path into the Didomi consent state, "
         "e.g. consents_purposes_newsletter_enabled"
@@ -278,6 +312,44 @@ class Property(_Model):
     transform: TransformField = Field(
         default=None, description='"not" or a value map such as {"true": 1, "false": 2}'
     )
+    target: Target = Field(default="contact", description='"contact" or "contactpointconsent"')
+    topic: Annotated[str, StringConstraints(min_length=1, max_length=MAX_JOURNEYS_NAME)] | None = (
+        Field(default=None, description="a msdynmkt_topic GUID or name")
+    )
+    channel: Channel | None = Field(
+        default=None, description='"email" (the default), "sms", "voice" or "custom"'
+    )
+    regulations: list[Regulation] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REGULATIONS,
+        description='a list of lowercase regulation ids such as ["cpra"]',
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The default target is left out, so a stored or shown document of a contact-only
+        # integration reads exactly as it was written (Didomi's shape).
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("target") == CONTACT:
+            del dumped["target"]
+        return dumped
+
+    @property
+    def consent_channel(self) -> Channel:
+        """The channel of a consent row (``email`` unless set)."""
+        return self.channel or "email"
+
+
+def slot_regulation(regulations: Sequence[str]) -> str:
+    """The regulation part of a queue slot's key for rows serving ``regulations``: the id
+    itself for one, the sorted ids joined by ``+`` for several (``cpra+gdpr``)."""
+    return "+".join(sorted(set(regulations)))
+
+
+def slot_regulations(slot: str) -> tuple[str, ...]:
+    """The regulations of a slot key (``slot_regulation`` reversed)."""
+    return tuple(slot.split("+"))
 
 
 class Credential(_Model):
@@ -338,6 +410,32 @@ class DataverseConfig(_Model):
             client_id=self.client_id, client_secret=self.client_secret
         )
         return [seed, *(self.credentials or [])]
+
+    contact_points: dict[Channel, Text] = Field(
+        default_factory=lambda: dict(DEFAULT_CONTACT_POINTS),
+        description='channel → the Didomi path of its contact point, e.g. {"email": '
+        '"organization_user_id", "sms": "metadata_phone"}',
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when it is the default, like a property's default target.
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("contact_points") == DEFAULT_CONTACT_POINTS:
+            del dumped["contact_points"]
+        return dumped
+
+    def regulations_of(self, prop: Property) -> tuple[str, ...]:
+        """The regulations a row serves: its own, else ``config.regulations``."""
+        return tuple(prop.regulations if prop.regulations is not None else self.regulations)
+
+    def slot_of(self, prop: Property) -> str:
+        """The regulation part of the key of the queue slot this row writes through."""
+        return slot_regulation(self.regulations_of(prop))
+
+    def serves(self, regulation: str) -> bool:
+        """True when at least one row carries changes of ``regulation``."""
+        return any(regulation in self.regulations_of(p) for p in self.properties)
 
     @property
     def token_scope(self) -> str:

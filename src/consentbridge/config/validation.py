@@ -24,11 +24,20 @@ from pydantic_core import ErrorDetails
 
 from consentbridge.config.errors import InvalidIntegration, ValidationIssue
 from consentbridge.config.integration import (
+    CHANNELS,
+    CONTACT,
+    CONTACT_POINT_CONSENT,
     CUSTOM_ERROR,
+    DEFAULT_CHANNEL,
+    DEFAULT_CONTACT_POINTS,
     DEFAULT_MATCH_ATTRIBUTE,
+    DEFAULT_REGULATIONS,
+    LOGICAL_NAME_REASON,
+    MAX_JOURNEYS_NAME,
     Integration,
     Property,
     derive_id,
+    is_logical_name,
 )
 
 PropertyChecker = Callable[[str, object], list[str]]
@@ -44,7 +53,8 @@ the problem and the fix.
 Loc = tuple[int | str, ...]
 
 _ITEM_DESCRIPTIONS: Final = {
-    "config.properties[]": "an object with id, value and optionally transform",
+    "config.properties[]": "an object with id, value and optionally transform, target, "
+    "topic, channel and regulations",
     "config.credentials[]": "an object with client_id and client_secret",
     "config.regulations[]": "a lowercase regulation id such as gdpr",
 }
@@ -63,12 +73,16 @@ def parse_integration(
     *,
     default_id: str | None = None,
     check_property: PropertyChecker = accept_any_property,
+    check_consent: PropertyChecker = accept_any_property,
 ) -> Integration:
     """Validate a decoded JSON / YAML document, or raise ``InvalidIntegration`` listing all issues.
 
     The id is, in order: the document's ``id``; else derived from ``organization_id``
     (``acme`` → ``acme-d365``); else ``default_id`` (a URL segment or a file name). A caller that
     wants a URL id to win over ``organization_id`` should set ``raw["id"]`` itself.
+
+    ``check_consent`` judges rows of target ``contactpointconsent`` as well (their transform
+    must produce a consent value); ``check_property`` also judges ``config.contact_points``.
     """
     document = _with_resolved_id(raw, default_id)
     if not isinstance(document, dict):
@@ -80,7 +94,7 @@ def parse_integration(
     except ValidationError as exc:
         issues = [issue_from_error(error) for error in exc.errors()]
     issues += cross_field_issues(document)
-    issues += property_issues(document, check_property)
+    issues += property_issues(document, check_property, check_consent)
     if issues or integration is None:
         # Raised outside the except block, so pydantic's error (which holds the input) is not
         # chained onto ours.
@@ -110,6 +124,7 @@ def cross_field_issues(document: dict[str, Any]) -> list[ValidationIssue]:
     issues: list[ValidationIssue] = []
     config = document.get("config")
     if isinstance(config, dict):
+        issues += _target_issues(config)
         issues += _column_issues(config)
         issues += _regulation_issues(config)
         issues += _credential_issues(config)
@@ -125,27 +140,137 @@ def cross_field_issues(document: dict[str, Any]) -> list[ValidationIssue]:
     return issues
 
 
+def _target_of(item: dict[str, Any]) -> str:
+    target = item.get("target", CONTACT)
+    return target if isinstance(target, str) else CONTACT
+
+
+def _row_regulations(item: dict[str, Any], config: dict[str, Any]) -> set[str]:
+    """The regulations a raw row serves (its own, else config.regulations, else the default)."""
+    for regulations in (item.get("regulations"), config.get("regulations"), DEFAULT_REGULATIONS):
+        # An empty or broken list is reported on its own; judge overlaps by the next one.
+        if isinstance(regulations, list | tuple) and regulations:
+            return {r for r in regulations if isinstance(r, str)}
+    return set(DEFAULT_REGULATIONS)
+
+
+def _target_issues(config: dict[str, Any]) -> list[ValidationIssue]:
+    """Per row: ``id`` fits the target, consent-only keys sit on consent rows, the channel has
+    a contact point, and a row's own regulations do not repeat."""
+    properties = config.get("properties")
+    if not isinstance(properties, list):
+        return []
+    points = config.get("contact_points", DEFAULT_CONTACT_POINTS)
+    channels_with_point = set(points) if isinstance(points, dict) else set()
+    issues: list[ValidationIssue] = []
+    for index, item in enumerate(properties):
+        if not isinstance(item, dict):
+            continue
+        path = f"config.properties[{index}]"
+        target, row_id = _target_of(item), item.get("id")
+        if target == CONTACT:
+            if isinstance(row_id, str) and row_id and not is_logical_name(row_id):
+                issues.append(ValidationIssue(f"{path}.id", f"id {LOGICAL_NAME_REASON}."))
+            for key in ("topic", "channel"):
+                if key in item:
+                    issues.append(
+                        ValidationIssue(
+                            f"{path}.{key}",
+                            f"{key} applies only to rows with target contactpointconsent; "
+                            'remove it or set "target": "contactpointconsent".',
+                        )
+                    )
+        elif target == CONTACT_POINT_CONSENT:
+            if isinstance(row_id, str) and len(row_id) > MAX_JOURNEYS_NAME:
+                issues.append(
+                    ValidationIssue(
+                        f"{path}.id",
+                        f"id is longer than {MAX_JOURNEYS_NAME} characters, so it is neither a "
+                        "msdynmkt_purpose GUID nor a purpose name; use the purpose's GUID or "
+                        "name.",
+                    )
+                )
+            channel = item.get("channel", DEFAULT_CHANNEL)
+            if channel in CHANNELS and channel not in channels_with_point:
+                issues.append(
+                    ValidationIssue(
+                        f"{path}.channel",
+                        f"channel {channel} has no contact point; add config.contact_points."
+                        f'{channel} with the Didomi path that holds it, e.g. "metadata_phone".',
+                    )
+                )
+        regulations = item.get("regulations")
+        if isinstance(regulations, list):
+            seen: set[str] = set()
+            for r_index, regulation in enumerate(regulations):
+                if isinstance(regulation, str) and regulation in seen:
+                    issues.append(
+                        ValidationIssue(
+                            f"{path}.regulations[{r_index}]",
+                            f"regulations[{r_index}] repeats an earlier regulation; remove it.",
+                        )
+                    )
+                elif isinstance(regulation, str):
+                    seen.add(regulation)
+    return issues
+
+
+def _identity(item: dict[str, Any]) -> tuple[str, ...] | None:
+    """What a row writes: a contact column, or a consent (channel, purpose, topic)."""
+    row_id = item.get("id")
+    if not isinstance(row_id, str):
+        return None
+    if _target_of(item) == CONTACT_POINT_CONSENT:
+        topic = item.get("topic")
+        channel = item.get("channel", DEFAULT_CHANNEL)
+        return (
+            CONTACT_POINT_CONSENT,
+            str(channel),
+            row_id.casefold(),
+            topic.casefold() if isinstance(topic, str) else "",
+        )
+    return (CONTACT, row_id)
+
+
 def _column_issues(config: dict[str, Any]) -> list[ValidationIssue]:
+    """Two rows writing one column or one consent under overlapping regulations are refused:
+    one of them would silently overwrite the other (Didomi's warning about a CPRA choice
+    overwriting a GDPR consent). Rows of disjoint regulations may share one."""
     properties = config.get("properties")
     if not isinstance(properties, list):
         return []
     match_attribute = config.get("match_attribute", DEFAULT_MATCH_ATTRIBUTE)
-    first_index: dict[str, int] = {}
+    earlier: dict[tuple[str, ...], list[tuple[int, set[str]]]] = {}
     issues: list[ValidationIssue] = []
     for index, item in enumerate(properties):
-        column = item.get("id") if isinstance(item, dict) else None
-        if not isinstance(column, str):
+        identity = _identity(item) if isinstance(item, dict) else None
+        if identity is None:
             continue
+        assert isinstance(item, dict)
+        column = identity[-1] if identity[0] == CONTACT else None
         path = f"config.properties[{index}].id"
-        if column in first_index:
+        regulations = _row_regulations(item, config)
+        clash = next(
+            (first for first, regs in earlier.get(identity, []) if regs & regulations), None
+        )
+        if clash is not None and column is not None:
             issues.append(
                 ValidationIssue(
                     path,
-                    f"id repeats the column of config.properties[{first_index[column]}]; map "
+                    f"id repeats the column of config.properties[{clash}]; map "
                     "each column once and remove or rename this one.",
                 )
             )
-        elif column == match_attribute:
+        elif clash is not None:
+            issues.append(
+                ValidationIssue(
+                    path,
+                    f"this row writes the same consent (channel, purpose, topic) as "
+                    f"config.properties[{clash}] under an overlapping regulation; keep one "
+                    "of them or give them disjoint regulations.",
+                )
+            )
+        elif column is not None and column == match_attribute:
             # Writing consent into the column that identifies the contact would break matching.
             issues.append(
                 ValidationIssue(
@@ -155,7 +280,7 @@ def _column_issues(config: dict[str, Any]) -> list[ValidationIssue]:
                 )
             )
         else:
-            first_index[column] = index
+            earlier.setdefault(identity, []).append((index, regulations))
     return issues
 
 
@@ -203,13 +328,26 @@ def _credential_issues(config: dict[str, Any]) -> list[ValidationIssue]:
     return issues
 
 
-def property_issues(document: dict[str, Any], check: PropertyChecker) -> list[ValidationIssue]:
-    """Run the mapping hook on every property whose own shape is valid."""
+def property_issues(
+    document: dict[str, Any],
+    check: PropertyChecker,
+    check_consent: PropertyChecker = accept_any_property,
+) -> list[ValidationIssue]:
+    """Run the mapping hook on every property whose own shape is valid (and the consent hook
+    on consent rows), and the mapping hook on every contact point path."""
     config = document.get("config")
     properties = config.get("properties") if isinstance(config, dict) else None
-    if not isinstance(properties, list):
-        return []
     issues: list[ValidationIssue] = []
+    points = config.get("contact_points") if isinstance(config, dict) else None
+    if isinstance(points, dict):
+        for channel, path in points.items():
+            if isinstance(path, str) and path:
+                issues += [
+                    ValidationIssue(f"config.contact_points.{channel}", message)
+                    for message in check(path, None)
+                ]
+    if not isinstance(properties, list):
+        return issues
     for index, item in enumerate(properties):
         try:
             mapping = Property.model_validate(item)
@@ -218,9 +356,10 @@ def property_issues(document: dict[str, Any], check: PropertyChecker) -> list[Va
         path = f"config.properties[{index}]"
         if mapping.transform is None:
             path += ".value"
-        issues += [
-            ValidationIssue(path, message) for message in check(mapping.value, mapping.transform)
-        ]
+        messages = check(mapping.value, mapping.transform)
+        if not messages and mapping.target == CONTACT_POINT_CONSENT:
+            messages = check_consent(mapping.value, mapping.transform)
+        issues += [ValidationIssue(path, message) for message in messages]
     return issues
 
 

@@ -49,6 +49,7 @@ from consentbridge.dataverse.errors import (
 )
 from consentbridge.dataverse.limiter import AdaptiveLimiter
 from consentbridge.dataverse.pacing import TIME_REMAINING_HEADER, parse_time_remaining
+from consentbridge.dataverse.tables import table_of
 from consentbridge.logs import get_logger
 from consentbridge.retry_after import parse_retry_after
 
@@ -66,7 +67,6 @@ DEFAULT_TIMEOUT_S = 120.0
 MAX_ATTEMPTS = 6
 MAX_THROTTLE_WAIT_S = 120.0
 BACKOFF_BASE_S = 0.5
-ENTITY = "Microsoft.Dynamics.CRM.contact"
 NO_RESPONSE: Final = 0  # the status reported for a timeout or connection error
 
 RequestHook = Callable[[str, int], None]
@@ -386,7 +386,7 @@ class DataverseClient:
             "POST",
             f"{entity_set}/Microsoft.Dynamics.CRM.UpdateMultiple",
             what=f"UpdateMultiple of {len(targets)} {entity_set}",
-            json={"Targets": [{"@odata.type": ENTITY, **t} for t in targets]},
+            json={"Targets": _targets(entity_set, targets)},
         )
         return _request_id(response)
 
@@ -397,7 +397,7 @@ class DataverseClient:
             "POST",
             f"{entity_set}/Microsoft.Dynamics.CRM.CreateMultiple",
             what=f"CreateMultiple of {len(targets)} {entity_set}",
-            json={"Targets": [{"@odata.type": ENTITY, **t} for t in targets]},
+            json={"Targets": _targets(entity_set, targets)},
         )
         ids = [str(i) for i in response.json().get("Ids", [])]
         return ids, _request_id(response)
@@ -407,7 +407,7 @@ class DataverseClient:
             "POST",
             f"{entity_set}/Microsoft.Dynamics.CRM.UpsertMultiple",
             what=f"UpsertMultiple of {len(targets)} {entity_set}",
-            json={"Targets": [{"@odata.type": ENTITY, **t} for t in targets]},
+            json={"Targets": _targets(entity_set, targets)},
         )
         return _request_id(response)
 
@@ -442,6 +442,12 @@ def _log_retry(method: str, path: str, attempt: int, delay: float, reason: str) 
         retry_in_s=round(delay, 3),
         reason=reason,
     )
+
+
+def _targets(entity_set: str, targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``Targets`` of a bulk operation: each row typed as a row of the entity set's table."""
+    odata_type = table_of(entity_set).odata_type
+    return [{"@odata.type": odata_type, **t} for t in targets]
 
 
 def _request_id(response: httpx.Response) -> str | None:

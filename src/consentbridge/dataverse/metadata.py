@@ -1,4 +1,5 @@
-"""Column metadata of the `contact` table, read from `EntityDefinitions` and cached, so values
+"""Column metadata of a table (`contact` unless told otherwise), read from `EntityDefinitions`
+and cached, so values
 can be coerced to each column's type and mappings validated before anything is written, and so
 a Create's untouched defaults can be told from a choice (each column's `default`: Boolean
 `DefaultValue`, a choice column's `DefaultFormValue`, -1 or absent meaning none)."""
@@ -13,9 +14,10 @@ from typing import Any
 from consentbridge.dataverse.batch import BatchRequest
 from consentbridge.dataverse.client import DataverseClient
 from consentbridge.dataverse.errors import from_batch_part
+from consentbridge.dataverse.tables import CONTACT_TABLE, Table
 
 METADATA_TTL_S = 600.0
-ENTITY_PATH = "EntityDefinitions(LogicalName='contact')"
+ENTITY_PATH = CONTACT_TABLE.definition_path
 BOOLEAN_CAST = "Microsoft.Dynamics.CRM.BooleanAttributeMetadata"
 MULTI_SELECT_CAST = "Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata"
 CHOICE_CASTS = (
@@ -64,21 +66,27 @@ def _type_name(value: Any) -> str | None:
 
 
 async def read_contact_columns(client: DataverseClient) -> dict[str, ColumnInfo]:
-    """Every column of `contact` with its type, options and default (choice and Boolean columns)
-    and max length — seven metadata queries sent as one `$batch`, so a cold cache costs one
-    request."""
-    what = "the contact column metadata"
+    """``read_columns`` of `contact`."""
+    return await read_columns(client, CONTACT_TABLE)
+
+
+async def read_columns(client: DataverseClient, table: Table) -> dict[str, ColumnInfo]:
+    """Every column of ``table`` with its type, options and default (choice and Boolean
+    columns) and max length — seven metadata queries sent as one `$batch`, so a cold cache
+    costs one request."""
+    what = f"the {table.logical_name} column metadata"
+    entity = table.definition_path
     paths = [
-        f"{ENTITY_PATH}/Attributes?$select=LogicalName,AttributeType,AttributeTypeName,"
+        f"{entity}/Attributes?$select=LogicalName,AttributeType,AttributeTypeName,"
         "IsValidForUpdate,IsValidForCreate",
         *(
-            f"{ENTITY_PATH}/Attributes/{cast}?$select=LogicalName,DefaultFormValue"
+            f"{entity}/Attributes/{cast}?$select=LogicalName,DefaultFormValue"
             "&$expand=OptionSet,GlobalOptionSet"
             for cast in CHOICE_CASTS
         ),
-        f"{ENTITY_PATH}/Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata"
+        f"{entity}/Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata"
         "?$select=LogicalName,MaxLength",
-        f"{ENTITY_PATH}/Attributes/{BOOLEAN_CAST}?$select=LogicalName,DefaultValue",
+        f"{entity}/Attributes/{BOOLEAN_CAST}?$select=LogicalName,DefaultValue",
     ]
     responses = await client.batch(
         [BatchRequest("GET", client.url(path)) for path in paths],
@@ -121,8 +129,11 @@ async def read_contact_columns(client: DataverseClient) -> dict[str, ColumnInfo]
 class MetadataCache:
     """Column metadata per client, refreshed after METADATA_TTL_S or on demand."""
 
-    def __init__(self, client: DataverseClient, ttl_s: float = METADATA_TTL_S) -> None:
+    def __init__(
+        self, client: DataverseClient, ttl_s: float = METADATA_TTL_S, table: Table = CONTACT_TABLE
+    ) -> None:
         self._client = client
+        self._table = table
         self._ttl_s = ttl_s
         self._columns: dict[str, ColumnInfo] | None = None
         self._read_at = 0.0
@@ -135,6 +146,6 @@ class MetadataCache:
             fresh = self._columns is not None and self._read_at >= asked_at
             stale = time.monotonic() - self._read_at > self._ttl_s
             if self._columns is None or stale or (refresh and not fresh):
-                self._columns = await read_contact_columns(self._client)
+                self._columns = await read_columns(self._client, self._table)
                 self._read_at = time.monotonic()
             return self._columns

@@ -181,8 +181,11 @@ async def find_registration(client: DataverseClient, integration_id: str) -> Fou
     )
 
 
-async def message_filters(client: DataverseClient) -> dict[str, tuple[str, str]]:
-    """Message name → (sdkmessageid, sdkmessagefilterid of contact) for Create and Update."""
+async def message_filters(
+    client: DataverseClient, entity: str = ENTITY
+) -> dict[str, tuple[str, str]]:
+    """Message name → (sdkmessageid, sdkmessagefilterid of ``entity``, a table's logical name)
+    for Create and Update."""
     messages = await client.query_all(
         "sdkmessages",
         params={
@@ -200,13 +203,13 @@ async def message_filters(client: DataverseClient) -> dict[str, tuple[str, str]]
             "sdkmessagefilters",
             params={
                 "$select": "sdkmessagefilterid",
-                "$filter": f"primaryobjecttypecode eq {odata_string(ENTITY)} and "
+                "$filter": f"primaryobjecttypecode eq {odata_string(entity)} and "
                 f"sdkmessageid/name eq {odata_string(message)}",
             },
-            what=f"the {message} message filter of contact",
+            what=f"the {message} message filter of {entity}",
         )
         if not filters:
-            raise DataverseError(f"Dataverse has no {message} message filter for contact.")
+            raise DataverseError(f"Dataverse has no {message} message filter for {entity}.")
         out[message] = (ids[message], _guid(filters[0].get("sdkmessagefilterid")))
     return out
 

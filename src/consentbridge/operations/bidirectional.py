@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from consentbridge.config.errors import SecretDecryptionError
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.errors import (
     AuthError,
@@ -143,6 +143,8 @@ def filtering_attributes(integration: Integration) -> str:
     could never be sent, so Dataverse need not call for it."""
     columns = [integration.config.match_attribute]
     for prop in integration.config.properties:
+        if prop.target != CONTACT:
+            continue  # consent rows get their own steps (issue 12's bidirectional part)
         if one_way_reason(Property(prop.id, prop.value, prop.transform)) is None:
             columns.append(prop.id)
     return normalize_attributes(columns)
@@ -297,7 +299,11 @@ async def recorded(ctx: AppContext, integration_id: str) -> dict[str, Any] | Non
 
 def one_way_lines(integration: Integration) -> list[str]:
     """A sentence per mapped column whose CRM changes cannot be sent back to Didomi."""
-    properties = [Property(p.id, p.value, p.transform) for p in integration.config.properties]
+    properties = [
+        Property(p.id, p.value, p.transform)
+        for p in integration.config.properties
+        if p.target == CONTACT
+    ]
     return [
         f"Column {column} is one-way (CRM changes to it are not sent to Didomi): {reason}."
         for column, reason in sorted(one_way_columns(properties).items())

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.context import AppContext
+from consentbridge.dataverse.client import DataverseClient
 from consentbridge.dataverse.errors import AuthError, DataverseError
 from consentbridge.dataverse.metadata import ColumnInfo, read_contact_columns
 from consentbridge.didomi.client import DidomiError
@@ -34,6 +35,7 @@ from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.sync.app_users import AppUserWriter
 from consentbridge.sync.clients import didomi_client, runtime_for
 from consentbridge.sync.runtime import ClientSetupError, IntegrationRuntime
+from consentbridge.sync.targets.consent import unknown_purposes_and_topics
 
 CONTACT_PRIVILEGES = ("prvReadContact", "prvWriteContact", "prvCreateContact")
 REGISTRATION_PRIVILEGES = ("prvCreateServiceEndpoint", "prvCreateSdkMessageProcessingStep")
@@ -260,7 +262,11 @@ async def preview(
 async def _desired_values(
     ctx: AppContext, integration: Integration, user: str
 ) -> tuple[dict[str, Any], str]:
-    properties = [Property(p.id, p.value, p.transform) for p in integration.config.properties]
+    properties = [
+        Property(p.id, p.value, p.transform)
+        for p in integration.config.properties
+        if p.target == CONTACT
+    ]
     if integration.didomi is not None:
         client = await one_off_didomi(integration)
         try:
@@ -305,11 +311,29 @@ async def validate_online(ctx: AppContext, integration: Integration) -> list[Iss
         return [Issue(exc.path, exc.message)]
     try:
         columns = await read_contact_columns(runtime.dataverse)
+        consent = await _consent_issues(runtime.dataverse, integration)
     except DataverseError as exc:
         return [Issue("config.instance", str(exc))]
     finally:
         await runtime.aclose()
-    return column_issues(integration, columns)
+    return column_issues(integration, columns) + consent
+
+
+async def _consent_issues(client: DataverseClient, integration: Integration) -> list[Issue]:
+    """Each consent row whose purpose or topic the environment does not have."""
+    try:
+        problems = await unknown_purposes_and_topics(client, integration)
+    except DataverseError as exc:
+        first = next(i for i, p in enumerate(integration.config.properties) if p.target != CONTACT)
+        return [
+            Issue(
+                f"config.properties[{first}].target",
+                "the Customer Insights - Journeys consent tables cannot be read "
+                f"({exc}); install Journeys in this environment or remove the "
+                "contactpointconsent rows.",
+            )
+        ]
+    return [Issue(f"config.properties[{i}].{key}", message) for i, key, message in problems]
 
 
 def column_issues(integration: Integration, columns: dict[str, ColumnInfo]) -> list[Issue]:
@@ -317,6 +341,8 @@ def column_issues(integration: Integration, columns: dict[str, ColumnInfo]) -> l
     mapping cannot write, or not writable through the Web API."""
     issues: list[Issue] = []
     for index, prop in enumerate(integration.config.properties):
+        if prop.target != CONTACT:
+            continue  # a consent row's id is a purpose, not a contact column
         info = columns.get(prop.id)
         path = f"config.properties[{index}].id"
         if info is None:

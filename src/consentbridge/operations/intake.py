@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration, Property, slot_regulation
 from consentbridge.context import AppContext
 from consentbridge.didomi.webhooks import (
     AnonymousUser,
@@ -20,7 +21,7 @@ from consentbridge.didomi.webhooks import (
     parse_webhook,
 )
 from consentbridge.logs import get_logger, user_ref
-from consentbridge.mapping import ConsentSnapshot, MappingError, Property, project
+from consentbridge.mapping import ConsentSnapshot, MappingError
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.store.values import (
     Direction,
@@ -29,8 +30,16 @@ from consentbridge.store.values import (
     IntakeItem,
     IntakeResult,
     LogEntry,
+    Merge,
 )
-from consentbridge.sync.merge import EVENT_KEY, Stamp, merge_columns
+from consentbridge.sync.merge import (
+    EVENT_ID_KEY,
+    EVENT_KEY,
+    REGULATION_KEY,
+    Stamp,
+    merge_columns,
+)
+from consentbridge.sync.targets import target_named
 
 log = get_logger("consentbridge.intake")
 
@@ -53,24 +62,6 @@ async def require_integration(ctx: AppContext, integration_id: str) -> Integrati
     return integration
 
 
-# Parsed mappings by the identity of the integration's property list (held, so the id cannot
-# be reused while cached): parsing the path grammar for every webhook was ~10 % of intake.
-_PARSED: dict[int, tuple[object, list[Property]]] = {}
-_MAX_PARSED = 256
-
-
-def _properties(integration: Integration) -> list[Property]:
-    raw = integration.config.properties
-    cached = _PARSED.get(id(raw))
-    if cached is not None and cached[0] is raw:
-        return cached[1]
-    parsed = [Property(p.id, p.value, p.transform) for p in raw]
-    if len(_PARSED) >= _MAX_PARSED:
-        _PARSED.clear()
-    _PARSED[id(raw)] = (raw, parsed)
-    return parsed
-
-
 def _log(
     integration: Integration,
     change: ConsentChange,
@@ -78,6 +69,7 @@ def _log(
     reason: str,
     columns: dict[str, Any],
     now: float,
+    target: str = CONTACT,
 ) -> LogEntry:
     return LogEntry(
         integration_id=integration.id,
@@ -89,6 +81,8 @@ def _log(
         columns=columns,
         request_id=None,
         at=now,
+        target=target,
+        regulation=change.regulation,
         event_id=change.event_id,
     )
 
@@ -119,26 +113,58 @@ def _recorded_only(
     )
 
 
-def didomi_item(integration: Integration, change: ConsentChange, now: float) -> IntakeItem:
-    """The store item for one parsed Didomi webhook (pure: no I/O)."""
-    if change.regulation not in integration.config.regulations:
-        allowed = ", ".join(integration.config.regulations)
-        return _recorded_only(
-            integration,
-            change,
-            f"regulation '{change.regulation}' is not in config.regulations ({allowed})",
-            now,
-        )
+def _unserved_reason(integration: Integration, regulation: str) -> str:
+    config = integration.config
+    if all(p.regulations is None for p in config.properties):
+        allowed = ", ".join(config.regulations)
+        return f"regulation '{regulation}' is not in config.regulations ({allowed})"
+    return f"regulation '{regulation}' is served by no property row; nothing is written"
+
+
+def slots_of(integration: Integration, regulation: str) -> dict[tuple[str, str], list[Property]]:
+    """The rows a change of ``regulation`` projects through, by slot (target, regulations the
+    rows serve): a CPRA change never reaches a row that serves only GDPR."""
+    config = integration.config
+    slots: dict[tuple[str, str], list[Property]] = {}
+    for prop in config.properties:
+        regulations = config.regulations_of(prop)
+        if regulation in regulations:
+            slots.setdefault((prop.target, slot_regulation(regulations)), []).append(prop)
+    return slots
+
+
+def slot_delivery_key(key: str | None, regulation: str, target: str, slot: str) -> str | None:
+    """The delivery key of one slot's item: the delivery's own for the contact slot of the
+    change's regulation (so keys stored before targets existed still deduplicate), suffixed
+    for the others (each slot of one delivery is applied once)."""
+    if key is None or (target == CONTACT and slot == regulation):
+        return key
+    return f"{key}|{target}" + ("" if slot == regulation else f"|{slot}")
+
+
+def didomi_items(integration: Integration, change: ConsentChange, now: float) -> list[IntakeItem]:
+    """The store items of one parsed Didomi webhook (pure: no I/O): one per slot its
+    regulation reaches, or one that records why nothing is written."""
     if change.snapshot is None:
         what = (
             "user deleted in Didomi: recorded, nothing written to the contact (documented choice)"
             if change.event_type == "user.deleted"
             else "recorded; the consent state it changes arrives as user.updated"
         )
-        return _recorded_only(integration, change, what, now)
+        return [_recorded_only(integration, change, what, now)]
+    slots = slots_of(integration, change.regulation)
+    if not slots:
+        return [
+            _recorded_only(
+                integration, change, _unserved_reason(integration, change.regulation), now
+            )
+        ]
     try:
         snapshot = ConsentSnapshot.from_user(change.snapshot)
-        values = project(_properties(integration), snapshot)
+        projected = {
+            slot: target_named(slot[0]).project(integration, rows, snapshot)
+            for slot, rows in slots.items()
+        }
     except MappingError as exc:
         raise InvalidInput([Issue("parameters", str(exc))]) from exc
     stamp = Stamp(
@@ -146,45 +172,78 @@ def didomi_item(integration: Integration, change: ConsentChange, now: float) -> 
         ts=change.timestamp.timestamp() if change.timestamp else now,
         source="didomi",
     )
-
-    def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
-        result = merge_columns(old, values, stamp)
-        if not result.touched:
-            return None
-        result.columns[EVENT_KEY] = change.event_type
-        return result.columns
-
     stale_reason = (
         "already up to date: the stored state is as new as this "
         + change.event_type
         + (f" (version {change.version})" if change.version is not None else "")
         + " or newer"
     )
-    return IntakeItem(
-        integration_id=integration.id,
-        direction=TO_DATAVERSE,
-        organization_user_id=change.organization_user_id,
-        delivery_key=change.delivery_key,
-        merge=merge,
-        # The audit trail's first line for this change: what was received and when.
-        log=_log(integration, change, "received", _received_reason(change), values, now),
-        log_unchanged=_log(
-            integration,
-            change,
-            "unchanged",
-            stale_reason if values else "nothing to write: the mapping reads nothing from it",
-            values,
-            now,
-        ),
-        now=now,
-    )
+    items = []
+    for (target, slot), values in sorted(projected.items()):
+        items.append(
+            IntakeItem(
+                integration_id=integration.id,
+                direction=TO_DATAVERSE,
+                organization_user_id=change.organization_user_id,
+                delivery_key=slot_delivery_key(
+                    change.delivery_key, change.regulation, target, slot
+                ),
+                merge=_merger(values, stamp, change),
+                # The audit trail's first line for this change: what was received and when.
+                log=_log(
+                    integration,
+                    change,
+                    "received",
+                    _received_reason(change),
+                    {k: v for k, v in values.items() if not k.startswith("~")},
+                    now,
+                    target,
+                ),
+                log_unchanged=_log(
+                    integration,
+                    change,
+                    "unchanged",
+                    stale_reason
+                    if values
+                    else "nothing to write: the mapping reads nothing from it",
+                    {k: v for k, v in values.items() if not k.startswith("~")},
+                    now,
+                    target,
+                ),
+                now=now,
+                target=target,
+                regulation=slot,
+            )
+        )
+    return items
 
 
-async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> Intake:
+def _merger(values: dict[str, Any], stamp: Stamp, change: ConsentChange) -> Merge:
+    def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
+        result = merge_columns(old, values, stamp)
+        if not result.touched:
+            return None
+        result.columns[EVENT_KEY] = change.event_type
+        result.columns[REGULATION_KEY] = change.regulation
+        if change.event_id is not None:
+            result.columns[EVENT_ID_KEY] = change.event_id
+        else:
+            result.columns.pop(EVENT_ID_KEY, None)
+        return result.columns
+
+    return merge
+
+
+def didomi_item(integration: Integration, change: ConsentChange, now: float) -> IntakeItem:
+    """The first of ``didomi_items`` (a mapping of one target and one regulation has one)."""
+    return didomi_items(integration, change, now)[0]
+
+
+async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> list[Intake]:
     """Everything intake does to one Didomi webhook before the store: find the integration,
-    parse the payload, project it through the mapping. A user without an
-    ``organization_user_id`` becomes an ``IgnoredDelivery``: answered 202 (so Didomi does not
-    retry it for five minutes and park it) and only counted."""
+    parse the payload, project it through the mapping (one item per slot it reaches). A user
+    without an ``organization_user_id`` becomes an ``IgnoredDelivery``: answered 202 (so
+    Didomi does not retry it for five minutes and park it) and only counted."""
     integration = await require_integration(ctx, integration_id)
     try:
         change = parse_webhook(body)
@@ -197,23 +256,35 @@ async def prepare_didomi(ctx: AppContext, integration_id: str, body: object) -> 
             type=change.event_type,
             reason=IGNORED_NO_USER,
         )
-        return IgnoredDelivery(integration.id, TO_DATAVERSE)
-    return didomi_item(integration, change, time.time())
+        return [IgnoredDelivery(integration.id, TO_DATAVERSE)]
+    return list(didomi_items(integration, change, time.time()))
+
+
+async def enqueue(ctx: AppContext, items: Sequence[Intake]) -> list[IntakeResult]:
+    """The one way into the queue: the Didomi webhook, the Dataverse webhook and backfill all
+    store their items here, in one group-committed transaction per call, and wake this
+    process's workers when something became pending."""
+    results = await ctx.intake_all(items)
+    if any(result.changed for result in results):
+        ctx.wake()
+    return results
 
 
 async def receive_didomi(ctx: AppContext, integration_id: str, body: object) -> dict[str, Any]:
     """Merge one Didomi webhook into the store; returns what the 202 answer says."""
-    item = await prepare_didomi(ctx, integration_id, body)
-    result = await ctx.intake(item)
-    if result.changed:
-        ctx.wake()
-    if isinstance(item, IntakeItem):
-        log_accepted("didomi", item, result)
+    items = await prepare_didomi(ctx, integration_id, body)
+    results = await enqueue(ctx, items)
+    for item, result in zip(items, results, strict=True):
+        if isinstance(item, IntakeItem):
+            log_accepted("didomi", item, result)
     answer: dict[str, Any] = {
         "accepted": True,
-        "duplicate": result.duplicate,
-        "queued": result.changed,
+        "duplicate": all(result.duplicate for result in results),
+        "queued": any(result.changed for result in results),
     }
+    if any(isinstance(item, IgnoredDelivery) for item in items):
+        answer["ignored"] = IGNORED_NO_USER
+    return answer
     if isinstance(item, IgnoredDelivery):
         answer["ignored"] = IGNORED_NO_USER
     return answer

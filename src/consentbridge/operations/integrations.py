@@ -31,6 +31,7 @@ from consentbridge.config.integration import REDACTED, SECRET_PATHS, derive_id
 from consentbridge.context import AppContext
 from consentbridge.mapping import MappingError, RawTransform, lint_property
 from consentbridge.mapping import Property as MappingProperty
+from consentbridge.mapping.consent import check_consent_property
 from consentbridge.operations import revisions
 from consentbridge.operations.errors import InvalidInput, Issue, NotFound, Unavailable
 from consentbridge.store.values import DIRECTIONS
@@ -206,15 +207,21 @@ async def _settled(
     if not any(entry["outcome"] in FINAL_OUTCOMES for entry in entries):
         return False
     for direction in DIRECTIONS:
-        state = await ctx.store.get_state(integration_id, direction, organization_user_id)
-        if state is not None and state.pending:
+        # Every slot of the user (targets, regulations) must be settled.
+        slots = await ctx.store.get_user_states(integration_id, direction, organization_user_id)
+        if any(state.pending for state in slots):
             return False
     return True
 
 
 def _judge(raw: object, default_id: str | None) -> Validation:
     try:
-        integration = parse_integration(raw, default_id=default_id, check_property=check_property)
+        integration = parse_integration(
+            raw,
+            default_id=default_id,
+            check_property=check_property,
+            check_consent=check_consent_property,
+        )
     except InvalidIntegration as exc:
         return Validation(None, _issues(exc.errors))
     return Validation(integration, [], _lint(integration))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.errors import DataverseError
 from consentbridge.didomi.client import DidomiClient, DidomiError
@@ -39,13 +39,13 @@ from consentbridge.operations.connection import (
     one_off_runtime,
 )
 from consentbridge.operations.errors import InvalidInput, Issue
-from consentbridge.operations.intake import didomi_item
+from consentbridge.operations.intake import didomi_items
+from consentbridge.operations.intake import enqueue as intake_enqueue
 from consentbridge.store.values import Direction, IntakeItem, IntakeResult
 from consentbridge.sync.forward import ENTITY_SET
-from consentbridge.sync.forward import _same as same_value
-from consentbridge.sync.forward import _spec as column_spec
 from consentbridge.sync.merge import EVENT_KEY, Stamp, dataverse_change_time, merge_columns
 from consentbridge.sync.runtime import IntegrationRuntime
+from consentbridge.sync.targets.contact import column_spec, same_value
 
 PAGE = 100  # Didomi pages users by 100 (reference/didomi.md)
 MAX_REPORTED = 1000  # differences listed in a reconcile summary; beyond, only counted
@@ -94,30 +94,30 @@ def user_change(user: dict[str, Any]) -> ConsentChange | None:
 
 
 async def enqueue(ctx: AppContext, items: Sequence[IntakeItem]) -> list[IntakeResult]:
-    """Hand a page's changes to intake (one transaction) and wake this process's workers."""
+    """Hand a page's changes to intake (one transaction) and wake this process's workers:
+    the same group-committed path as the webhooks (``operations/intake.py``)."""
     if not items:
         return []
-    results = await ctx.store.intake_many(items)
-    if any(r.changed for r in results):
-        ctx.wake()
-    return results
+    return await intake_enqueue(ctx, items)
 
 
 async def _count_or_enqueue(
     ctx: AppContext, direction: Direction, items: list[IntakeItem], dry_run: bool
 ) -> dict[str, int]:
     if dry_run:
-        states = (
-            await ctx.store.get_states(
-                items[0].integration_id, direction, [i.organization_user_id for i in items]
-            )
-            if items
-            else {}
-        )
         changed = 0
-        for item in items:
-            state = states.get(item.organization_user_id)
-            changed += item.merge(state.columns if state else None) is not None
+        for target, regulation in sorted({(i.target, i.regulation) for i in items}):
+            slot = [i for i in items if (i.target, i.regulation) == (target, regulation)]
+            states = await ctx.store.get_states(
+                slot[0].integration_id,
+                direction,
+                [i.organization_user_id for i in slot],
+                target,
+                regulation,
+            )
+            for item in slot:
+                state = states.get(item.organization_user_id)
+                changed += item.merge(state.columns if state else None) is not None
     else:
         changed = sum(1 for r in await enqueue(ctx, items) if r.changed)
     return {"queued": changed, "unchanged": len(items) - changed}
@@ -134,13 +134,15 @@ def _didomi_items(
             counts["without_id"] = counts.get("without_id", 0) + 1
             continue
         try:
-            item = didomi_item(integration, change, now)
+            slots = didomi_items(integration, change, now)
         except InvalidInput:  # one user's consent state the mapping cannot read
             counts["unreadable"] = counts.get("unreadable", 0) + 1
             continue
         # A backfill is not a delivery: no delivery key, so running it twice merges twice
-        # (harmlessly: equal stamps never win).
-        items.append((change.organization_user_id, replace(item, delivery_key=None)))
+        # (harmlessly: equal stamps never win). One item per slot the user's state reaches.
+        items.extend(
+            (change.organization_user_id, replace(item, delivery_key=None)) for item in slots
+        )
     return items
 
 
@@ -287,7 +289,11 @@ class Reconcile:
         users, following = await _users_page(self.client, cursor)
         now = time.time()
         counts: dict[str, int] = {"users_read": len(users)}
-        items = dict(_didomi_items(self.integration, users, counts, now))
+        # Reconcile compares contact columns: the users' contact slots (first of each user).
+        items: dict[str, IntakeItem] = {}
+        for user, item in _didomi_items(self.integration, users, counts, now):
+            if item.target == CONTACT:
+                items.setdefault(user, item)
         try:
             differences = await self._compare(items, counts)
         except DataverseError as exc:

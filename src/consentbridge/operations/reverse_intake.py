@@ -16,16 +16,22 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from consentbridge.config.errors import SecretDecryptionError
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.remote_context import ContactChange, ContextError, parse_context
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import InvalidInput, Issue, Unauthorized, Unavailable
-from consentbridge.operations.intake import log_accepted, log_accepted_as, require_integration
-from consentbridge.store.values import Direction, IntakeItem, LogEntry
+from consentbridge.operations.intake import (
+    enqueue,
+    log_accepted,
+    log_accepted_as,
+    require_integration,
+)
+from consentbridge.store.values import Direction, IntakeItem, LogEntry, Merge
 from consentbridge.sync.merge import (
     EVENT_KEY,
     Stamp,
@@ -141,7 +147,7 @@ def _logged_only(
     )
 
 
-def contact_item(
+def contact_items(
     integration: Integration,
     record: RegistrationRecord,
     change: ContactChange,
@@ -149,8 +155,9 @@ def contact_item(
     truncated: bool,
     key: str | None,
     now: float,
-) -> IntakeItem | None:
-    """The store item for one parsed contact change (pure); None when nothing mapped changed."""
+) -> list[IntakeItem]:
+    """The store items for one parsed contact change (pure): one per slot a changed column
+    belongs to; empty when nothing mapped changed."""
     match = integration.config.match_attribute
     user = _user_of(change, match)
     initiator = change.initiating_user_id or change.user_id
@@ -165,7 +172,7 @@ def contact_item(
             {},
             now,
         )
-        return _logged_only(integration, log.organization_user_id, change, key, log)
+        return [_logged_only(integration, log.organization_user_id, change, key, log)]
     if change.message not in SYNCED_MESSAGES:
         reason = f"{change.message} of a contact is not synced to Didomi"
         log = _log(
@@ -177,11 +184,20 @@ def contact_item(
             {},
             now,
         )
-        return _logged_only(integration, log.organization_user_id, change, key, log)
-    mapped = {p.id for p in integration.config.properties}
-    values = {c: v for c, v in change.changed.items() if c in mapped}
-    if not values and not truncated:
-        return None
+        return [_logged_only(integration, log.organization_user_id, change, key, log)]
+    config = integration.config
+    # Each changed column goes to the slot of the rows that feed it (their regulations), so a
+    # rep's change reaches Didomi under the regulation its row serves, never another's.
+    slots: dict[str, set[str]] = {}
+    for prop in config.properties:
+        if prop.target == CONTACT:
+            slots.setdefault(config.slot_of(prop), set()).add(prop.id)
+    changed = {
+        slot: {c: v for c, v in change.changed.items() if c in columns}
+        for slot, columns in slots.items()
+    }
+    if not any(changed.values()) and not truncated:
+        return []
     ts = dataverse_change_time(
         change.modified_on.timestamp() if change.modified_on is not None else None, now
     )
@@ -191,7 +207,52 @@ def contact_item(
     contact_id = change.contact_id
     # A Create carries every column the form posted, defaults nobody touched included.
     created = change.message == "Create"
+    target = placeholder_key(contact_id) if placeholder else user
+    assert target is not None
+    items: list[IntakeItem] = []
+    for position, slot in enumerate(sorted(slots)):
+        values = changed[slot]
+        if not values and not truncated:
+            continue
+        log_unchanged = _log(
+            integration,
+            target,
+            change,
+            "unchanged",
+            "already up to date: the stored state is as new as this change "
+            f"(modifiedon {stamp.describe()}) or newer",
+            values,
+            now,
+        )
+        items.append(
+            IntakeItem(
+                integration_id=integration.id,
+                direction=TO_DIDOMI,
+                organization_user_id=target,
+                delivery_key=key if key is None or position == 0 else f"{key}|{slot}",
+                merge=_merger(
+                    values, stamp, created, placeholder, contact_id, truncated, ts, event
+                ),
+                log=None,
+                log_unchanged=replace(log_unchanged, regulation=slot),
+                now=now,
+                target=CONTACT,
+                regulation=slot,
+            )
+        )
+    return items
 
+
+def _merger(
+    values: dict[str, Any],
+    stamp: Stamp,
+    created: bool,
+    placeholder: bool,
+    contact_id: str,
+    truncated: bool,
+    ts: float,
+    event: str,
+) -> Merge:
     def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
         result = merge_columns(old, values, stamp)
         columns, touched = result.columns, result.touched
@@ -208,27 +269,7 @@ def contact_item(
         columns[EVENT_KEY] = event
         return columns
 
-    target = placeholder_key(contact_id) if placeholder else user
-    assert target is not None
-    return IntakeItem(
-        integration_id=integration.id,
-        direction=TO_DIDOMI,
-        organization_user_id=target,
-        delivery_key=key,
-        merge=merge,
-        log=None,
-        log_unchanged=_log(
-            integration,
-            target,
-            change,
-            "unchanged",
-            "already up to date: the stored state is as new as this change "
-            f"(modifiedon {stamp.describe()}) or newer",
-            values,
-            now,
-        ),
-        now=now,
-    )
+    return merge
 
 
 async def receive_contact_change(
@@ -245,7 +286,7 @@ async def receive_contact_change(
         raise InvalidInput([Issue(exc.path, str(exc))]) from exc
     truncated = _lookup(headers, SIZE_EXCEEDED_HEADER) is not None
     now = time.time()
-    item = contact_item(
+    items = contact_items(
         integration,
         record,
         change,
@@ -253,18 +294,20 @@ async def receive_contact_change(
         key=delivery_key(change, headers),
         now=now,
     )
-    if item is None:
+    if not items:
         event_type = f"dataverse.{change.message.lower()}"
         log_accepted_as("dataverse", integration.id, event_type, "nothing_mapped", None)
         return {"accepted": True, "duplicate": False, "queued": False, "outcome": "nothing mapped"}
-    result = await ctx.store.intake(item)
-    if result.changed:
-        ctx.wake()
-    log_accepted("dataverse", item, result)
-    outcome = item.log_unchanged.outcome if item.log_unchanged is not None else "unchanged"
+    # The same group-committed path as Didomi's webhooks and backfill (operations/intake.py).
+    results = await enqueue(ctx, items)
+    for item, result in zip(items, results, strict=True):
+        log_accepted("dataverse", item, result)
+    queued = any(result.changed for result in results)
+    first = items[0].log_unchanged
+    outcome = first.outcome if first is not None else "unchanged"
     return {
         "accepted": True,
-        "duplicate": result.duplicate,
-        "queued": result.changed,
-        "outcome": "queued" if result.changed else outcome,
+        "duplicate": all(result.duplicate for result in results),
+        "queued": queued,
+        "outcome": "queued" if queued else outcome,
     }

@@ -1,10 +1,11 @@
 """The durable store, which is also the work queue (SQLite embedded, or PostgreSQL shared).
 
-Per (integration, direction, user) it keeps the latest *desired state*, not a list of events:
-webhooks are merged into it at intake (``intake_many``), workers lease pending rows
-(``claim_batch``) and record what happened (``record_outcomes``), and a per-user sync log and
-per-integration counters are kept beside it. Bursts of changes for one user coalesce into one
-write; duplicate deliveries are recorded once and change nothing.
+Per (integration, direction, user, target, regulation) - a *slot* - it keeps the latest
+*desired state*, not a list of events: webhooks are merged into it at intake
+(``intake_many``), workers lease pending rows (``claim_batch``) and record what happened
+(``record_outcomes``), and a per-user sync log and per-integration counters are kept
+beside it. Bursts of changes for one user coalesce into one write; duplicate deliveries are
+recorded once and change nothing.
 
 Modules: ``store`` (the ``Store`` facade), ``engine`` (URLs, pragmas, transactions, reconnect),
 ``tables`` (schema), ``migrate`` + ``migrations/`` (Alembic), and one module per concern with

@@ -33,28 +33,37 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 
 STATE_PK = sa.tuple_(
-    sync_states.c.integration_id, sync_states.c.direction, sync_states.c.organization_user_id
+    sync_states.c.integration_id,
+    sync_states.c.direction,
+    sync_states.c.organization_user_id,
+    sync_states.c.target,
+    sync_states.c.regulation,
 )
 
 
 def state_keys_in(keys: Iterable[StateKey]) -> sa.ColumnElement[bool]:
-    """The ``sync_states`` rows of ``keys``: per (integration, direction),
-    ``integration_id = … AND direction = … AND organization_user_id IN (…)``, OR-ed.
+    """The ``sync_states`` rows of ``keys``: per (integration, direction, target, regulation),
+    ``integration_id = … AND direction = … AND target = … AND regulation = … AND
+    organization_user_id IN (…)``, OR-ed.
 
     A primary-key lookup on both backends. The row-value form ``(integration_id, direction,
     organization_user_id) IN (VALUES …)`` made SQLite walk the whole primary key instead, so
     every intake group cost O(rows in the table) (benchmarks/intake.py).
     """
-    users: dict[tuple[str, str], list[str]] = {}
+    users: dict[tuple[str, str, str, str], list[str]] = {}
     for key in keys:
-        users.setdefault((key.integration_id, key.direction), []).append(key.organization_user_id)
+        slot = (key.integration_id, key.direction, key.target, key.regulation)
+        users.setdefault(slot, []).append(key.organization_user_id)
+    s = sync_states.c
     clauses = [
         sa.and_(
-            sync_states.c.integration_id == integration_id,
-            sync_states.c.direction == direction,
-            sync_states.c.organization_user_id.in_(ids),
+            s.integration_id == integration_id,
+            s.direction == direction,
+            s.organization_user_id.in_(ids),
+            s.target == target,
+            s.regulation == regulation,
         )
-        for (integration_id, direction), ids in users.items()
+        for (integration_id, direction, target, regulation), ids in users.items()
     ]
     if not clauses:
         return sa.false()
@@ -62,5 +71,5 @@ def state_keys_in(keys: Iterable[StateKey]) -> sa.ColumnElement[bool]:
 
 
 def state_key(row: Any) -> StateKey:
-    """The ``StateKey`` of a row whose first three columns are the ``sync_states`` key."""
-    return StateKey(row[0], cast(Direction, row[1]), row[2])
+    """The ``StateKey`` of a row whose first five columns are the ``sync_states`` key."""
+    return StateKey(row[0], cast(Direction, row[1]), row[2], row[3], row[4])

@@ -16,6 +16,7 @@ rendered there), which makes it just as exclusive.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from consentbridge.store import keyed_pg
 from consentbridge.store._sql import chunks, state_keys_in
 from consentbridge.store.tables import integrations, sync_states
-from consentbridge.store.values import ClaimedState, Direction, StateKey
+from consentbridge.store.values import CONTACT_TARGET, ClaimedState, Direction, StateKey
 
 _s = sync_states.c
 
@@ -44,18 +45,25 @@ def claim_statement(
     lease_s: float,
     now: float,
     dialect: str = "sqlite",
+    target: str = CONTACT_TARGET,
 ) -> sa.Update:
     """The single statement ``claim_batch`` runs on ``dialect`` (exposed so tests can EXPLAIN
-    it)."""
+    it). A batch holds slots of one target only, so one target module writes it."""
     postgresql = dialect == "postgresql"
     # On PostgreSQL the chosen rows are found again by their physical address (ctid), which
     # their row locks keep stable until this statement updates them: a TID scan, O(batch)
     # whatever the statistics say. Matched by user instead, a planner without statistics (a
     # table just filled) walked every row of the integration: 290 ms for 500 of 2,000 rows.
-    key = sa.literal_column("ctid") if postgresql else _s.organization_user_id
+    # SQLite: the rowid (a user may have slots of several regulations in one target).
+    key: sa.ColumnClause[Any] = sa.literal_column("ctid" if postgresql else "rowid")
     oldest_due = (
         sa.select(key.label("claimed"))
-        .where(_s.integration_id == integration_id, _s.direction == direction, _due(now))
+        .where(
+            _s.integration_id == integration_id,
+            _s.direction == direction,
+            _s.target == target,
+            _due(now),
+        )
         .order_by(_s.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -74,17 +82,14 @@ def claim_statement(
             == sa.any_(sa.func.array(chosen.scalar_subquery()))
         ]
     else:
-        where = [
-            _s.integration_id == integration_id,
-            _s.direction == direction,
-            _s.organization_user_id.in_(chosen),
-        ]
+        where = [sa.literal_column("sync_states.rowid").in_(chosen)]
     return (
         sa.update(sync_states)
         .where(*where)
         .values(lease_owner=worker_id, lease_until=until, next_attempt_at=until)
         .returning(
             _s.organization_user_id,
+            _s.regulation,
             _s.columns,
             _s.seq,
             _s.attempts,
@@ -102,11 +107,13 @@ async def claim_batch(
     limit: int,
     lease_s: float,
     now: float,
+    target: str = CONTACT_TARGET,
 ) -> list[ClaimedState]:
-    """Lease up to ``limit`` of the oldest due rows to ``worker_id`` until ``now + lease_s``."""
+    """Lease up to ``limit`` of the oldest due slots of ``target`` to ``worker_id`` until
+    ``now + lease_s``."""
     rows = await conn.execute(
         claim_statement(
-            integration_id, direction, worker_id, limit, lease_s, now, conn.dialect.name
+            integration_id, direction, worker_id, limit, lease_s, now, conn.dialect.name, target
         )
     )
     return sorted(
@@ -119,11 +126,13 @@ async def claim_batch(
                 seq=row.seq,
                 attempts=row.attempts,
                 first_failed_at=row.first_failed_at,
+                target=target,
+                regulation=row.regulation,
                 pending_since=row.pending_since,
             )
             for row in rows
         ),
-        key=lambda claimed: claimed.organization_user_id,
+        key=lambda claimed: claimed.key,
     )
 
 
@@ -134,6 +143,8 @@ _RENEW_BY_KEY = (
         _s.integration_id == sa.bindparam("k_i"),
         _s.direction == sa.bindparam("k_d"),
         _s.organization_user_id == sa.bindparam("k_u"),
+        _s.target == sa.bindparam("k_g"),
+        _s.regulation == sa.bindparam("k_r"),
     )
     .values(lease_until=sa.bindparam("until"), next_attempt_at=sa.bindparam("until"))
 )
@@ -149,7 +160,10 @@ async def renew_leases(
         if held:
             await conn.execute(
                 _RENEW_BY_KEY,
-                [{"k_i": i, "k_d": d, "k_u": u, "until": until} for i, d, u in held],
+                [
+                    {"k_i": i, "k_d": d, "k_u": u, "k_g": g, "k_r": r, "until": until}
+                    for i, d, u, g, r in held
+                ],
             )
         return len(held)
     renewed = 0
@@ -185,6 +199,19 @@ async def due_integrations(conn: AsyncConnection, direction: Direction, now: flo
     )
     rows = await conn.execute(sa.select(i.id).where(has_due, i.paused_at.is_(None)).order_by(i.id))
     return [row.id for row in rows]
+
+
+async def due_targets(
+    conn: AsyncConnection, integration_id: str, direction: Direction, now: float
+) -> list[str]:
+    """The targets of one integration and direction with at least one due slot."""
+    rows = await conn.execute(
+        sa.select(_s.target)
+        .where(_s.integration_id == integration_id, _s.direction == direction, _due(now))
+        .group_by(_s.target)
+        .order_by(_s.target)
+    )
+    return [row.target for row in rows]
 
 
 async def next_due_at(conn: AsyncConnection, direction: Direction) -> float | None:

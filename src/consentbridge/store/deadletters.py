@@ -26,6 +26,8 @@ async def list_dead_letters(
         _s.attempts,
         _s.first_failed_at,
         _s.updated_at,
+        _s.target,
+        _s.regulation,
     ).where(_s.integration_id == integration_id, _s.status == DEAD)
     if direction is not None:
         query = query.where(_s.direction == direction)
@@ -39,6 +41,8 @@ async def list_dead_letters(
             attempts=row.attempts,
             first_failed_at=row.first_failed_at,
             updated_at=row.updated_at,
+            target=row.target,
+            regulation=row.regulation,
         )
         for row in rows
     ]

@@ -40,6 +40,7 @@ from consentbridge.store.tables import deliveries, sync_states
 from consentbridge.store.values import (
     IGNORED_COUNTER,
     Columns,
+    Direction,
     IgnoredDelivery,
     Intake,
     IntakeItem,
@@ -49,6 +50,7 @@ from consentbridge.store.values import (
 )
 
 _s = sync_states.c
+SKIPPED_COUNTER: Final = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,13 @@ _IGNORED: Final = IntakeResult(duplicate=False, changed=False, seq=0)
 
 async def intake_many(conn: AsyncConnection, items: Sequence[Intake]) -> list[IntakeResult]:
     changes = [item for item in items if isinstance(item, IntakeItem)]
+    # Deliveries recorded as skipped (e.g. a regulation no property row serves) count in the
+    # integration's `skipped`, as a worker's skipped outcome does.
+    skipped: Counter[tuple[str, Direction, str]] = Counter()
     if len(changes) == len(items):
-        return await _intake_changes(conn, changes, set())
+        all_changes = await _intake_changes(conn, changes, set(), skipped)
+        await add_counts(conn, skipped)
+        return all_changes
     ignored = Counter(
         (item.integration_id, item.direction, IGNORED_COUNTER)
         for item in items
@@ -85,7 +92,7 @@ async def intake_many(conn: AsyncConnection, items: Sequence[Intake]) -> list[In
     )
     integration_ids = {integration_id for integration_id, _, _ in ignored}
     if changes:
-        results = iter(await _intake_changes(conn, changes, integration_ids))
+        results = iter(await _intake_changes(conn, changes, integration_ids, skipped))
     else:
         missing = await missing_integrations(conn, integration_ids)
         if missing:
@@ -93,15 +100,19 @@ async def intake_many(conn: AsyncConnection, items: Sequence[Intake]) -> list[In
         results = iter(())
     # Last, after every row lock of the changes: concurrent groups then take the shared
     # counter row in the same order and hold it only until their commit.
-    await add_counts(conn, ignored)
+    await add_counts(conn, ignored + skipped)
     await count_ignored(conn, ignored, time.time())
     return [next(results) if isinstance(item, IntakeItem) else _IGNORED for item in items]
 
 
 async def _intake_changes(
-    conn: AsyncConnection, items: Sequence[IntakeItem], integration_ids: set[str]
+    conn: AsyncConnection,
+    items: Sequence[IntakeItem],
+    integration_ids: set[str],
+    skipped: Counter[tuple[str, Direction, str]],
 ) -> list[IntakeResult]:
-    """``intake_many`` of the changes; ``integration_ids`` must be stored too."""
+    """``intake_many`` of the changes; ``integration_ids`` must be stored too. Adds the
+    deliveries recorded as skipped to ``skipped``."""
     if not items:
         return []
     fresh = await _record_deliveries(conn, items, integration_ids)
@@ -126,11 +137,11 @@ async def _intake_changes(
         else:
             changed[key] = final
     await _update_existing(conn, {k: v for k, v in changed.items() if v.stored})
-    return await _results(conn, items, fresh, marks, stored)
+    return await _results(conn, items, fresh, marks, stored, skipped)
 
 
 def _key(item: IntakeItem) -> StateKey:
-    return StateKey(item.integration_id, item.direction, item.organization_user_id)
+    return item.key
 
 
 async def _record_deliveries(
@@ -297,6 +308,8 @@ def _insert_values(key: StateKey, state: _State) -> dict[str, object]:
         "integration_id": key.integration_id,
         "direction": key.direction,
         "organization_user_id": key.organization_user_id,
+        "target": key.target,
+        "regulation": key.regulation,
         "columns": state.columns,
         "seq": state.seq,
         "written_seq": 0,
@@ -324,6 +337,8 @@ _UPDATE = (
         _s.integration_id == _param("k_integration_id", _s.integration_id),
         _s.direction == _param("k_direction", _s.direction),
         _s.organization_user_id == _param("k_user", _s.organization_user_id),
+        _s.target == _param("k_target", _s.target),
+        _s.regulation == _param("k_regulation", _s.regulation),
     )
     .values(
         columns=_param("v_columns", _s.columns),
@@ -345,6 +360,8 @@ async def _update_existing(conn: AsyncConnection, changed: dict[StateKey, _State
             "k_integration_id": key.integration_id,
             "k_direction": key.direction,
             "k_user": key.organization_user_id,
+            "k_target": key.target,
+            "k_regulation": key.regulation,
             "v_columns": state.columns,
             "v_seq": state.seq,
             "v_next_attempt_at": state.next_attempt_at,
@@ -363,6 +380,7 @@ async def _results(
     fresh: list[bool],
     marks: dict[StateKey, list[_Mark]],
     stored: dict[StateKey, _State],
+    skipped: Counter[tuple[str, Direction, str]],
 ) -> list[IntakeResult]:
     results: list[IntakeResult] = []
     entries: list[LogEntry] = []
@@ -379,6 +397,8 @@ async def _results(
         entry = item.log if mark.changed else item.log_unchanged
         if entry is not None:
             entries.append(entry)
+            if entry.outcome == "skipped":
+                skipped[entry.integration_id, entry.direction, SKIPPED_COUNTER] += 1
     await append_log(conn, entries)
     await count_intake(conn, entries)
     return results

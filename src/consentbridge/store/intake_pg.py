@@ -58,6 +58,8 @@ LOCKED_COLUMNS = (
     "integration_id",
     "direction",
     "organization_user_id",
+    "target",
+    "regulation",
     "columns",
     "seq",
     "pending",
@@ -70,19 +72,21 @@ LOCKED_COLUMNS = (
 
 _LOCK_STATES = locked_by_key(LOCKED_COLUMNS).columns(*(_s[name] for name in LOCKED_COLUMNS))
 
-_STATE_RECORD = "v(i text, d text, u text, c json, s bigint, n float8, p float8, t float8)"
+_STATE_RECORD = (
+    "v(i text, d text, u text, g text, r text, c json, s bigint, n float8, p float8, t float8)"
+)
 
 _INSERT_STATES = sa.text(
     f"""
     INSERT INTO sync_states (
-        integration_id, direction, organization_user_id, columns, seq, written_seq, pending,
-        status, attempts, next_attempt_at, pending_since, updated_at
+        integration_id, direction, organization_user_id, target, regulation, columns, seq,
+        written_seq, pending, status, attempts, next_attempt_at, pending_since, updated_at
     )
-    SELECT i, d, u, c, s, 0, true, 'pending', 0, n, p, t
+    SELECT i, d, u, g, r, c, s, 0, true, 'pending', 0, n, p, t
     FROM json_to_recordset(CAST(:rows AS json)) AS {_STATE_RECORD}
-    ORDER BY i COLLATE "C", d COLLATE "C", u COLLATE "C"
-    ON CONFLICT (integration_id, direction, organization_user_id) DO NOTHING
-    RETURNING integration_id, direction, organization_user_id
+    ORDER BY i COLLATE "C", d COLLATE "C", u COLLATE "C", g COLLATE "C", r COLLATE "C"
+    ON CONFLICT (integration_id, direction, organization_user_id, target, regulation) DO NOTHING
+    RETURNING integration_id, direction, organization_user_id, target, regulation
     """
 )
 
@@ -137,6 +141,13 @@ async def insert_states(
 
 def _keyed(rows: Sequence[tuple[StateKey, dict[str, Any]]]) -> list[dict[str, Any]]:
     return [
-        {"i": key.integration_id, "d": key.direction, "u": key.organization_user_id, **values}
+        {
+            "i": key.integration_id,
+            "d": key.direction,
+            "u": key.organization_user_id,
+            "g": key.target,
+            "r": key.regulation,
+            **values,
+        }
         for key, values in rows
     ]

@@ -32,14 +32,15 @@ def locked_by_key(columns: Sequence[str], condition: str = "") -> sa.TextClause:
         f"""
         SELECT {", ".join(f"s.{name}" for name in columns)}
         FROM (
-            SELECT i, d, u
-            FROM json_to_recordset(CAST(:keys AS json)) AS k(i text, d text, u text)
-            ORDER BY i COLLATE "C", d COLLATE "C", u COLLATE "C"
+            SELECT i, d, u, g, r
+            FROM json_to_recordset(CAST(:keys AS json)) AS k(i text, d text, u text, g text, r text)
+            ORDER BY i COLLATE "C", d COLLATE "C", u COLLATE "C", g COLLATE "C", r COLLATE "C"
         ) AS k
         CROSS JOIN LATERAL (
             SELECT * FROM sync_states AS t
             WHERE t.integration_id = k.i AND t.direction = k.d
-              AND t.organization_user_id = k.u{extra}
+              AND t.organization_user_id = k.u AND t.target = k.g
+              AND t.regulation = k.r{extra}
             FOR UPDATE
         ) AS s
         """
@@ -49,7 +50,16 @@ def locked_by_key(columns: Sequence[str], condition: str = "") -> sa.TextClause:
 def keys_document(keys: Sequence[StateKey]) -> str:
     """The ``:keys`` parameter of ``locked_by_key``."""
     return json.dumps(
-        [{"i": k.integration_id, "d": k.direction, "u": k.organization_user_id} for k in keys],
+        [
+            {
+                "i": k.integration_id,
+                "d": k.direction,
+                "u": k.organization_user_id,
+                "g": k.target,
+                "r": k.regulation,
+            }
+            for k in keys
+        ],
         separators=(",", ":"),
     )
 
@@ -58,7 +68,7 @@ def keys_document(keys: Sequence[StateKey]) -> str:
 # ix_sync_states_lease_owner (statistics say few rows are leased), walking all the worker's
 # leased rows for every key — quadratic in the batch (67 ms for 500 keys in `history`).
 _LOCK_HELD = locked_by_key(
-    ["integration_id", "direction", "organization_user_id"],
+    ["integration_id", "direction", "organization_user_id", "target", "regulation"],
     "t.lease_owner IS NOT DISTINCT FROM :worker",
 )
 

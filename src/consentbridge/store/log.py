@@ -1,5 +1,8 @@
 """The per-user sync log: every change received, what was written where, the outcome and why.
 
+Each entry names its ``target`` (where it was, or would be, written) and ``regulation`` (the
+regulation of the change: the Didomi event's, or for a write the last change merged).
+
 Entries are appended inside the transaction of the operation they describe (intake, outcome),
 so the log never claims something the state does not show.
 """
@@ -34,6 +37,8 @@ async def append_log(conn: AsyncConnection, entries: Sequence[LogEntry]) -> None
                     "reason": e.reason,
                     "columns": e.columns,
                     "request_id": e.request_id,
+                    "target": e.target,
+                    "regulation": e.regulation,
                     "event_id": e.event_id,
                 }
                 for e in chunk
@@ -46,7 +51,17 @@ async def user_log(
 ) -> list[dict[str, Any]]:
     """The user's latest ``limit`` entries, oldest first."""
     rows = await conn.execute(
-        sa.select(_l.at, _l.direction, _l.event, _l.outcome, _l.reason, _l.columns, _l.request_id)
+        sa.select(
+            _l.at,
+            _l.direction,
+            _l.event,
+            _l.outcome,
+            _l.reason,
+            _l.columns,
+            _l.request_id,
+            _l.target,
+            _l.regulation,
+        )
         .where(_l.integration_id == integration_id, _l.organization_user_id == organization_user_id)
         .order_by(_l.id.desc())
         .limit(limit)
@@ -60,6 +75,8 @@ async def user_log(
             "reason": row.reason,
             "columns": row.columns,
             "request_id": row.request_id,
+            "target": row.target,
+            "regulation": row.regulation,
         }
         for row in reversed(rows.all())
     ]

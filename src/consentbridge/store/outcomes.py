@@ -56,6 +56,8 @@ def _update(**values: Any) -> sa.Update:
             _s.integration_id == _p("k_integration_id", _s.integration_id),
             _s.direction == _p("k_direction", _s.direction),
             _s.organization_user_id == _p("k_user", _s.organization_user_id),
+            _s.target == _p("k_target", _s.target),
+            _s.regulation == _p("k_regulation", _s.regulation),
         )
         .values(**values, **_RELEASE)
     )
@@ -141,6 +143,8 @@ def _params(outcome: Outcome, now: float) -> dict[str, Any]:
         "k_integration_id": outcome.integration_id,
         "k_direction": outcome.direction,
         "k_user": outcome.organization_user_id,
+        "k_target": outcome.target,
+        "k_regulation": outcome.regulation,
         "p_now": now,
         "p_claimed_seq": outcome.claimed_seq,
     }

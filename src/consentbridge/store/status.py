@@ -15,24 +15,55 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from consentbridge.store._sql import chunks
 from consentbridge.store.outcomes import LAST_SUCCESS_COUNTER
 from consentbridge.store.tables import DEAD, counters, sync_states
-from consentbridge.store.values import IGNORED_COUNTER, Direction, StateRow, iso_utc
+from consentbridge.store.values import (
+    CONTACT_TARGET,
+    GDPR,
+    IGNORED_COUNTER,
+    Direction,
+    StateRow,
+    iso_utc,
+)
 
 _s = sync_states.c
 
 
 async def get_state(
-    conn: AsyncConnection, integration_id: str, direction: Direction, organization_user_id: str
+    conn: AsyncConnection,
+    integration_id: str,
+    direction: Direction,
+    organization_user_id: str,
+    target: str = CONTACT_TARGET,
+    regulation: str = GDPR,
 ) -> StateRow | None:
+    """One slot's row (by default the user's ``contact`` slot of GDPR)."""
     row = (
         await conn.execute(
             sa.select(sync_states).where(
                 _s.integration_id == integration_id,
                 _s.direction == direction,
                 _s.organization_user_id == organization_user_id,
+                _s.target == target,
+                _s.regulation == regulation,
             )
         )
     ).first()
     return None if row is None else StateRow(**row._asdict())
+
+
+async def get_user_states(
+    conn: AsyncConnection, integration_id: str, direction: Direction, organization_user_id: str
+) -> list[StateRow]:
+    """Every slot of one user in one direction (all targets and regulations), in key order."""
+    rows = await conn.execute(
+        sa.select(sync_states)
+        .where(
+            _s.integration_id == integration_id,
+            _s.direction == direction,
+            _s.organization_user_id == organization_user_id,
+        )
+        .order_by(_s.target, _s.regulation)
+    )
+    return [StateRow(**row._asdict()) for row in rows]
 
 
 async def get_states(
@@ -40,8 +71,11 @@ async def get_states(
     integration_id: str,
     direction: Direction,
     organization_user_ids: Sequence[str],
+    target: str = CONTACT_TARGET,
+    regulation: str = GDPR,
 ) -> dict[str, StateRow]:
-    """The rows of many users of one integration and direction, by user (absent ones left out)."""
+    """The slots of many users of one integration, direction, target and regulation, by user
+    (absent ones left out)."""
     found: dict[str, StateRow] = {}
     for chunk in chunks(sorted(set(organization_user_ids))):
         rows = await conn.execute(
@@ -49,6 +83,8 @@ async def get_states(
                 _s.integration_id == integration_id,
                 _s.direction == direction,
                 _s.organization_user_id.in_(chunk),
+                _s.target == target,
+                _s.regulation == regulation,
             )
         )
         for row in rows:

@@ -24,6 +24,7 @@ from consentbridge.store import (
     health,
     intake,
     integrations,
+    locks,
     log,
     retention,
     revisions,
@@ -57,6 +58,8 @@ from consentbridge.store.migrate import has_schema
 from consentbridge.store.migrate import upgrade as upgrade_schema
 from consentbridge.store.revisions import Revision, RevisionDraft
 from consentbridge.store.values import (
+    CONTACT_TARGET,
+    GDPR,
     ClaimedState,
     DeadLetter,
     Direction,
@@ -242,11 +245,13 @@ class Store:
         limit: int,
         lease_s: float,
         now: float,
+        target: str = CONTACT_TARGET,
     ) -> list[ClaimedState]:
+        """Lease a batch of due slots of one target (a batch is written by one target module)."""
         return await self._db.write(
             "claim_batch",
             lambda c: claims.claim_batch(
-                c, integration_id, direction, worker_id, limit, lease_s, now
+                c, integration_id, direction, worker_id, limit, lease_s, now, target
             ),
         )
 
@@ -268,6 +273,25 @@ class Store:
         return await self._db.read(
             "due_integrations", lambda c: claims.due_integrations(c, direction, now)
         )
+
+    async def due_targets(self, integration_id: str, direction: Direction, now: float) -> list[str]:
+        """The targets of one integration and direction with a due slot."""
+        return await self._db.read(
+            "due_targets", lambda c: claims.due_targets(c, integration_id, direction, now)
+        )
+
+    async def acquire_locks(
+        self, scope: str, keys: Sequence[str], owner: str, until: float, now: float
+    ) -> set[str]:
+        """Lock row identities about to be created (``locks.py``); those now held by owner."""
+        if not keys:
+            return set()
+        return await self._db.write(
+            "acquire_locks", lambda c: locks.acquire_locks(c, scope, keys, owner, until, now)
+        )
+
+    async def release_locks(self, owner: str) -> int:
+        return await self._db.write("release_locks", lambda c: locks.release_locks(c, owner))
 
     async def next_due_at(self, direction: Direction) -> float | None:
         return await self._db.read("next_due_at", lambda c: claims.next_due_at(c, direction))
@@ -307,20 +331,45 @@ class Store:
     # Reads and the log
 
     async def get_state(
-        self, integration_id: str, direction: Direction, organization_user_id: str
+        self,
+        integration_id: str,
+        direction: Direction,
+        organization_user_id: str,
+        target: str = CONTACT_TARGET,
+        regulation: str = GDPR,
     ) -> StateRow | None:
+        """One slot (by default the user's ``contact`` slot of GDPR)."""
         return await self._db.read(
             "get_state",
-            lambda c: status.get_state(c, integration_id, direction, organization_user_id),
+            lambda c: status.get_state(
+                c, integration_id, direction, organization_user_id, target, regulation
+            ),
+        )
+
+    async def get_user_states(
+        self, integration_id: str, direction: Direction, organization_user_id: str
+    ) -> list[StateRow]:
+        """Every slot of one user in one direction (all targets and regulations)."""
+        return await self._db.read(
+            "get_user_states",
+            lambda c: status.get_user_states(c, integration_id, direction, organization_user_id),
         )
 
     async def get_states(
-        self, integration_id: str, direction: Direction, organization_user_ids: Sequence[str]
+        self,
+        integration_id: str,
+        direction: Direction,
+        organization_user_ids: Sequence[str],
+        target: str = CONTACT_TARGET,
+        regulation: str = GDPR,
     ) -> dict[str, StateRow]:
-        """Many users' rows in one read, by organization_user_id (users without a row absent)."""
+        """Many users' slots of one target and regulation in one read, by organization_user_id
+        (users without one absent)."""
         return await self._db.read(
             "get_states",
-            lambda c: status.get_states(c, integration_id, direction, organization_user_ids),
+            lambda c: status.get_states(
+                c, integration_id, direction, organization_user_ids, target, regulation
+            ),
         )
 
     async def status(self, integration_id: str, now: float) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """The schema, as SQLAlchemy Core ``MetaData``; Alembic's head must always equal it.
 
-``sync_states`` is the queue: one row per (integration, direction, user) holding the latest
-desired columns, not a list of events. ``seq`` counts accepted changes; ``written_seq`` is the
-last one a worker finished, so a change that lands while a worker holds the row stays pending.
+``sync_states`` is the queue: one row (a *slot*) per (integration, direction, user, target,
+regulation) holding the latest desired columns, not a list of events. Two targets (``contact``
+columns, ``contactpointconsent`` rows) or two regulations of one user never share a slot; rows
+from before targets existed (migration 0008) are target ``contact``, regulation ``gdpr``.
+``seq`` counts accepted changes; ``written_seq`` is the last one a worker finished, so a change
+that lands while a worker holds the row stays pending.
 
 Indexes are chosen for the hot paths at a million rows per integration:
 
 - ``ix_sync_states_due`` (partial, pending rows only): claim the oldest due rows of one
-  integration + direction by walking the index — O(batch). A claimed row's
+  integration + direction + target by walking the index — O(batch). A claimed row's
   ``next_attempt_at`` moves to its lease expiry, so leased rows leave the front of the index.
 - ``ix_sync_states_pending_since``: pending count and oldest pending age without a table scan.
 - ``ix_sync_states_dead``: dead-letter listing and count.
@@ -92,7 +95,12 @@ sync_states = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_success_at", sa.Double, nullable=True),
     sa.Column("updated_at", sa.Double, nullable=False),
-    sa.PrimaryKeyConstraint("integration_id", "direction", "organization_user_id"),
+    # Last, so that rows written by position before migration 0008 still fit.
+    sa.Column("target", sa.Text, nullable=False, server_default="contact"),
+    sa.Column("regulation", sa.Text, nullable=False, server_default="gdpr"),
+    sa.PrimaryKeyConstraint(
+        "integration_id", "direction", "organization_user_id", "target", "regulation"
+    ),
     sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
     sa.CheckConstraint(
         "status IN ('pending', 'synced', 'skipped', 'retrying', 'dead')", name="status"
@@ -117,6 +125,7 @@ sa.Index(
     "ix_sync_states_due",
     _s.integration_id,
     _s.direction,
+    _s.target,
     _s.next_attempt_at,
     **_PENDING,
 )
@@ -160,6 +169,8 @@ sync_log = sa.Table(
     sa.Column("hash_v", sa.Integer, nullable=True),
     sa.Column("prev_hash", sa.Text, nullable=True),
     sa.Column("hash", sa.Text, nullable=True),
+    sa.Column("target", sa.Text, nullable=False, server_default="contact"),
+    sa.Column("regulation", sa.Text, nullable=False, server_default="gdpr"),
     sa.CheckConstraint(_DIRECTION_CHECK, name="direction"),
     sa.Index("ix_sync_log_user", "integration_id", "organization_user_id", "id"),
     sa.Index("ix_sync_log_at", "at"),
@@ -237,6 +248,20 @@ dataverse_budget_leases = sa.Table(
         list(_APP_USER), [f"dataverse_budgets.{c}" for c in _APP_USER], ondelete="CASCADE"
     ),
     sa.Index("ix_dataverse_budget_leases_worker_id", "worker_id"),
+)
+
+# Short locks on rows ConsentBridge is about to create in a Dataverse instance (e.g. one
+# Journeys consent row: contact point value, channel, purpose, topic, consent type), so two
+# workers, or two slots sharing one contact point, never create the same row: see ``locks.py``.
+write_locks = sa.Table(
+    "write_locks",
+    metadata,
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("lock_key", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint("scope", "lock_key"),
+    sa.Index("ix_write_locks_owner", "owner"),
 )
 
 revoked_sessions = sa.Table(

@@ -22,6 +22,12 @@ STATUSES: tuple[SyncStatus, ...] = get_args(SyncStatus)
 
 OutcomeKind = Literal["written", "unchanged", "skipped", "retry", "dead"]
 
+CONTACT_TARGET = "contact"
+"""The target of a slot written to ``contact`` columns: every slot before targets existed."""
+GDPR = "gdpr"
+"""The regulation of a slot whose rows serve only GDPR, and of every slot before regulations
+were kept (migration 0008): a change without a regulation is GDPR (CONTRACT §7)."""
+
 Columns = dict[str, Any]
 Merge = Callable[[Columns | None], Columns | None]
 """Gets the stored columns (``None`` if the user has no row yet) and returns the new columns,
@@ -30,7 +36,13 @@ or ``None`` for "no change". It must be pure: it may be called more than once fo
 
 
 class StateKey(NamedTuple):
-    """Identifies one desired-state row: one user of one integration in one direction.
+    """Identifies one desired-state row (a *slot*): one user of one integration in one
+    direction, for one target (``contact`` columns, ``contactpointconsent`` rows, …) and one
+    regulation, so two targets or two regulations of one user never share a slot.
+
+    ``regulation`` is the regulation the slot's property rows serve, or for rows serving
+    several the sorted ids joined by ``+`` (``cpra+gdpr``): every mapped column or consent row
+    lives in exactly one slot, so newest-wins holds per column (docs/mapping.md).
 
     A named tuple: intake hashes, sorts and compares thousands of these per second, and a
     tuple does that in C where an ordered dataclass runs generated Python methods."""
@@ -38,6 +50,8 @@ class StateKey(NamedTuple):
     integration_id: str
     direction: Direction
     organization_user_id: str
+    target: str = CONTACT_TARGET
+    regulation: str = GDPR
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,9 @@ class LogEntry:
     columns: Columns
     request_id: str | None
     at: float
+    target: str = CONTACT_TARGET
+    #: The regulation of the change itself (the event's), not the slot's regulation set.
+    regulation: str = GDPR
     event_id: str | None = None
     """The Didomi event a received change came from (when it names one)."""
 
@@ -75,6 +92,18 @@ class IntakeItem:
     log: LogEntry | None
     now: float
     log_unchanged: LogEntry | None = None
+    target: str = CONTACT_TARGET
+    regulation: str = GDPR
+
+    @property
+    def key(self) -> StateKey:
+        return StateKey(
+            self.integration_id,
+            self.direction,
+            self.organization_user_id,
+            self.target,
+            self.regulation,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +144,20 @@ class ClaimedState:
     seq: int
     attempts: int
     first_failed_at: float | None
+    target: str = CONTACT_TARGET
+    regulation: str = GDPR
     # When the row's oldest unwritten change was accepted (for the end-to-end latency).
     pending_since: float | None = None
 
     @property
     def key(self) -> StateKey:
-        return StateKey(self.integration_id, self.direction, self.organization_user_id)
+        return StateKey(
+            self.integration_id,
+            self.direction,
+            self.organization_user_id,
+            self.target,
+            self.regulation,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +176,18 @@ class Outcome:
     log: LogEntry | None = None
     next_attempt_at: float | None = None
     error: str | None = None
+    target: str = CONTACT_TARGET
+    regulation: str = GDPR
 
     @property
     def key(self) -> StateKey:
-        return StateKey(self.integration_id, self.direction, self.organization_user_id)
+        return StateKey(
+            self.integration_id,
+            self.direction,
+            self.organization_user_id,
+            self.target,
+            self.regulation,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +211,8 @@ class StateRow:
     last_error: str | None
     last_success_at: float | None
     updated_at: float
+    target: str = CONTACT_TARGET
+    regulation: str = GDPR
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +226,8 @@ class DeadLetter:
     attempts: int
     first_failed_at: float | None
     updated_at: float
+    target: str = CONTACT_TARGET
+    regulation: str = GDPR
 
 
 def iso_utc(at: float) -> str:

@@ -37,6 +37,7 @@ from consentbridge.store.budget import AppUser, AppUserHealth
 from consentbridge.store.values import ClaimedState, Outcome
 from consentbridge.sync.forward import ForwardRuntime, sync_to_dataverse
 from consentbridge.sync.retry import RetryPolicy
+from consentbridge.sync.targets.base import WriteLocks
 
 log = get_logger("consentbridge.app_users")
 
@@ -104,9 +105,10 @@ class AppUserPool:
         policy: RetryPolicy,
         record: HealthRecorder | None = None,
         integration_id: str = "",
+        locks: WriteLocks | None = None,
     ) -> list[Outcome]:
         """Sync one batch as the application user with the most budget left; again as the next
-        one if this one is refused."""
+        one if this one is refused. ``locks`` guard the rows a target creates."""
         tried: list[AppUserWriter] = []
         refused_403: list[tuple[AppUserWriter, DataverseError]] = []
         while True:
@@ -115,7 +117,7 @@ class AppUserPool:
             assert writer is not None
             tried.append(writer)
             before = writer.client.refusals
-            outcomes = await sync_to_dataverse(writer.forward, claims, policy)
+            outcomes = await sync_to_dataverse(writer.forward, claims, policy, locks)
             error = writer.client.last_refusal if writer.client.refusals > before else None
             if error is None:
                 if refused_403:

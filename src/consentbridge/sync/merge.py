@@ -31,6 +31,12 @@ ColumnState = dict[str, Any]
 # Reserved keys in a desired state start with "~" (never a Dataverse logical name):
 # EVENT_KEY holds the type of the last change merged, so the sync log can name it.
 EVENT_KEY = "~event"
+# REGULATION_KEY holds the regulation of the last change merged (the event's own, where the
+# slot's key holds the regulations its rows serve), so the sync log can name it.
+REGULATION_KEY = "~regulation"
+# EVENT_ID_KEY holds the id of the Didomi event of the last change merged (when it had one):
+# consent rows carry it in their reason marker.
+EVENT_ID_KEY = "~event_id"
 FROM_CREATE = "create"
 
 
@@ -127,4 +133,14 @@ def desired_values(columns: ColumnState | None) -> dict[str, Any]:
 
 def last_event(columns: ColumnState | None) -> str | None:
     value = (columns or {}).get(EVENT_KEY)
+    return value if isinstance(value, str) else None
+
+
+def last_event_id(columns: ColumnState | None) -> str | None:
+    value = (columns or {}).get(EVENT_ID_KEY)
+    return value if isinstance(value, str) else None
+
+
+def last_regulation(columns: ColumnState | None) -> str | None:
+    value = (columns or {}).get(REGULATION_KEY)
     return value if isinstance(value, str) else None

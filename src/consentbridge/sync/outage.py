@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from consentbridge.logs import get_logger
 from consentbridge.store.values import ClaimedState, LogEntry, Outcome, OutcomeKind
-from consentbridge.sync.merge import last_event
+from consentbridge.sync.merge import last_event, last_regulation
 from consentbridge.sync.retry import RetryPolicy
 
 log = get_logger("consentbridge.worker")
@@ -108,9 +108,13 @@ def held_outcomes(
                     columns={},
                     request_id=None,
                     at=now,
+                    target=claim.target,
+                    regulation=last_regulation(claim.columns) or claim.regulation,
                 ),
                 next_attempt_at=when,
                 error=reason,
+                target=claim.target,
+                regulation=claim.regulation,
             )
         )
     return outcomes

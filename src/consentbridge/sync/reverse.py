@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration, slot_regulations
 from consentbridge.dataverse.errors import AuthError, DataverseError, TransientError
 from consentbridge.didomi.client import EVENTS_PER_CALL, DidomiClient, DidomiError
 from consentbridge.mapping import (
@@ -161,8 +161,11 @@ class ReverseBatch:
         self.integration: Integration = runtime.integration
         self.policy = policy
         self.now = now if now is not None else time.time()
+        # Consent rows flow back through their own target (not yet: issue 12's later part).
         self.properties = [
-            Property(p.id, p.value, p.transform) for p in self.integration.config.properties
+            Property(p.id, p.value, p.transform)
+            for p in self.integration.config.properties
+            if p.target == CONTACT
         ]
         self.plans = [_Plan(c) for c in claims]
 
@@ -195,9 +198,13 @@ class ReverseBatch:
                 columns=columns or {},
                 request_id=plan.event["id"] if plan.event else None,
                 at=time.time(),
+                target=plan.claim.target,
+                regulation=self._event_regulation(plan),
             ),
             error=error,
             next_attempt_at=next_attempt_at,
+            target=plan.claim.target,
+            regulation=plan.claim.regulation,
         )
 
     def _retry(self, plan: _Plan, error: str, retry_after_s: float | None = None) -> None:
@@ -336,6 +343,8 @@ class ReverseBatch:
             ),
             log=None,
             now=self.now,
+            target=plan.claim.target,
+            regulation=plan.claim.regulation,
         )
 
     async def _sync(self, plans: list[_Plan]) -> None:
@@ -348,11 +357,18 @@ class ReverseBatch:
                 )
                 self._finish(plan, "dead", reason, error=reason)
             return
-        forward = await self.store.get_states(self.integration.id, FORWARD, [p.user for p in plans])
+        forward: dict[tuple[str, str], StateRow] = {}
+        for regulation in sorted({p.claim.regulation for p in plans}):
+            # The forward slot of the same rows: the same target and regulations.
+            users = [p.user for p in plans if p.claim.regulation == regulation]
+            found = await self.store.get_states(
+                self.integration.id, FORWARD, users, CONTACT, regulation
+            )
+            forward.update(((user, regulation), row) for user, row in found.items())
         defaults = await self._defaults(plans)
         for plan in plans:
             if plan.outcome is None:
-                self._compare(plan, forward.get(plan.user), defaults)
+                self._compare(plan, forward.get((plan.user, plan.claim.regulation)), defaults)
         for plan in plans:
             if plan.outcome is None:
                 await self._project(plan, didomi)
@@ -369,6 +385,8 @@ class ReverseBatch:
                         merge=sent_merge(plan.send),
                         log=None,
                         now=self.now,
+                        target=plan.claim.target,
+                        regulation=plan.claim.regulation,
                     )
                     for plan in sent
                 ]
@@ -471,10 +489,17 @@ class ReverseBatch:
             **result.event_body(),
             "created_at": iso_utc(created),
         }
-        regulation = self.integration.config.regulations[0]
+        regulation = self._event_regulation(plan)
         if regulation != "gdpr":
             event["regulation"] = regulation
         plan.event = event
+
+    def _event_regulation(self, plan: _Plan) -> str:
+        """The regulation a change of this slot is sent to Didomi under: the slot's own, or
+        for rows serving several, the first of them in ``config.regulations``."""
+        served = slot_regulations(plan.claim.regulation)
+        ordered = [r for r in self.integration.config.regulations if r in served]
+        return (ordered or sorted(served))[0]
 
     def _needs_current(self, values: Mapping[str, Any]) -> bool:
         """A value toggle (`…_values_<pref>_<value>`) or an ambiguous path needs Didomi's

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consentbridge.config.errors import ConfigError, SecretDecryptionError
-from consentbridge.config.integration import Integration
+from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.config.secrets import SecretBox
 from consentbridge.config.settings import Settings
 from consentbridge.dataverse.limiter import AdaptiveLimiter
@@ -49,7 +49,7 @@ from consentbridge.store.budget import AppUser, AppUserHealth
 from consentbridge.store.values import ClaimedState, Direction, Outcome, StateKey
 from consentbridge.sync.budget import INITIAL as BUDGET_INITIAL
 from consentbridge.sync.budget import SharedBudgets
-from consentbridge.sync.forward import WRITE_CHUNK, sync_to_dataverse
+from consentbridge.sync.forward import WRITE_CHUNK, ForwardEngine
 from consentbridge.sync.linger import MAX_LINGER_S, fill_batch
 from consentbridge.sync.outage import Outages, held_outcomes
 from consentbridge.sync.retry import RetryPolicy
@@ -147,17 +147,6 @@ class WorkerConfig:
         )
 
 
-async def _forward(
-    runtime: IntegrationRuntime, claims: Sequence[ClaimedState], policy: RetryPolicy
-) -> list[Outcome]:
-    if runtime.app_users is None:
-        return await sync_to_dataverse(runtime.forward, claims, policy)
-    # The application user with the most budget left writes it (sync/app_users.py).
-    return await runtime.app_users.forward(
-        claims, policy, runtime.record_health, runtime.integration.id
-    )
-
-
 class Worker:
     def __init__(
         self,
@@ -174,7 +163,7 @@ class Worker:
         self.config = config or WorkerConfig()
         self.worker_id = worker_id or new_worker_id()
         self.engines: dict[Direction, Engine] = engines or {
-            "to_dataverse": _forward,
+            "to_dataverse": ForwardEngine(store),
             "to_didomi": ReverseEngine(store),
         }
         self.metrics = metrics
@@ -193,7 +182,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: set[StateKey] = set()
-        self._filling: set[tuple[str, Direction]] = set()  # a lane is claiming a batch of these
+        # A lane is claiming a batch of these (integration, direction, target).
+        self._filling: set[tuple[str, Direction, str]] = set()
         self._busy: set[tuple[str, Direction]] = set()
         self._batches: Counter[AdaptiveLimiter] = Counter()  # batches running, by limiter
         self.outages = Outages(self.config.policy)
@@ -271,14 +261,26 @@ class Worker:
         now = time.time()
         for direction in self.engines:
             for integration_id in await self.store.due_integrations(direction, now):
-                lane_key = (integration_id, direction)
-                if lane_key in self._busy and self.config.lanes > 1:
-                    # Another lane of this worker already works this integration; let it
-                    # have a second lane only when the first one is mid-flight for long.
-                    pass
-                if await self._sync_batch(integration_id, direction, now):
-                    return True
+                for target in await self._due_targets(integration_id, direction, now):
+                    if await self._sync_batch(integration_id, direction, now, target):
+                        return True
         return False
+
+    async def _due_targets(
+        self, integration_id: str, direction: Direction, now: float
+    ) -> list[str]:
+        """The targets to claim a batch of (a batch holds one target's slots): without a
+        question to the store when the integration writes to one target only."""
+        try:
+            runtime = await self._load(integration_id)
+        except IntegrationUnavailable:
+            return [CONTACT]  # _sync_batch holds all of its targets' changes
+        if runtime is None:
+            return []
+        targets = {p.target for p in runtime.integration.config.properties}
+        if direction == "to_didomi" or targets == {CONTACT}:
+            return [CONTACT]
+        return await self.store.due_targets(integration_id, direction, now)
 
     async def _load(self, integration_id: str) -> IntegrationRuntime | None:
         """The integration's runtime; None when it was deleted; ``IntegrationUnavailable`` when
@@ -305,8 +307,10 @@ class Worker:
                 trace=True,
             ) from exc
 
-    async def _sync_batch(self, integration_id: str, direction: Direction, now: float) -> bool:
-        if (integration_id, direction) in self._filling:
+    async def _sync_batch(
+        self, integration_id: str, direction: Direction, now: float, target: str = CONTACT
+    ) -> bool:
+        if (integration_id, direction, target) in self._filling:
             return False  # another lane is filling a batch of it; do not split it
         if not self.outages.ready(integration_id, now):
             return False  # within its backoff step: its changes wait for the step's end
@@ -319,7 +323,7 @@ class Worker:
         self.outages.recover(integration_id)
         limiter = runtime.dataverse.limiter if direction == "to_dataverse" else None
         if limiter is None:
-            return await self._claim_and_sync(runtime, integration_id, direction, now)
+            return await self._claim_and_sync(runtime, integration_id, direction, now, target)
         limiters = _limiters_of(runtime)
         if self._batches[limiter] >= enough_batches(sum(lim.limit for lim in limiters)):
             # Enough batches already keep this application user's slots busy: leave this one
@@ -330,14 +334,19 @@ class Worker:
             return False
         self._batches[limiter] += 1
         try:
-            return await self._claim_and_sync(runtime, integration_id, direction, now)
+            return await self._claim_and_sync(runtime, integration_id, direction, now, target)
         finally:
             self._batches[limiter] -= 1
 
     async def _claim_and_sync(
-        self, runtime: IntegrationRuntime, integration_id: str, direction: Direction, now: float
+        self,
+        runtime: IntegrationRuntime,
+        integration_id: str,
+        direction: Direction,
+        now: float,
+        target: str = CONTACT,
     ) -> bool:
-        claims = await self._claim(integration_id, direction, now)
+        claims = await self._claim(integration_id, direction, now, target)
         if not claims:
             return False
         keys = {c.key for c in claims}
@@ -381,24 +390,27 @@ class Worker:
         """Retry every due change of an integration that cannot be synced, after its backoff
         step; True when there were any."""
         held = False
-        while True:
-            claims = await self.store.claim_batch(
-                integration_id,
-                direction,
-                self.worker_id,
-                self.config.batch_size,
-                self.config.lease_s,
-                now,
-            )
-            if not claims:
-                return held
-            held = True
-            outcomes = self._held(integration_id, claims, failure, now)
-            dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
-            if self.metrics is not None:
-                self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
-            if len(claims) < self.config.batch_size:
-                return held
+        for target in await self.store.due_targets(integration_id, direction, now):
+            while True:
+                claims = await self.store.claim_batch(
+                    integration_id,
+                    direction,
+                    self.worker_id,
+                    self.config.batch_size,
+                    self.config.lease_s,
+                    now,
+                    target,
+                )
+                if not claims:
+                    break
+                held = True
+                outcomes = self._held(integration_id, claims, failure, now)
+                dropped = await self.store.record_outcomes(self.worker_id, outcomes, time.time())
+                if self.metrics is not None:
+                    self.metrics.count_outcomes(integration_id, direction, outcomes, dropped)
+                if len(claims) < self.config.batch_size:
+                    break
+        return held
 
     def _held(
         self,
@@ -411,7 +423,7 @@ class Worker:
         return held_outcomes(claims, self.config.policy, failure.reason, now, until)
 
     async def _claim(
-        self, integration_id: str, direction: Direction, now: float
+        self, integration_id: str, direction: Direction, now: float, target: str = CONTACT
     ) -> list[ClaimedState]:
         """A batch of due users; a short one is topped up while changes keep arriving fast
         (sync/linger.py).
@@ -420,7 +432,7 @@ class Worker:
         ``await`` between them. Two lanes that claimed together would split a burst into a
         filling batch and a small one sent at once — two Dataverse requests for a handful of
         users (the burst benchmark measured 5.4 requests per 1,000 changes that way)."""
-        lane_key = (integration_id, direction)
+        lane_key = (integration_id, direction, target)
         if lane_key in self._filling:
             return []
         self._filling.add(lane_key)
@@ -433,6 +445,7 @@ class Worker:
                 self.config.batch_size,
                 self.config.lease_s,
                 now,
+                target,
             )
             if not claims or len(claims) >= self.config.batch_size:
                 return claims
@@ -445,6 +458,7 @@ class Worker:
                     more,
                     self.config.lease_s,
                     time.time(),
+                    target,
                 )
 
             lingered = True
