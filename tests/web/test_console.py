@@ -304,4 +304,4 @@ async def test_the_console_log_shows_target_and_regulation(
     page = await signed_in.get(f"/console/integrations/{acme}?user=alice@example.com")
     assert page.status_code == 200
     assert "<th>Target</th><th>Regulation</th>" in page.text
-    assert "<td>cpra</td>" in page.text
+    assert '<td data-label="Regulation">cpra</td>' in page.text
