@@ -57,12 +57,12 @@ async def _receive_and_sync(ctx: AppContext, users: list[str]) -> None:
 
 
 async def _console_page(ctx: AppContext) -> str:
-    """The console's page of the integration, dead letters included, as an admin sees it."""
+    """The console's dead-letter page of the integration, as an admin sees it."""
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         signed_in = await http.post("/console/login", data={"token": ADMIN_TOKEN})
         assert signed_in.status_code == 303
-        page = await http.get(f"/console/integrations/{INTEGRATION_ID}")
+        page = await http.get(f"/console/integrations/{INTEGRATION_ID}/deadletters")
     assert page.status_code == 200
     return html.unescape(page.text)
 
