@@ -681,14 +681,14 @@ class Store:
         Log lines go only once sealed, in seal order, so the audit chain stays verifiable."""
         log_cutoff = now - log_retention_s
         delivery_cutoff = now - delivery_retention_s
+        # Delivery keys first: once a user's old log lines are gone, so are the keys of the same
+        # age (what an observer of the log, such as tests/sync/test_worker_retention.py, expects).
+        pruned_deliveries = await self._prune_all(retention.prune_deliveries_chunk, delivery_cutoff)
         await self.seal_audit()
         pruned_log = 0
         for iid in await self._db.read("chained_integrations", audit.chained_integrations):
             pruned_log += await self._prune_all(functools.partial(_prune_sealed, iid), log_cutoff)
-        return (
-            pruned_log,
-            await self._prune_all(retention.prune_deliveries_chunk, delivery_cutoff),
-        )
+        return pruned_log, pruned_deliveries
 
     async def prune_activity(self, now: float, retention_s: float) -> int:
         """Delete activity minutes older than ``retention_s``; how many."""
