@@ -50,7 +50,38 @@ class Expecting:
         return self.call("DELETE", url, expect=expect, **kw)
 
 
-class ServiceProcess:
+class _Subprocess:
+    """What both process wrappers share: output collected by a thread, a polite stop, a kill."""
+
+    proc: subprocess.Popen[str] | None
+    output: list[str]
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+class ServiceProcess(_Subprocess):
     """One `consentbridge serve` process on a free port, over a store that outlives it."""
 
     def __init__(
@@ -115,30 +146,6 @@ class ServiceProcess:
         threading.Thread(target=self._drain, daemon=True).start()
         return self
 
-    def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
     @contextmanager
     def admin(self) -> Iterator[Expecting]:
         with httpx.Client(
@@ -147,7 +154,7 @@ class ServiceProcess:
             yield Expecting(client)
 
 
-class WorkerProcess:
+class WorkerProcess(_Subprocess):
     """One `consentbridge worker` process beside a `ServiceProcess`, over the same store and key."""
 
     def __init__(self, service: ServiceProcess, *, extra_env: dict[str, str] | None = None) -> None:
@@ -165,32 +172,8 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        threading.Thread(target=self._drain, daemon=True).start()
         return self
-
-    def _drain(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.output.append(line)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
