@@ -10,7 +10,17 @@ import sys
 from benchmarks.report import Options
 
 # Each module exposes `run(options: Options) -> Report` (see benchmarks/report.py).
-BENCHMARKS = ("intake", "burst", "latency", "neighbour", "scale", "history", "ceiling", "app-users")
+BENCHMARKS = (
+    "intake",
+    "burst",
+    "consent-burst",
+    "latency",
+    "neighbour",
+    "scale",
+    "history",
+    "ceiling",
+    "app-users",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,14 +18,13 @@ from benchmarks.ceiling import (
     FULL,
     GOAL_THROTTLED_PER_1000,
     QUICK,
-    Drained,
     ceiling,
     drain_with_consentbridge,
     model,
     setup,
 )
 from benchmarks.harness import SandboxProcess
-from benchmarks.report import Goal, Options, Report
+from benchmarks.report import Drained, Goal, Options, Report
 from tests.reliability.driver import Workload
 
 COUNTS = (1, 2, 4)

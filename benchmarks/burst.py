@@ -32,7 +32,7 @@ import httpx
 
 from benchmarks.harness import SandboxProcess, cpu_seconds, load_note, serving
 from benchmarks.loadgen import run_closed
-from benchmarks.report import Goal, Options, Report
+from benchmarks.report import Drained, Goal, Options, Report
 from tests.reliability.driver import (
     Change,
     Workload,
@@ -67,25 +67,6 @@ class Size:
 
 FULL = Size(changes=100_000, users=50_000, naive_sample=2_000)
 QUICK = Size(changes=5_000, users=2_500, naive_sample=150)
-
-
-@dataclass
-class Measured:
-    changes: int = 0
-    seconds: float = 0.0
-    intake_seconds: float = 0.0
-    requests: int = 0
-    throttled: int = 0
-    rows_written: int = 0
-    wrong: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.changes / self.seconds if self.seconds else 0.0
-
-    @property
-    def requests_per_1000(self) -> float:
-        return self.requests / self.changes * 1000 if self.changes else 0.0
 
 
 def run(options: Options) -> Report:
@@ -195,7 +176,7 @@ def run(options: Options) -> Report:
         f"ConsentBridge: from the first webhook to an empty backlog, intake included (all "
         f"{size.changes:,} webhooks were accepted after {ours.intake_seconds:.1f} s, "
         f"{size.changes / ours.intake_seconds:,.0f}/s, while the worker was already writing); "
-        f"{ours.rows_written:,} contact rows written for {size.changes:,} changes (coalescing)",
+        f"{ours.rows:,} contact rows written for {size.changes:,} changes (coalescing)",
         f"naive: sampled on the first {naive.changes:,} changes of the same workload, "
         f"{NAIVE_PARALLEL} in parallel, after ConsentBridge's run; its {naive.requests:,} "
         f"requests stay under the {REQUESTS_PER_WINDOW:,}-request window, so the sample shows "
@@ -209,12 +190,9 @@ def run(options: Options) -> Report:
     return report
 
 
-def _consentbridge(
-    sandbox: SandboxClient, workdir: Path, workload: Workload
-) -> tuple[Measured, dict[str, Any]]:
-    seeder = prepare_sandbox(sandbox)
-    print(f"  burst: creating {len(workload.users):,} contacts", flush=True)
-    contact_ids = create_contacts(sandbox, workload.users, seeder)
+def default_limits(sandbox: SandboxClient) -> None:
+    """The real default service-protection limits and the burst's cost model (module
+    docstring); `consent-burst` drains into the same."""
     sandbox.limits(
         requests_per_window=REQUESTS_PER_WINDOW,
         window_s=WINDOW_S,
@@ -224,7 +202,16 @@ def _consentbridge(
         cost_write_row_ms=COST_PER_ROW_MS,
         cost_read_row_ms=COST_PER_ROW_MS,
     )
-    measured = Measured(changes=len(workload.deliveries))
+
+
+def _consentbridge(
+    sandbox: SandboxClient, workdir: Path, workload: Workload
+) -> tuple[Drained, dict[str, Any]]:
+    seeder = prepare_sandbox(sandbox)
+    print(f"  burst: creating {len(workload.users):,} contacts", flush=True)
+    contact_ids = create_contacts(sandbox, workload.users, seeder)
+    default_limits(sandbox)
+    measured = Drained(changes=len(workload.deliveries))
     with serving(workdir / "service", sandbox) as wired:
         requests = wired.requests(workload.deliveries)
         before = sandbox.stats()["dataverse"]
@@ -238,9 +225,7 @@ def _consentbridge(
         after = sandbox.stats()["dataverse"]
         service_cpu = cpu_seconds(wired.service.pid) - cpu_before
         status = wired.status()
-    measured.requests = after["requests"] - before["requests"]
-    measured.throttled = after["throttled"] - before["throttled"]
-    measured.rows_written = after["rows_written"] - before["rows_written"]
+    measured.count(before, after)
     print("  burst: checking every contact", flush=True)
     verdict = verify(sandbox, workload, contact_ids, our_app=service_app(sandbox), history=False)
     measured.wrong = len(verdict.wrong)
@@ -256,9 +241,9 @@ def _consentbridge(
     return measured, extra
 
 
-async def _naive(sandbox: SandboxClient, changes: list[Change]) -> Measured:
+async def _naive(sandbox: SandboxClient, changes: list[Change]) -> Drained:
     """One lookup and one PATCH per change, `NAIVE_PARALLEL` changes at a time."""
-    measured = Measured(changes=len(changes))
+    measured = Drained(changes=len(changes))
     headers = {
         "Authorization": f"Bearer {sandbox.token()}",
         "Accept": "application/json",

@@ -35,7 +35,7 @@ import httpx
 
 from benchmarks.harness import SandboxProcess, serving
 from benchmarks.loadgen import run_closed
-from benchmarks.report import Goal, Options, Report
+from benchmarks.report import Drained, Goal, Options, Report
 from consentbridge.sandbox.common import Limits
 from consentbridge.sandbox.dataverse.limits import charge_ms
 from tests.reliability.driver import (
@@ -392,40 +392,6 @@ async def reference_client(
     return measured
 
 
-@dataclass
-class Drained:
-    """ConsentBridge draining a burst: the backlog first taken in (`serve --no-worker`), then
-    one `consentbridge worker` started; `seconds` runs from its start to an empty backlog."""
-
-    changes: int = 0
-    app_users: int = 1
-    seconds: float = 0.0
-    intake_seconds: float = 0.0
-    rows: int = 0  # contact rows written (changes to one user coalesce into one row)
-    requests: int = 0
-    throttled: int = 0
-    throttled_by_limit: dict[str, int] = field(default_factory=dict)
-    execution_s: float = 0.0
-    wrong: int = 0
-    status: dict[str, Any] = field(default_factory=dict)
-    # Users synced per second between 10 % and 90 % of the backlog: the steady part, without
-    # the worker's start and the last batches (which weigh on a short run, not a long burst).
-    steady_rate: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        """Changes per second."""
-        return self.changes / self.seconds if self.seconds else 0.0
-
-    @property
-    def row_rate(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
-
-    @property
-    def throttled_per_1000(self) -> float:
-        return self.throttled / self.requests * 1000 if self.requests else 0.0
-
-
 def steady_rate(samples: list[tuple[float, int]], low: float = 0.1, high: float = 0.9) -> float:
     """Synced per second between the first samples past `low` and `high` of the final count."""
     if not samples or samples[-1][1] <= 0:
@@ -496,14 +462,7 @@ def drain_with_consentbridge(
             drained.seconds = time.monotonic() - started
             after = sandbox.stats()["dataverse"]
             worker.stop()
-    drained.rows = after["rows_written"] - before["rows_written"]
-    drained.requests = after["requests"] - before["requests"]
-    drained.throttled = after["throttled"] - before["throttled"]
-    drained.throttled_by_limit = {
-        k: after["throttled_by_limit"][k] - before["throttled_by_limit"][k]
-        for k in after["throttled_by_limit"]
-    }
-    drained.execution_s = after["execution_s"] - before["execution_s"]
+    drained.count(before, after)
     sandbox.limits(**Limits.cost_free().public())
     print("  ceiling: checking every contact", flush=True)
     verdict = verify(sandbox, workload, contact_ids, our_app=service_app(sandbox), history=False)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from benchmarks.loadgen import request_bytes
 from tests.e2e.conftest import connect, integration_document, webhook_token
@@ -109,6 +109,12 @@ class SandboxProcess:
                 self.proc.wait()
 
 
+class Delivery(Protocol):
+    """A change a benchmark posts: `Change` (contact columns) or `consent_burst.ConsentChange`."""
+
+    def body(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class Wired:
     """A running `serve` with one integration on the sandbox and a webhook token for it."""
@@ -125,7 +131,7 @@ class Wired:
     def webhook_path(self) -> str:
         return f"/webhooks/didomi/{self.integration_id}"
 
-    def requests(self, changes: Iterable[Change]) -> list[bytes]:
+    def requests(self, changes: Iterable[Delivery]) -> list[bytes]:
         """One prepared HTTP request per change (`user.updated` webhooks with the token)."""
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         path = self.webhook_path()
@@ -151,17 +157,19 @@ def serving(
     worker: bool = True,
     env: dict[str, str] | None = None,
     credentials: Sequence[dict[str, Any]] = (),
+    properties: Sequence[dict[str, Any]] = PROPERTIES,
 ) -> Iterator[Wired]:
-    """`consentbridge serve` in `workdir` with the reliability mapping (newsletter consent and
-    the change's version) as an integration on the sandbox, writing as the sandbox's first app
-    and the apps of `credentials` (`config.credentials`); stopped on exit."""
+    """`consentbridge serve` in `workdir` with `properties` (default: the reliability mapping,
+    newsletter consent and the change's version) as an integration on the sandbox, writing as
+    the sandbox's first app and the apps of `credentials` (`config.credentials`); stopped on
+    exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     service = ServiceProcess(
         workdir, db_url=db_url, worker=worker, extra_env={**QUIET_ENV, **(env or {})}
     )
     service.start(timeout=STARTUP_TIMEOUT_S)
     try:
-        wanted = integration_document(sandbox, PROPERTIES)
+        wanted = integration_document(sandbox, [dict(p) for p in properties])
         if credentials:
             wanted["config"]["credentials"] = [
                 {"client_id": app["client_id"], "client_secret": app["client_secret"]}

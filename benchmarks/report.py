@@ -43,6 +43,59 @@ class Goal:
 
 
 @dataclass
+class Drained:
+    """What a client achieved writing a burst into the sandbox's Dataverse: the `burst`,
+    `consent-burst`, `ceiling` and `app-users` runs of ConsentBridge and `burst`'s naive
+    sample. `seconds` is the span each benchmark documents; the Dataverse figures are the
+    sandbox's own counters over it (`count`)."""
+
+    changes: int = 0
+    seconds: float = 0.0
+    intake_seconds: float = 0.0
+    rows: int = 0  # rows written (changes to one user coalesce into one row)
+    requests: int = 0
+    throttled: int = 0
+    throttled_by_limit: dict[str, int] = field(default_factory=dict)
+    execution_s: float = 0.0
+    wrong: int = 0
+    app_users: int = 1
+    status: dict[str, Any] = field(default_factory=dict)
+    # Users synced per second between 10 % and 90 % of the backlog: the steady part, without
+    # the worker's start and the last batches (which weigh on a short run, not a long burst).
+    steady_rate: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Changes per second."""
+        return self.changes / self.seconds if self.seconds else 0.0
+
+    @property
+    def row_rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def requests_per_1000(self) -> float:
+        """Dataverse requests per 1,000 changes."""
+        return self.requests / self.changes * 1000 if self.changes else 0.0
+
+    @property
+    def throttled_per_1000(self) -> float:
+        """429s per 1,000 requests."""
+        return self.throttled / self.requests * 1000 if self.requests else 0.0
+
+    def count(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """Take the Dataverse figures from two readings of the sandbox's `stats()["dataverse"]`."""
+        self.requests = after["requests"] - before["requests"]
+        self.throttled = after["throttled"] - before["throttled"]
+        self.rows = after["rows_written"] - before["rows_written"]
+        self.execution_s = after["execution_s"] - before["execution_s"]
+        self.throttled_by_limit = {
+            k: after["throttled_by_limit"][k] - before["throttled_by_limit"].get(k, 0)
+            for k in after["throttled_by_limit"]
+        }
+
+
+@dataclass
 class Report:
     name: str
     title: str

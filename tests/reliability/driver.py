@@ -349,11 +349,18 @@ def create_contacts(
 
 def read_contacts(sandbox: SandboxClient, select: Iterable[str]) -> list[dict[str, Any]]:
     """Every contact of the sandbox, following `@odata.nextLink`."""
+    return read_rows(sandbox, "contacts", select)
+
+
+def read_rows(
+    sandbox: SandboxClient, entity_set: str, select: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Every row of `entity_set` through the Web API, following `@odata.nextLink`."""
     headers = {
         "Authorization": f"Bearer {sandbox.token()}",
         "Prefer": "odata.maxpagesize=5000",
     }
-    url: str | None = f"{sandbox.base_url}/api/data/v9.2/contacts?$select={','.join(select)}"
+    url: str | None = f"{sandbox.base_url}/api/data/v9.2/{entity_set}?$select={','.join(select)}"
     rows: list[dict[str, Any]] = []
     while url is not None:
         page = sandbox.x.get(url, headers=headers).json()

@@ -14,7 +14,12 @@ def _client(sandbox: BackgroundSandbox) -> httpx.Client:
 def test_principals_shape_and_default_app(sandbox: BackgroundSandbox) -> None:
     with _client(sandbox) as client:
         data = client.get("/_sandbox/principals").json()
-    assert data["roles"] == ["System Administrator", "System Customizer", "Salesperson"]
+    assert data["roles"] == [
+        "System Administrator",
+        "System Customizer",
+        "Salesperson",
+        "Contact Sync (custom)",
+    ]
     assert data["apps"][0]["roles"] == ["System Administrator"]
     assert set(data["apps"][0]) == {"name", "client_id", "client_secret", "systemuserid", "roles"}
     assert set(data["didomi"]) == {"organization_id", "api_key", "api_secret"}

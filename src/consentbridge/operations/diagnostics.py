@@ -2,18 +2,26 @@
 integration against the real services, each result one line naming the problem and the fix.
 
 `test` and `validate --online` judge the mapped columns against Dataverse's metadata with one
-function (`column_issues`). A connection setting that does not work is a failed check in `test`
-and a 4xx naming the setting in `preview` (`operations/connection.py`), never a 500."""
+function (`column_issues`), and an integration's Journeys consent rows with two more: the
+privileges on the three consent tables (`consent_privilege_problem`) and the purposes and
+topics the rows name (`_consent_issues`); contact-only integrations skip both. A connection
+setting that does not work is a failed check in `test` and a 4xx naming the setting in
+`preview` (`operations/connection.py`), never a 500."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from consentbridge.config.integration import CONTACT, Integration
+from consentbridge.config.integration import CONTACT, CONTACT_POINT_CONSENT, Integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.client import DataverseClient
-from consentbridge.dataverse.errors import AuthError, DataverseError
+from consentbridge.dataverse.errors import (
+    AuthError,
+    DataverseError,
+    NotFoundError,
+    PrivilegeError,
+)
 from consentbridge.dataverse.metadata import ColumnInfo, read_contact_columns
 from consentbridge.didomi.client import DidomiError
 from consentbridge.mapping import (
@@ -35,7 +43,8 @@ from consentbridge.operations.errors import InvalidInput, Issue, NotFound
 from consentbridge.sync.app_users import AppUserWriter
 from consentbridge.sync.clients import didomi_client, runtime_for
 from consentbridge.sync.runtime import ClientSetupError, IntegrationRuntime
-from consentbridge.sync.targets.consent import unknown_purposes_and_topics
+from consentbridge.sync.targets.consent import CATALOG_PRIVILEGES, unknown_purposes_and_topics
+from consentbridge.sync.targets.consent import PRIVILEGES as CONSENT_PRIVILEGES
 
 CONTACT_PRIVILEGES = ("prvReadContact", "prvWriteContact", "prvCreateContact")
 REGISTRATION_PRIVILEGES = ("prvCreateServiceEndpoint", "prvCreateSdkMessageProcessingStep")
@@ -69,9 +78,44 @@ async def user_privileges(runtime: Any, user_id: str) -> set[str]:
     return {str(p.get("PrivilegeName")) for p in body.get("RolePrivileges", [])}
 
 
-async def _check_app_user(writer: AppUserWriter) -> Check:
+async def granted_privileges(runtime: IntegrationRuntime) -> set[str] | None:
+    """The integration's application user's privileges (WhoAmI, then RetrieveUserPrivileges);
+    an empty set when it may not read its own, None when this Dataverse cannot say."""
+    who = await runtime.dataverse.who_am_i()
+    try:
+        return await user_privileges(runtime, who.user_id)
+    except PrivilegeError:
+        return set()
+    except NotFoundError:
+        return None
+
+
+def has_consent_rows(integration: Integration) -> bool:
+    return any(p.target == CONTACT_POINT_CONSENT for p in integration.config.properties)
+
+
+def reads_catalog(granted: set[str] | None) -> bool:
+    """Whether the purposes and topics can be checked (None: privileges unknown, so try)."""
+    return granted is None or all(p in granted for p in CATALOG_PRIVILEGES)
+
+
+def consent_privilege_problem(granted: set[str]) -> str | None:
+    """The sentence naming what the application user lacks to write Journeys consent rows and
+    the fix; None when it has every privilege."""
+    missing = [p for p in CONSENT_PRIVILEGES if p not in granted]
+    if not missing:
+        return None
+    return (
+        f"The application user lacks {', '.join(missing)}: give it a security role that can "
+        "create, read and write msdynmkt_contactpointconsent4 and read msdynmkt_purpose and "
+        "msdynmkt_topic (Customer Insights - Journeys consent)."
+    )
+
+
+async def _check_app_user(writer: AppUserWriter, consent: bool = False) -> Check:
     """One line for one application user of `config.credentials` (the seed's included): a
-    token, WhoAmI, and the contact privileges writes need."""
+    token, WhoAmI, and the contact privileges writes need (and, with `consent`, those on the
+    Journeys consent tables)."""
     client_id = writer.app_user.client_id
     try:
         who = await writer.client.who_am_i()
@@ -82,7 +126,8 @@ async def _check_app_user(writer: AppUserWriter) -> Check:
     except DataverseError as exc:
         return Check("app_user", False, f"{client_id}: {exc}")
     granted = {str(p.get("PrivilegeName")) for p in body.get("RolePrivileges", [])}
-    missing = [p for p in CONTACT_PRIVILEGES if p not in granted]
+    needed = CONTACT_PRIVILEGES + (CONSENT_PRIVILEGES if consent else ())
+    missing = [p for p in needed if p not in granted]
     if missing:
         return Check(
             "app_user",
@@ -91,7 +136,10 @@ async def _check_app_user(writer: AppUserWriter) -> Check:
             "give it the same security role as the first application user",
         )
     return Check(
-        "app_user", True, f"{client_id}: application user {who.user_id} can write contacts"
+        "app_user",
+        True,
+        f"{client_id}: application user {who.user_id} can write contacts"
+        + (" and consent rows" if consent else ""),
     )
 
 
@@ -150,7 +198,19 @@ async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
                 "that can read, create and write contacts",
             )
         )
+        if has_consent_rows(integration):
+            problem = consent_privilege_problem(granted)
+            checks.append(
+                Check(
+                    "consent_privileges",
+                    problem is None,
+                    problem or "create, read and write consent rows; read purposes and topics",
+                )
+            )
         checks += await _column_checks(runtime, integration)
+        if has_consent_rows(integration) and reads_catalog(granted):
+            # Without read access the lookup would only repeat consent_privileges' failure.
+            checks.append(await _purposes_check(runtime, integration))
         if integration.bidirectional:
             missing = [p for p in REGISTRATION_PRIVILEGES if p not in granted]
             checks.append(
@@ -165,7 +225,7 @@ async def test_connection(ctx: AppContext, integration_id: str) -> list[Check]:
             )
         if runtime.app_users is not None and len(runtime.app_users.writers) > 1:
             for writer in runtime.app_users.writers:
-                checks.append(await _check_app_user(writer))
+                checks.append(await _check_app_user(writer, has_consent_rows(integration)))
         if integration.didomi is not None:
             try:
                 didomi = await didomi_client(integration)
@@ -303,15 +363,31 @@ async def _column_checks(runtime: IntegrationRuntime, integration: Integration) 
     return [Check("columns", False, f"{issue.path}: {issue.message}") for issue in issues]
 
 
+async def _purposes_check(runtime: IntegrationRuntime, integration: Integration) -> Check:
+    """The purposes and topics of the consent rows, as `validate --online` judges them."""
+    issues = await _consent_issues(runtime.dataverse, integration)
+    if not issues:
+        return Check("consent_purposes", True, "every mapped purpose and topic exists")
+    return Check("consent_purposes", False, "; ".join(f"{i.path}: {i.message}" for i in issues))
+
+
 async def validate_online(ctx: AppContext, integration: Integration) -> list[Issue]:
-    """Every mapped column checked against the Dataverse metadata of `contact`."""
+    """Every mapped column checked against the Dataverse metadata of `contact`; with consent
+    rows, the privileges on the Journeys tables and the purposes and topics named."""
     try:
         runtime = await runtime_for(integration)
     except ClientSetupError as exc:
         return [Issue(exc.path, exc.message)]
     try:
         columns = await read_contact_columns(runtime.dataverse)
-        consent = await _consent_issues(runtime.dataverse, integration)
+        consent: list[Issue] = []
+        if has_consent_rows(integration):
+            granted = await granted_privileges(runtime)
+            problem = consent_privilege_problem(granted) if granted is not None else None
+            if problem is not None:
+                consent.append(Issue("config.client_id", problem))
+            if reads_catalog(granted):
+                consent += await _consent_issues(runtime.dataverse, integration)
     except DataverseError as exc:
         return [Issue("config.instance", str(exc))]
     finally:

@@ -17,7 +17,10 @@ from starlette.responses import JSONResponse
 ROLE_SYSTEM_ADMINISTRATOR = "System Administrator"
 ROLE_SYSTEM_CUSTOMIZER = "System Customizer"
 ROLE_SALESPERSON = "Salesperson"
-ROLES = (ROLE_SYSTEM_ADMINISTRATOR, ROLE_SYSTEM_CUSTOMIZER, ROLE_SALESPERSON)
+ROLE_CONTACT_SYNC = "Contact Sync (custom)"
+"""A custom least-privilege role (MS's advice for integration users) made before Customer
+Insights - Journeys was installed: contacts only, nothing of the Journeys tables."""
+ROLES = (ROLE_SYSTEM_ADMINISTRATOR, ROLE_SYSTEM_CUSTOMIZER, ROLE_SALESPERSON, ROLE_CONTACT_SYNC)
 
 # Privileges per role, named after Dataverse's prv* privileges (global depth only).
 ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
@@ -74,6 +77,9 @@ ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
             "prvReadUser",
             "prvReadSdkMessage",
         }
+    ),
+    ROLE_CONTACT_SYNC: frozenset(
+        {"prvReadContact", "prvCreateContact", "prvWriteContact", "prvReadEntity", "prvReadUser"}
     ),
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 Direction = Literal["to_dataverse", "to_didomi"]
 """``to_dataverse``: Didomi → CRM. ``to_didomi``: CRM → Didomi (bidirectional mode)."""
@@ -52,6 +52,32 @@ class StateKey(NamedTuple):
     organization_user_id: str
     target: str = CONTACT_TARGET
     regulation: str = GDPR
+
+
+class _InSlot(Protocol):
+    """What names a slot: intake items, claims and outcomes all carry these five fields."""
+
+    @property
+    def integration_id(self) -> str: ...
+    @property
+    def direction(self) -> Direction: ...
+    @property
+    def organization_user_id(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def regulation(self) -> str: ...
+
+
+def slot_key(item: _InSlot) -> StateKey:
+    """The key of the slot ``item`` belongs to."""
+    return StateKey(
+        item.integration_id,
+        item.direction,
+        item.organization_user_id,
+        item.target,
+        item.regulation,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +123,7 @@ class IntakeItem:
 
     @property
     def key(self) -> StateKey:
-        return StateKey(
-            self.integration_id,
-            self.direction,
-            self.organization_user_id,
-            self.target,
-            self.regulation,
-        )
+        return slot_key(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +171,7 @@ class ClaimedState:
 
     @property
     def key(self) -> StateKey:
-        return StateKey(
-            self.integration_id,
-            self.direction,
-            self.organization_user_id,
-            self.target,
-            self.regulation,
-        )
+        return slot_key(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +195,7 @@ class Outcome:
 
     @property
     def key(self) -> StateKey:
-        return StateKey(
-            self.integration_id,
-            self.direction,
-            self.organization_user_id,
-            self.target,
-            self.regulation,
-        )
+        return slot_key(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,6 +141,20 @@ MARKER: Final = "ConsentBridge: didomi"
 """``msdynmkt_reason`` of our writes starts with this (Microsoft's loop-breaking advice)."""
 RETRY_LOCKED_S: Final = 2.0
 
+CATALOG_PRIVILEGES: Final = (
+    f"prvRead{PURPOSE_TABLE.logical_name}",
+    f"prvRead{TOPIC_TABLE.logical_name}",
+)
+"""Reading purposes and topics (resolving names, `validate --online`)."""
+PRIVILEGES: Final = (
+    f"prvCreate{CONSENTS.logical_name}",
+    f"prvRead{CONSENTS.logical_name}",
+    f"prvWrite{CONSENTS.logical_name}",
+    *CATALOG_PRIVILEGES,
+)
+"""What writing consent rows needs: create, read and write them, read purposes and topics
+(Dataverse names a table's privileges after its SchemaName, lowercase for these tables)."""
+
 _SELECT: Final = (
     CONSENTS.primary_id,
     "msdynmkt_contactpointvalue",
