@@ -134,7 +134,7 @@ class Report:
         for column in self.columns:
             table.add_column(column)
         for row in self.rows:
-            table.add_row(*(_cell(v) for v in row))
+            table.add_row(*(cell_text(v) for v in row))
         console.print(table)
         for goal in self.goals:
             mark = "[green]met[/green]" if goal.met else "[red]NOT met[/red]"
@@ -145,7 +145,7 @@ class Report:
         return path
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
     if isinstance(value, int):

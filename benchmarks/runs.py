@@ -1,0 +1,75 @@
+"""Several runs of one benchmark folded into one report: every number as the median of the
+runs with their range, so that the README can quote a median and its spread, never the best
+run (`python -m benchmarks NAME --runs 3`).
+
+Rows are matched across runs by their first cell (the row's label); a cell that is a number,
+or a number with a suffix (`1.95x`, `92%`, `0.43 s`), becomes `median (min to max)`; a cell that
+is the same text in every run stays as it is; any other cell lists each run's value. A goal is
+met only when it was met in every run, and says in how many it was."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from typing import Any
+
+from benchmarks.report import Goal, Report, cell_text
+
+_NUMBER = re.compile(r"^\s*(-?[\d,]*\.?\d+)(\s*[a-zA-Z%/ ]{0,8}?)\s*$")
+
+
+def fold(reports: list[Report]) -> Report:
+    """One report of ``reports`` (runs of one benchmark, in order)."""
+    first = reports[0]
+    rows = []
+    for index, row in enumerate(first.rows):
+        matching = [_row_like(report, row, index) for report in reports]
+        rows.append([row[0]] + [fold_cells([m[c] for m in matching]) for c in range(1, len(row))])
+    goals = []
+    for index, goal in enumerate(first.goals):
+        same = [r.goals[index] for r in reports if index < len(r.goals)]
+        met = sum(g.met for g in same)
+        goals.append(
+            Goal(
+                goal.text,
+                " | ".join(g.measured for g in same) + f" (met in {met} of {len(reports)} runs)",
+                met == len(reports),
+            )
+        )
+    return Report(
+        name=first.name,
+        title=f"{first.title} — median (min to max) of {len(reports)} runs",
+        columns=first.columns,
+        rows=rows,
+        goals=goals,
+        data={"runs": [report.to_json() for report in reports]},
+        notes=first.notes,
+    )
+
+
+def _row_like(report: Report, row: list[Any], index: int) -> list[Any]:
+    """The row of ``report`` with the same label as ``row`` (else the one in its place)."""
+    for candidate in report.rows:
+        if candidate and candidate[0] == row[0] and len(candidate) == len(row):
+            return candidate
+    return report.rows[index]
+
+
+def fold_cells(cells: list[Any]) -> Any:
+    """``cells`` (one per run) as one cell, numbers shown as the single-run tables show them."""
+    texts = [cell_text(cell) if isinstance(cell, int | float) else str(cell) for cell in cells]
+    parsed = [_NUMBER.match(text) for text in texts]
+    if all(parsed) and len({m.group(2) for m in parsed if m}) == 1:
+        matches = [m for m in parsed if m]
+        suffix = matches[0].group(2)
+        values = [float(m.group(1).replace(",", "")) for m in matches]
+        decimals = max(len(m.group(1).partition(".")[2]) for m in matches)
+
+        def show(value: float) -> str:
+            return f"{value:,.{decimals}f}{suffix}"
+
+        low, median, high = min(values), statistics.median(values), max(values)
+        return show(median) if low == high else f"{show(median)} ({show(low)} to {show(high)})"
+    if len(set(texts)) == 1:
+        return cells[0]
+    return " / ".join(texts)
