@@ -1,4 +1,5 @@
-"""Reverse sync (`to_didomi`): contact changes made in the CRM become Didomi consent events.
+"""Reverse sync (`to_didomi`): contact changes made in the CRM, and changes of Journeys consent
+rows (unsubscribes, preference centres), become Didomi consent events.
 
 For one claimed batch:
 
@@ -32,7 +33,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from consentbridge.config.integration import CONTACT, Integration, slot_regulations
+from consentbridge.config.integration import (
+    CONTACT,
+    CONTACT_POINT_CONSENT,
+    Integration,
+    slot_regulations,
+)
 from consentbridge.dataverse.errors import AuthError, DataverseError, TransientError
 from consentbridge.didomi.client import EVENTS_PER_CALL, DidomiClient, DidomiError
 from consentbridge.mapping import (
@@ -42,6 +48,7 @@ from consentbridge.mapping import (
     Property,
     reverse_project,
 )
+from consentbridge.mapping.consent import NOT_SET
 from consentbridge.store import Store
 from consentbridge.store.values import (
     ClaimedState,
@@ -53,6 +60,9 @@ from consentbridge.store.values import (
     StateRow,
     iso_utc,
 )
+from consentbridge.sync.consent_changes import column_value, reverse_properties
+from consentbridge.sync.consent_changes import is_placeholder as is_consent_placeholder
+from consentbridge.sync.consent_reverse import resolve_placeholders
 from consentbridge.sync.merge import (
     EVENT_KEY,
     FROM_CREATE,
@@ -161,12 +171,18 @@ class ReverseBatch:
         self.integration: Integration = runtime.integration
         self.policy = policy
         self.now = now if now is not None else time.time()
-        # Consent rows flow back through their own target (not yet: issue 12's later part).
-        self.properties = [
-            Property(p.id, p.value, p.transform)
-            for p in self.integration.config.properties
-            if p.target == CONTACT
-        ]
+        # A batch holds one target's slots: contact columns, or consent rows (whose slot
+        # columns are their `consent_key`s holding the `msdynmkt_value` choice).
+        self.target = claims[0].target if claims else CONTACT
+        if self.target == CONTACT_POINT_CONSENT:
+            self.properties = reverse_properties(self.integration)
+        else:
+            self.properties = [
+                Property(p.id, p.value, p.transform)
+                for p in self.integration.config.properties
+                if p.target == CONTACT
+            ]
+        self.transforms = {p.id: p.transform for p in self.properties}
         self.plans = [_Plan(c) for c in claims]
 
     # -- outcomes ----------------------------------------------------------------------------
@@ -250,8 +266,11 @@ class ReverseBatch:
     # -- steps -------------------------------------------------------------------------------
 
     async def run(self) -> list[Outcome]:
+        consent = [p for p in self.plans if is_consent_placeholder(p.user)]
         placeholders = [p for p in self.plans if is_placeholder(p.user)]
-        users = [p for p in self.plans if not is_placeholder(p.user)]
+        users = [p for p in self.plans if p not in consent and p not in placeholders]
+        if consent:
+            await self._resolve_consent(consent)
         if placeholders:
             await self._resolve(placeholders)
         if users:
@@ -261,6 +280,21 @@ class ReverseBatch:
             assert plan.outcome is not None, plan.user
             outcomes.append(plan.outcome)
         return outcomes
+
+    async def _resolve_consent(self, plans: list[_Plan]) -> None:
+        """Consent-row changes: one read of the rows, then each moves to its user's slots
+        (store first), as ``sync/consent_reverse.py`` decides."""
+        try:
+            resolved = await resolve_placeholders(self.rt, [p.claim for p in plans], self.now)
+        except DataverseError as exc:
+            self._dataverse_failed(plans, exc)
+            return
+        if resolved.moves:
+            # Durable under the real users before the placeholders' outcomes are recorded.
+            await self.store.intake_many(resolved.moves)
+        for plan in plans:
+            kind, reason = resolved.outcomes[plan.user]
+            self._finish(plan, kind, reason)
 
     async def _resolve(self, plans: list[_Plan]) -> None:
         """One lookup by contactid; each change moves to its user's row (store first)."""
@@ -362,7 +396,7 @@ class ReverseBatch:
             # The forward slot of the same rows: the same target and regulations.
             users = [p.user for p in plans if p.claim.regulation == regulation]
             found = await self.store.get_states(
-                self.integration.id, FORWARD, users, CONTACT, regulation
+                self.integration.id, FORWARD, users, self.target, regulation
             )
             forward.update(((user, regulation), row) for user, row in found.items())
         defaults = await self._defaults(plans)
@@ -460,6 +494,8 @@ class ReverseBatch:
 
     async def _project(self, plan: _Plan, didomi: DidomiClient) -> None:
         values = {c: v for c, (v, _) in plan.send.items()}
+        if self.target == CONTACT_POINT_CONSENT:
+            values = self._consent_values(plan, values)
         current: ConsentSnapshot | None = None
         try:
             if self._needs_current(values):
@@ -493,6 +529,18 @@ class ReverseBatch:
         if regulation != "gdpr":
             event["regulation"] = regulation
         plan.event = event
+
+    def _consent_values(self, plan: _Plan, choices: dict[str, Any]) -> dict[str, Any]:
+        """Consent choices as the reverse projection reads them (``column_value``); Not Set
+        is dropped with a note: a value nobody chose never becomes consent."""
+        values: dict[str, Any] = {}
+        for column, choice in choices.items():
+            if choice == NOT_SET or not isinstance(choice, int):
+                plan.notes.append(f"{column} is Not Set, which is nobody's consent choice")
+                plan.send.pop(column, None)
+                continue
+            values[column] = column_value(choice, self.transforms.get(column))
+        return values
 
     def _event_regulation(self, plan: _Plan) -> str:
         """The regulation a change of this slot is sent to Didomi under: the slot's own, or
