@@ -208,14 +208,23 @@ def matching_rows(integration: Integration, facts: RowFacts, ids_of: IdOf) -> li
     return found
 
 
-def reverse_property(row: Property) -> MappingProperty:
-    """The mapping property of a consent row in the reverse direction: its slot column (the
-    ``consent_key``) read back through the row's path and transform."""
-    return MappingProperty(consent_key(row), row.value, row.transform)
-
-
-def reverse_properties(integration: Integration) -> list[MappingProperty]:
-    return [reverse_property(row) for row in consent_rows(integration)]
+def reverse_projection(
+    integration: Integration, slot: str
+) -> tuple[list[MappingProperty], dict[str, str]]:
+    """The consent rows of one slot (regulation part of its key) as mapping properties for the
+    reverse projection, and slot column (``consent_key``) → property id. Property ids are
+    ``consent_row_<n>`` (n: the row's place among the consent rows): a mapping property's id
+    must look like a column name, which a ``consent_key`` does not."""
+    properties: list[MappingProperty] = []
+    ids: dict[str, str] = {}
+    config = integration.config
+    for index, row in enumerate(consent_rows(integration)):
+        key = consent_key(row)
+        if config.slot_of(row) != slot or key in ids:
+            continue
+        ids[key] = f"consent_row_{index}"
+        properties.append(MappingProperty(ids[key], row.value, row.transform))
+    return properties, ids
 
 
 def column_value(choice: int, transform: object) -> object:

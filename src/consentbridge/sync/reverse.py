@@ -30,7 +30,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from consentbridge.config.integration import (
@@ -60,7 +60,7 @@ from consentbridge.store.values import (
     StateRow,
     iso_utc,
 )
-from consentbridge.sync.consent_changes import column_value, reverse_properties
+from consentbridge.sync.consent_changes import column_value, reverse_projection
 from consentbridge.sync.consent_changes import is_placeholder as is_consent_placeholder
 from consentbridge.sync.consent_reverse import resolve_placeholders
 from consentbridge.sync.merge import (
@@ -172,17 +172,14 @@ class ReverseBatch:
         self.policy = policy
         self.now = now if now is not None else time.time()
         # A batch holds one target's slots: contact columns, or consent rows (whose slot
-        # columns are their `consent_key`s holding the `msdynmkt_value` choice).
+        # columns are their `consent_key`s holding the `msdynmkt_value` choice, projected
+        # back under ids of their own: `reverse_projection`).
         self.target = claims[0].target if claims else CONTACT
-        if self.target == CONTACT_POINT_CONSENT:
-            self.properties = reverse_properties(self.integration)
-        else:
-            self.properties = [
-                Property(p.id, p.value, p.transform)
-                for p in self.integration.config.properties
-                if p.target == CONTACT
-            ]
-        self.transforms = {p.id: p.transform for p in self.properties}
+        self.properties = [
+            Property(p.id, p.value, p.transform)
+            for p in self.integration.config.properties
+            if p.target == CONTACT
+        ]
         self.plans = [_Plan(c) for c in claims]
 
     # -- outcomes ----------------------------------------------------------------------------
@@ -451,10 +448,17 @@ class ReverseBatch:
             return {}
         return {name: info.default for name, info in columns.items()}
 
+    def _projection(self, plan: _Plan) -> tuple[list[Property], dict[str, str]]:
+        """The properties a plan's columns are mapped back through, and slot column →
+        property id (the same for contact columns)."""
+        if self.target == CONTACT_POINT_CONSENT:
+            return reverse_projection(self.integration, plan.claim.regulation)
+        return self.properties, {p.id: p.id for p in self.properties}
+
     def _compare(self, plan: _Plan, forward: StateRow | None, defaults: Mapping[str, Any]) -> None:
         """Keep the columns Didomi does not hold yet, whose change is not older and that are
         not a Create's untouched defaults."""
-        mapped = {p.id for p in self.properties}
+        mapped = set(self._projection(plan)[1])
         theirs = forward.columns if forward is not None else {}
         for column, entry in sorted(_entries(plan.claim.columns).items()):
             if column not in mapped:
@@ -493,16 +497,26 @@ class ReverseBatch:
                 )
 
     async def _project(self, plan: _Plan, didomi: DidomiClient) -> None:
-        values = {c: v for c, (v, _) in plan.send.items()}
+        properties, ids = self._projection(plan)
         if self.target == CONTACT_POINT_CONSENT:
-            values = self._consent_values(plan, values)
+            self._drop_not_set(plan)
+        by_id = {p.id: p for p in properties}
+        values = {ids[c]: v for c, (v, _) in plan.send.items() if c in ids}
+        if self.target == CONTACT_POINT_CONSENT:
+            values = {k: column_value(v, by_id[k].transform) for k, v in values.items()}
+        column_of = {i: c for c, i in ids.items()}
         current: ConsentSnapshot | None = None
         try:
-            if self._needs_current(values):
+            if self._needs_current(properties, values):
                 raw = await didomi.get_user(plan.user)
                 current = ConsentSnapshot.from_user(raw) if raw is not None else None
-            result = reverse_project(
-                self.properties, values, organization_user_id=plan.user, current=current
+            projected = reverse_project(
+                properties, values, organization_user_id=plan.user, current=current
+            )
+            result = replace(
+                projected,
+                one_way={column_of.get(k, k): r for k, r in projected.one_way.items()},
+                skipped={column_of.get(k, k): r for k, r in projected.skipped.items()},
             )
         except DidomiError as exc:
             self._didomi_failed(plan, exc)
@@ -530,17 +544,12 @@ class ReverseBatch:
             event["regulation"] = regulation
         plan.event = event
 
-    def _consent_values(self, plan: _Plan, choices: dict[str, Any]) -> dict[str, Any]:
-        """Consent choices as the reverse projection reads them (``column_value``); Not Set
-        is dropped with a note: a value nobody chose never becomes consent."""
-        values: dict[str, Any] = {}
-        for column, choice in choices.items():
-            if choice == NOT_SET or not isinstance(choice, int):
+    def _drop_not_set(self, plan: _Plan) -> None:
+        """A consent row at Not Set is not sent: a value nobody chose never becomes consent."""
+        for column, (choice, _) in list(plan.send.items()):
+            if choice == NOT_SET or not isinstance(choice, int) or isinstance(choice, bool):
                 plan.notes.append(f"{column} is Not Set, which is nobody's consent choice")
-                plan.send.pop(column, None)
-                continue
-            values[column] = column_value(choice, self.transforms.get(column))
-        return values
+                del plan.send[column]
 
     def _event_regulation(self, plan: _Plan) -> str:
         """The regulation a change of this slot is sent to Didomi under: the slot's own, or
@@ -549,13 +558,13 @@ class ReverseBatch:
         ordered = [r for r in self.integration.config.regulations if r in served]
         return (ordered or sorted(served))[0]
 
-    def _needs_current(self, values: Mapping[str, Any]) -> bool:
+    def _needs_current(self, properties: Sequence[Property], values: Mapping[str, Any]) -> bool:
         """A value toggle (`…_values_<pref>_<value>`) or an ambiguous path needs Didomi's
         current state to be mapped back."""
         return any(
             prop.id in values
             and (len(prop.candidates) > 1 or prop.candidates[0].kind is PathKind.VALUE_SELECTED)
-            for prop in self.properties
+            for prop in properties
         )
 
     async def _send(self, plans: list[_Plan], didomi: DidomiClient) -> None:
