@@ -28,6 +28,7 @@ from consentbridge.sync.consent_changes import (
     ROW_KEY,
     VALUE,
     WEB_API_NAMES,
+    IdOf,
     RowFacts,
     consent_rows,
     describe,
@@ -116,7 +117,7 @@ def _resolve_one(
     runtime: IntegrationRuntime,
     claim: ClaimedState,
     facts: RowFacts,
-    ids_of: Any,
+    ids_of: IdOf,
     now: float,
     moves: list[IntakeItem],
 ) -> tuple[OutcomeKind, str]:
