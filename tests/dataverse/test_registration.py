@@ -271,3 +271,43 @@ def test_created_row_id_comes_from_the_odata_entity_id_header() -> None:
     )
     assert entity_id(response) == "abc-1"
     assert entity_id(httpx.Response(201, json={"serviceendpointid": "{DEF}"})) == "def"
+
+
+CONSENT_SPEC = WebhookSpec(
+    SPEC.integration_id,
+    SPEC.url,
+    SPEC.secret,
+    SPEC.filtering_attributes,
+    (("msdynmkt_contactpointconsent4", "msdynmkt_value"),),
+)
+
+
+async def test_consent_row_steps_are_registered_beside_the_contact_ones_and_removed_when_unneeded(
+    dataverse: Dataverse,
+) -> None:
+    ensured = await ensure_registration(dataverse.client, CONSENT_SPEC)
+    assert sorted(ensured.step_ids) == [
+        "Create",
+        "Update",
+        "msdynmkt_contactpointconsent4:Create",
+        "msdynmkt_contactpointconsent4:Update",
+    ]
+    filters = {s["name"]: s["filteringattributes"] for s in dataverse.steps()}
+    assert filters["consentbridge:acme:msdynmkt_contactpointconsent4:Update"] == "msdynmkt_value"
+    again = await ensure_registration(
+        dataverse.client,
+        CONSENT_SPEC,
+        recorded_endpoint_id=ensured.endpoint_id,
+        secret_current=True,
+    )
+    assert again.actions == [] and again.step_ids == ensured.step_ids
+    # The mapping lost its consent rows: their steps go, the contact ones stay.
+    fewer = await ensure_registration(
+        dataverse.client, SPEC, recorded_endpoint_id=ensured.endpoint_id, secret_current=True
+    )
+    assert sorted(fewer.step_ids) == ["Create", "Update"]
+    assert sorted(s["name"] for s in dataverse.steps()) == [
+        "consentbridge:acme:Create",
+        "consentbridge:acme:Update",
+    ]
+    assert sum("no longer needs" in a for a in fewer.actions) == 2

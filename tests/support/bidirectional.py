@@ -85,14 +85,17 @@ def webhook_body(
     modified: dt.datetime | None = None,
     post_image: dict[str, Any] | None = None,
     operation_id: str | None = None,
+    entity: str = "contact",
+    pre_image: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A RemoteExecutionContext as Dataverse posts it for an async post-operation step."""
+    """A RemoteExecutionContext as Dataverse posts it for an async post-operation step on
+    ``entity`` (``contact_id``: the row's id)."""
     attrs = dict(attributes)
     attrs["modifiedon"] = ms(modified or dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
     body: dict[str, Any] = {
         "MessageName": message,
         "PrimaryEntityId": contact_id,
-        "PrimaryEntityName": "contact",
+        "PrimaryEntityName": entity,
         "InitiatingUserId": initiating_user,
         "UserId": initiating_user,
         "OperationId": operation_id or str(uuid.uuid4()),
@@ -105,17 +108,18 @@ def webhook_body(
                     "__type": "Entity:http://schemas.microsoft.com/xrm/2011/Contracts",
                     "Attributes": [{"key": k, "value": v} for k, v in attrs.items()],
                     "Id": contact_id,
-                    "LogicalName": "contact",
+                    "LogicalName": entity,
                 },
             }
         ],
         "PostEntityImages": [],
     }
-    if post_image is not None:
-        body["PostEntityImages"] = [
-            {
-                "key": "PostImage",
-                "value": {"Attributes": [{"key": k, "value": v} for k, v in post_image.items()]},
-            }
-        ]
+    for name, image in (("PostEntityImages", post_image), ("PreEntityImages", pre_image)):
+        if image is not None:
+            body[name] = [
+                {
+                    "key": name.removesuffix("EntityImages") + "Image",
+                    "value": {"Attributes": [{"key": k, "value": v} for k, v in image.items()]},
+                }
+            ]
     return body

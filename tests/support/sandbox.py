@@ -149,7 +149,11 @@ class SandboxClient:
 
     def create_contact(self, app: dict[str, Any] | None = None, **columns: Any) -> str:
         columns.setdefault("lastname", "Test")
-        return _created_id(self.dv("POST", "contacts", expect=204, json=columns, app=app))
+        return self.create_row("contacts", app=app, **columns)
+
+    def create_row(self, entity_set: str, app: dict[str, Any] | None = None, **columns: Any) -> str:
+        """POST a row (``columns`` may hold ``…@odata.bind`` names via ``**{...}``); its id."""
+        return _created_id(self.dv("POST", entity_set, expect=204, json=columns, app=app))
 
     def update_contact(
         self, contact_id: str, app: dict[str, Any] | None = None, **columns: Any

@@ -1,9 +1,11 @@
 """The Dataverse side of the bidirectional flow: the webhook `serviceendpoint` and the async
-post-operation `sdkmessageprocessingsteps` (Create and Update of `contact`) that make Dataverse
-POST contact changes to ConsentBridge.
+post-operation `sdkmessageprocessingsteps` (Create and Update of `contact`, and of the Journeys
+consent rows `msdynmkt_contactpointconsent4` when the mapping has any) that make Dataverse POST
+changes to ConsentBridge.
 
-Rows are found by name (`consentbridge:{integration}` and `consentbridge:{integration}:{message}`)
-so that enabling twice converges on one endpoint and one step per message instead of creating
+Rows are found by name (`consentbridge:{integration}`, `consentbridge:{integration}:{message}`
+for contact steps, `consentbridge:{integration}:{table}:{message}` for another table's) so that
+enabling twice converges on one endpoint and one step per (table, message) instead of creating
 copies; `ensure_registration` creates what is missing, corrects what drifted (URL, secret,
 filter, a disabled step), removes duplicates under our names, and says what it did. What it
 created in a run that then fails is deleted again, so a refusal never leaves half a
@@ -33,18 +35,31 @@ STATE_DISABLED = 1
 STATUS_ENABLED = 1
 AUTH_HEADER = "x-consentbridge-key"
 ENTITY = "contact"
+CONSENT_ENTITY = "msdynmkt_contactpointconsent4"
 MESSAGES = ("Create", "Update")
 NAME_PREFIX = "consentbridge"
 # Only Update honours filteringattributes; a Create carries every column it sets.
 FILTERED_MESSAGE = "Update"
+# Tables other than contact a registration may watch (their step names carry the table).
+WATCHABLE = (CONSENT_ENTITY,)
+
+
+def step_key(entity: str, message: str) -> str:
+    """The key of a step in a registration record: the message for contact (the shape of
+    records made before other tables could be watched), `{table}:{message}` otherwise."""
+    return message if entity == ENTITY else f"{entity}:{message}"
+
+
+ALL_STEP_KEYS = tuple(step_key(e, m) for e in (ENTITY, *WATCHABLE) for m in MESSAGES)
 
 
 def endpoint_name(integration_id: str) -> str:
     return f"{NAME_PREFIX}:{integration_id}"
 
 
-def step_name(integration_id: str, message: str) -> str:
-    return f"{endpoint_name(integration_id)}:{message}"
+def step_name(integration_id: str, key: str) -> str:
+    """`consentbridge:{integration}:{key}` (``key``: a message, or `{table}:{message}`)."""
+    return f"{endpoint_name(integration_id)}:{key}"
 
 
 def normalize_attributes(attributes: str | Iterable[str] | None) -> str:
@@ -56,17 +71,41 @@ def normalize_attributes(attributes: str | Iterable[str] | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class StepSpec:
+    """One step a registration needs: a message on a table, and (Update) its filter."""
+
+    entity: str
+    message: str
+    filtering_attributes: str = ""
+
+    @property
+    def key(self) -> str:
+        return step_key(self.entity, self.message)
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookSpec:
-    """What one integration's registration must look like."""
+    """What one integration's registration must look like: contact steps filtered on
+    ``filtering_attributes``, and steps on each table of ``watched`` (table → Update filter)."""
 
     integration_id: str
     url: str
     secret: str
     filtering_attributes: str
+    watched: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
         return endpoint_name(self.integration_id)
+
+    @property
+    def steps(self) -> list[StepSpec]:
+        tables = [(ENTITY, self.filtering_attributes), *self.watched]
+        return [
+            StepSpec(entity, message, columns if message == FILTERED_MESSAGE else "")
+            for entity, columns in tables
+            for message in MESSAGES
+        ]
 
     @property
     def auth_value(self) -> str:
@@ -96,16 +135,22 @@ class StepRow:
     def message(self) -> str:
         return self.name.rsplit(":", 1)[-1]
 
+    def key(self, integration_id: str) -> str:
+        """The step key its name carries (``step_key``)."""
+        return self.name.removeprefix(f"{endpoint_name(integration_id)}:")
+
 
 @dataclass(frozen=True, slots=True)
 class Found:
     """The rows carrying this integration's names in Dataverse."""
 
+    integration_id: str
     endpoints: list[EndpointRow]
     steps: list[StepRow]
 
-    def steps_for(self, message: str) -> list[StepRow]:
-        return [s for s in self.steps if s.message == message]
+    def steps_for(self, key: str) -> list[StepRow]:
+        """The steps named for ``key`` (a message of contact, or `{table}:{message}`)."""
+        return [s for s in self.steps if s.key(self.integration_id) == key]
 
 
 @dataclass
@@ -156,12 +201,13 @@ async def find_registration(client: DataverseClient, integration_id: str) -> Fou
             "$select": "sdkmessageprocessingstepid,name,filteringattributes,statecode,"
             "_eventhandler_value",
             "$filter": " or ".join(
-                f"name eq {odata_string(step_name(integration_id, m))}" for m in MESSAGES
+                f"name eq {odata_string(step_name(integration_id, k))}" for k in ALL_STEP_KEYS
             ),
         },
         what="the webhook step lookup",
     )
     return Found(
+        integration_id=integration_id,
         endpoints=[
             EndpointRow(_guid(r.get("serviceendpointid")), str(r.get("name")), str(r.get("url")))
             for r in endpoints
@@ -226,11 +272,11 @@ def _endpoint_body(spec: WebhookSpec) -> dict[str, Any]:
 
 
 def _step_body(
-    spec: WebhookSpec, message: str, ids: tuple[str, str], endpoint_id: str
+    spec: WebhookSpec, step: StepSpec, ids: tuple[str, str], endpoint_id: str
 ) -> dict[str, Any]:
     message_id, filter_id = ids
     body: dict[str, Any] = {
-        "name": step_name(spec.integration_id, message),
+        "name": step_name(spec.integration_id, step.key),
         "mode": MODE_ASYNC,
         "stage": STAGE_POST_OPERATION,
         "rank": 1,
@@ -240,8 +286,8 @@ def _step_body(
         "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})",
         "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint_id})",
     }
-    if message == FILTERED_MESSAGE:
-        body["filteringattributes"] = spec.filtering_attributes
+    if step.message == FILTERED_MESSAGE:
+        body["filteringattributes"] = step.filtering_attributes
     return body
 
 
@@ -302,23 +348,24 @@ class _Run:
 
     async def step(
         self,
-        message: str,
+        spec: StepSpec,
         steps: Sequence[StepRow],
         endpoint_id: str,
         filters: dict[str, tuple[str, str]] | None,
     ) -> tuple[str, list[str]]:
-        name = step_name(self.spec.integration_id, message)
+        name = step_name(self.spec.integration_id, spec.key)
+        message = spec.message
         pointed = sorted(steps, key=lambda s: (s.handler_id not in (None, endpoint_id), s.id))
         if not pointed:
             assert filters is not None
-            body = _step_body(self.spec, message, filters[message], endpoint_id)
+            body = _step_body(self.spec, spec, filters[message], endpoint_id)
             step_id = await _create(self.client, "sdkmessageprocessingsteps", body)
             self.created.append(("sdkmessageprocessingsteps", step_id, f"step {name}"))
             self.actions.append(f"created the async step {name}")
             return step_id, []
         keep = pointed[0]
         patch: dict[str, Any] = {}
-        wanted = self.spec.filtering_attributes
+        wanted = spec.filtering_attributes
         if message == FILTERED_MESSAGE and keep.filtering_attributes != wanted:
             patch["filteringattributes"] = wanted
             self.actions.append(f"set the filtering attributes of {name} to {wanted}")
@@ -348,25 +395,27 @@ async def ensure_registration(
     recorded_endpoint_id: str | None = None,
     secret_current: bool = False,
 ) -> Ensured:
-    """Make Dataverse hold exactly one endpoint and one step per message, as `spec` says.
+    """Make Dataverse hold exactly one endpoint and one step per (table, message), as `spec`
+    says; steps of a table the spec no longer watches are removed.
 
     `secret_current` says that the recorded endpoint already carries `spec.secret` (Dataverse
     never returns `authvalue`, so this cannot be read back).
     """
     run = _Run(client, spec)
+    wanted = spec.steps
     try:
         found = await find_registration(client, spec.integration_id)
         endpoint_id, extra_endpoints = await run.endpoint(
             found, recorded_endpoint_id, secret_current
         )
-        filters = None
-        if any(not found.steps_for(m) for m in MESSAGES):
-            filters = await message_filters(client)
+        filters: dict[str, dict[str, tuple[str, str]]] = {}
+        for entity in dict.fromkeys(s.entity for s in wanted if not found.steps_for(s.key)):
+            filters[entity] = await message_filters(client, entity)
         step_ids: dict[str, str] = {}
         extra_steps: list[str] = []
-        for message in MESSAGES:
-            step_ids[message], extra = await run.step(
-                message, found.steps_for(message), endpoint_id, filters
+        for step in wanted:
+            step_ids[step.key], extra = await run.step(
+                step, found.steps_for(step.key), endpoint_id, filters.get(step.entity)
             )
             extra_steps += extra
     except Exception:
@@ -377,6 +426,12 @@ async def ensure_registration(
     for step_id in extra_steps:
         await delete_row(client, "sdkmessageprocessingsteps", step_id, "a duplicate step")
         run.actions.append(f"removed a duplicate step {step_id}")
+    # Steps of a table the mapping no longer needs (its consent rows were removed).
+    keys = {s.key for s in wanted}
+    for row in found.steps:
+        if row.key(spec.integration_id) not in keys:
+            await delete_row(client, "sdkmessageprocessingsteps", row.id, "an unneeded step")
+            run.actions.append(f"removed the step {row.name}, which the mapping no longer needs")
     for extra_id in extra_endpoints:
         await delete_row(client, "serviceendpoints", extra_id, "a duplicate endpoint")
         run.actions.append(f"removed a duplicate service endpoint {extra_id}")

@@ -57,6 +57,9 @@ class ContactChange:
     post_image: dict[str, Any] = field(default_factory=dict)
     # Attributes of the pre-operation images (registered on the step): the row before the change.
     pre_image: dict[str, Any] = field(default_factory=dict)
+    # The table of the row (`PrimaryEntityName`): `contact`, or a Journeys consent row
+    # (`msdynmkt_contactpointconsent4`); `contact_id` is then that row's id.
+    entity: str = "contact"
 
 
 def parse_date(value: str, path: str = "value") -> dt.datetime | None:
@@ -286,4 +289,15 @@ def parse_context(body: Any) -> ContactChange:
         depth=_depth(body.get("Depth")),
         post_image=post_image,
         pre_image=pre_image,
+        entity=_entity_name(body, target),
     )
+
+
+def _entity_name(body: dict[str, Any], target: object) -> str:
+    """`PrimaryEntityName`, else the Target's `LogicalName`, else `contact` (the table the
+    first steps were registered on)."""
+    named = target.get("LogicalName") if isinstance(target, dict) else None
+    for value in (body.get("PrimaryEntityName"), named):
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+    return "contact"

@@ -1,5 +1,7 @@
 """`bidirectional enable | disable | status`: the webhook ConsentBridge registers in Dataverse on
-the user's behalf, so that changes CRM users make to mapped contact columns flow back to Didomi.
+the user's behalf, so that changes CRM users make to mapped contact columns — and, when the
+mapping has Journeys consent rows, changes made to those rows (unsubscribes, preference
+centres) — flow back to Didomi.
 
 Only these operations need the System Administrator role (to create and delete service
 endpoints and steps); the flow itself needs only read/write on contacts. `enable` checks the
@@ -19,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from consentbridge.config.errors import SecretDecryptionError
-from consentbridge.config.integration import CONTACT, Integration
+from consentbridge.config.integration import CONTACT, CONTACT_POINT_CONSENT, Integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.errors import (
     AuthError,
@@ -30,6 +32,7 @@ from consentbridge.dataverse.errors import (
 )
 from consentbridge.dataverse.registration import (
     AUTH_HEADER,
+    CONSENT_ENTITY,
     FILTERED_MESSAGE,
     MESSAGES,
     STATE_ENABLED,
@@ -54,6 +57,15 @@ log = get_logger("consentbridge.bidirectional")
 
 RECORD_VERSION = 1
 ENABLE_PRIVILEGES = ("prvCreateServiceEndpoint", "prvCreateSdkMessageProcessingStep")
+# The flow reads a consent row its webhook names (an Update carries only the changed columns)
+# and the purposes and topics the mapping names: needed for as long as the flow runs.
+CONSENT_FLOW_PRIVILEGES = (
+    "prvReadmsdynmkt_contactpointconsent4",
+    "prvReadmsdynmkt_purpose",
+    "prvReadmsdynmkt_topic",
+)
+CONSENT_FILTER = "msdynmkt_value"
+"""The Update step on consent rows fires only when the consent value is set."""
 DISABLE_PRIVILEGES = ("prvDeleteServiceEndpoint", "prvDeleteSdkMessageProcessingStep")
 ADMIN_ROLE = "System Administrator"
 ROLE_CAN_GO = (
@@ -150,6 +162,26 @@ def filtering_attributes(integration: Integration) -> str:
     return normalize_attributes(columns)
 
 
+def has_consent_rows(integration: Integration) -> bool:
+    return any(p.target == CONTACT_POINT_CONSENT for p in integration.config.properties)
+
+
+def watched_tables(integration: Integration) -> tuple[tuple[str, str], ...]:
+    """The tables besides contact whose Create and Update steps the mapping needs, each with
+    its Update filter: the consent rows when any property row targets them."""
+    return ((CONSENT_ENTITY, CONSENT_FILTER),) if has_consent_rows(integration) else ()
+
+
+def webhook_spec(integration: Integration, url: str, secret: str) -> WebhookSpec:
+    return WebhookSpec(
+        integration.id,
+        url,
+        secret,
+        filtering_attributes(integration),
+        watched_tables(integration),
+    )
+
+
 async def _integration(ctx: AppContext, integration_id: str) -> Integration:
     integration = await ctx.integration(integration_id)
     if integration is None:
@@ -172,8 +204,14 @@ def _failure(exc: DataverseError) -> OperationError:
     return Conflict(str(exc))
 
 
-async def _preflight(runtime: IntegrationRuntime, needed: tuple[str, ...], purpose: str) -> str:
-    """Token, WhoAmI and privileges; the application user id. Raises before any change."""
+async def _preflight(
+    runtime: IntegrationRuntime,
+    needed: tuple[str, ...],
+    purpose: str,
+    flow_needs: tuple[str, ...] = (),
+) -> str:
+    """Token, WhoAmI and privileges (``needed`` for the operation, ``flow_needs`` for the flow
+    itself); the application user id. Raises before any change."""
     await runtime.tokens.token()
     who = await runtime.dataverse.who_am_i()
     try:
@@ -189,6 +227,13 @@ async def _preflight(runtime: IntegrationRuntime, needed: tuple[str, ...], purpo
             f"The application user lacks {' and '.join(missing)}: assign it the {ADMIN_ROLE} "
             f"role in the Power Platform admin center while you {purpose} the bidirectional "
             "flow (it can be removed again afterwards); nothing was changed."
+        )
+    lacking = [p for p in flow_needs if p not in granted]
+    if lacking:
+        raise Conflict(
+            f"The application user lacks {' and '.join(lacking)}, which the flow needs to read "
+            "the Journeys consent rows its webhook names: give its security role Read on "
+            "Contact Point Consent, Purpose and Topic, then enable again; nothing was changed."
         )
     return who.user_id.lower()
 
@@ -218,15 +263,11 @@ async def enable(
     previous = RegistrationRecord.from_stored(previous_raw)
     runtime = await one_off_runtime(integration)
     try:
-        user_id = await _preflight(runtime, ENABLE_PRIVILEGES, "enable")
+        flow_needs = CONSENT_FLOW_PRIVILEGES if has_consent_rows(integration) else ()
+        user_id = await _preflight(runtime, ENABLE_PRIVILEGES, "enable", flow_needs)
         other_ids, unreachable = await _other_user_ids(runtime, previous)
         secret, encrypted = _secret(ctx, previous)
-        spec = WebhookSpec(
-            integration_id,
-            webhook_url(base, integration_id),
-            secret,
-            filtering_attributes(integration),
-        )
+        spec = webhook_spec(integration, webhook_url(base, integration_id), secret)
         provisional = RegistrationRecord(
             url=spec.url,
             public_url=base,
@@ -284,11 +325,15 @@ async def enable(
     if not changed:
         lines.append(
             f"Nothing to change: the webhook {endpoint_name(integration_id)} and its Create and "
-            "Update steps are registered as recorded."
+            f"Update steps{_consent_words(integration)} are registered as recorded."
         )
     lines += one_way_lines(integration)
     lines.append(ROLE_CAN_GO)
     return Report(integration_id, "enable", True, changed, lines, record.public())
+
+
+def _consent_words(integration: Integration) -> str:
+    return f" (on contact and on {CONSENT_ENTITY})" if has_consent_rows(integration) else ""
 
 
 async def recorded(ctx: AppContext, integration_id: str) -> dict[str, Any] | None:
@@ -439,8 +484,10 @@ def registration_problems(
     record: RegistrationRecord | None,
     found: Found,
     expected_filter: str,
+    watched: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
-    """What differs between the record and Dataverse (pure)."""
+    """What differs between the record and Dataverse (pure): ``expected_filter`` is the
+    contact Update step's, ``watched`` the other tables' (``watched_tables``)."""
     problems: list[str] = []
     name = endpoint_name(integration_id)
     recorded_steps = set(record.step_ids.values()) if record else set()
@@ -462,18 +509,29 @@ def registration_problems(
                 f"drift: the service endpoint calls {endpoint.url} instead of {record.url}"
             )
     by_id = {s.id: s for s in found.steps}
-    for message in MESSAGES:
-        step_id = record.step_ids.get(message)
+    spec = WebhookSpec(integration_id, record.url, "", expected_filter, watched)
+    for wanted in spec.steps:
+        message = wanted.key.replace(":", " ")
+        step_id = record.step_ids.get(wanted.key)
         step = by_id.get(step_id or "")
         if step is None:
             problems.append(f"missing: the {message} step {step_id or '(none recorded)'} is gone")
             continue
         if step.statecode != STATE_ENABLED:
             problems.append(f"disabled: the {message} step {step.id} is disabled in Dataverse")
-        if message == FILTERED_MESSAGE and step.filtering_attributes != expected_filter:
+        if (
+            wanted.message == FILTERED_MESSAGE
+            and step.filtering_attributes != wanted.filtering_attributes
+        ):
             problems.append(
                 f"drift: the {message} step filters on '{step.filtering_attributes}' but the "
-                f"mapping needs '{expected_filter}'"
+                f"mapping needs '{wanted.filtering_attributes}'"
+            )
+    needed = {s.key for s in spec.steps}
+    for key, step_id in sorted(record.step_ids.items()):
+        if key not in needed and step_id in by_id:
+            problems.append(
+                f"extra: the step {by_id[step_id].name} is no longer needed by the mapping"
             )
     for step in found.steps:
         if step.id not in recorded_steps:
@@ -505,7 +563,11 @@ async def status(ctx: AppContext, integration_id: str) -> Report:
     finally:
         await runtime.aclose()
     problems = registration_problems(
-        integration_id, record, found, filtering_attributes(integration)
+        integration_id,
+        record,
+        found,
+        filtering_attributes(integration),
+        watched_tables(integration),
     )
     repair = f"Run `consentbridge bidirectional enable {integration_id}` to repair"
     if record is None and not problems:
@@ -513,7 +575,8 @@ async def status(ctx: AppContext, integration_id: str) -> Report:
     elif not problems:
         lines = [
             f"Enabled: the webhook calls {record.url if record else ''}; its Create and Update "
-            "steps exist, are enabled and filter on the mapped columns."
+            f"steps{_consent_words(integration)} exist, are enabled and filter on the mapped "
+            "columns."
         ]
     elif record is None:
         lines = [*problems, f"{repair} (it adopts and records them), then disable if unwanted."]

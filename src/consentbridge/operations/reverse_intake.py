@@ -1,6 +1,7 @@
 """Receiving Dataverse webhooks (bidirectional mode): a contact change made in the CRM is
 authenticated, parsed and merged into the user's `to_didomi` desired state in one store
-transaction; the caller answers 202 once this returns. Workers send it on to Didomi.
+transaction; the caller answers 202 once this returns. Workers send it on to Didomi. A change
+of a Journeys consent row takes the same way in, then `consent_intake.py`.
 
 Nothing here calls Dataverse: a slow Dataverse must neither slow intake down nor lose a change.
 When the payload does not name the user (an Update carries only the changed columns, and a
@@ -17,13 +18,16 @@ import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any
 
 from consentbridge.config.errors import SecretDecryptionError
 from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.context import AppContext
+from consentbridge.dataverse.registration import CONSENT_ENTITY
 from consentbridge.dataverse.remote_context import ContactChange, ContextError, parse_context
 from consentbridge.operations.bidirectional import RegistrationRecord
+from consentbridge.operations.consent_intake import consent_items
+from consentbridge.operations.dataverse_log import TO_DIDOMI, log_line, logged_only
 from consentbridge.operations.errors import InvalidInput, Issue, Unauthorized, Unavailable
 from consentbridge.operations.intake import (
     enqueue,
@@ -31,7 +35,7 @@ from consentbridge.operations.intake import (
     log_accepted_as,
     require_integration,
 )
-from consentbridge.store.values import Direction, IntakeItem, LogEntry, Merge
+from consentbridge.store.values import IntakeItem, Merge
 from consentbridge.sync.merge import (
     EVENT_KEY,
     Stamp,
@@ -46,7 +50,6 @@ from consentbridge.sync.placeholders import (
     placeholder_key,
 )
 
-TO_DIDOMI: Final[Direction] = "to_didomi"
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
 REQUEST_ID_HEADER = "x-request-id"
 SYNCED_MESSAGES = ("Create", "Update")
@@ -109,44 +112,6 @@ def _user_of(change: ContactChange, match: str) -> str | None:
     return None
 
 
-def _log(
-    integration: Integration,
-    user: str,
-    change: ContactChange,
-    outcome: str,
-    reason: str,
-    columns: dict[str, Any],
-    now: float,
-) -> LogEntry:
-    return LogEntry(
-        integration_id=integration.id,
-        organization_user_id=user,
-        direction=TO_DIDOMI,
-        event=f"dataverse.{change.message.lower()}",
-        outcome=outcome,
-        reason=reason,
-        columns=columns,
-        request_id=change.operation_id or None,
-        at=now,
-    )
-
-
-def _logged_only(
-    integration: Integration, user: str, change: ContactChange, key: str | None, log: LogEntry
-) -> IntakeItem:
-    """An item that stores no state: the delivery key and one log line."""
-    return IntakeItem(
-        integration_id=integration.id,
-        direction=TO_DIDOMI,
-        organization_user_id=user,
-        delivery_key=key,
-        merge=lambda old: None,
-        log=None,
-        log_unchanged=log,
-        now=log.at,
-    )
-
-
 def contact_items(
     integration: Integration,
     record: RegistrationRecord,
@@ -163,7 +128,7 @@ def contact_items(
     initiator = change.initiating_user_id or change.user_id
     if initiator and initiator.lower() in record.our_user_ids:
         reason = "initiated by ConsentBridge's own application user: the echo of a sync write"
-        log = _log(
+        log = log_line(
             integration,
             user or placeholder_key(change.contact_id),
             change,
@@ -172,10 +137,10 @@ def contact_items(
             {},
             now,
         )
-        return [_logged_only(integration, log.organization_user_id, change, key, log)]
+        return [logged_only(integration, log.organization_user_id, change, key, log)]
     if change.message not in SYNCED_MESSAGES:
         reason = f"{change.message} of a contact is not synced to Didomi"
-        log = _log(
+        log = log_line(
             integration,
             user or placeholder_key(change.contact_id),
             change,
@@ -184,7 +149,7 @@ def contact_items(
             {},
             now,
         )
-        return [_logged_only(integration, log.organization_user_id, change, key, log)]
+        return [logged_only(integration, log.organization_user_id, change, key, log)]
     config = integration.config
     # Each changed column goes to the slot of the rows that feed it (their regulations), so a
     # rep's change reaches Didomi under the regulation its row serves, never another's.
@@ -214,7 +179,7 @@ def contact_items(
         values = changed[slot]
         if not values and not truncated:
             continue
-        log_unchanged = _log(
+        log_unchanged = log_line(
             integration,
             target,
             change,
@@ -286,7 +251,9 @@ async def receive_contact_change(
         raise InvalidInput([Issue(exc.path, str(exc))]) from exc
     truncated = _lookup(headers, SIZE_EXCEEDED_HEADER) is not None
     now = time.time()
-    items = contact_items(
+    # A consent row's change has its own path (operations/consent_intake.py).
+    items_of = consent_items if change.entity == CONSENT_ENTITY else contact_items
+    items = items_of(
         integration,
         record,
         change,

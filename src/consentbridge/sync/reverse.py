@@ -1,4 +1,5 @@
-"""Reverse sync (`to_didomi`): contact changes made in the CRM become Didomi consent events.
+"""Reverse sync (`to_didomi`): contact changes made in the CRM, and changes of Journeys consent
+rows (unsubscribes, preference centres), become Didomi consent events.
 
 For one claimed batch:
 
@@ -29,10 +30,15 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from consentbridge.config.integration import CONTACT, Integration, slot_regulations
+from consentbridge.config.integration import (
+    CONTACT,
+    CONTACT_POINT_CONSENT,
+    Integration,
+    slot_regulations,
+)
 from consentbridge.dataverse.errors import AuthError, DataverseError, TransientError
 from consentbridge.didomi.client import EVENTS_PER_CALL, DidomiClient, DidomiError
 from consentbridge.mapping import (
@@ -42,6 +48,7 @@ from consentbridge.mapping import (
     Property,
     reverse_project,
 )
+from consentbridge.mapping.consent import NOT_SET
 from consentbridge.store import Store
 from consentbridge.store.values import (
     ClaimedState,
@@ -53,6 +60,9 @@ from consentbridge.store.values import (
     StateRow,
     iso_utc,
 )
+from consentbridge.sync.consent_changes import column_value, reverse_projection
+from consentbridge.sync.consent_changes import is_placeholder as is_consent_placeholder
+from consentbridge.sync.consent_reverse import resolve_placeholders
 from consentbridge.sync.merge import (
     EVENT_KEY,
     FROM_CREATE,
@@ -161,7 +171,10 @@ class ReverseBatch:
         self.integration: Integration = runtime.integration
         self.policy = policy
         self.now = now if now is not None else time.time()
-        # Consent rows flow back through their own target (not yet: issue 12's later part).
+        # A batch holds one target's slots: contact columns, or consent rows (whose slot
+        # columns are their `consent_key`s holding the `msdynmkt_value` choice, projected
+        # back under ids of their own: `reverse_projection`).
+        self.target = claims[0].target if claims else CONTACT
         self.properties = [
             Property(p.id, p.value, p.transform)
             for p in self.integration.config.properties
@@ -250,8 +263,11 @@ class ReverseBatch:
     # -- steps -------------------------------------------------------------------------------
 
     async def run(self) -> list[Outcome]:
+        consent = [p for p in self.plans if is_consent_placeholder(p.user)]
         placeholders = [p for p in self.plans if is_placeholder(p.user)]
-        users = [p for p in self.plans if not is_placeholder(p.user)]
+        users = [p for p in self.plans if p not in consent and p not in placeholders]
+        if consent:
+            await self._resolve_consent(consent)
         if placeholders:
             await self._resolve(placeholders)
         if users:
@@ -261,6 +277,21 @@ class ReverseBatch:
             assert plan.outcome is not None, plan.user
             outcomes.append(plan.outcome)
         return outcomes
+
+    async def _resolve_consent(self, plans: list[_Plan]) -> None:
+        """Consent-row changes: one read of the rows, then each moves to its user's slots
+        (store first), as ``sync/consent_reverse.py`` decides."""
+        try:
+            resolved = await resolve_placeholders(self.rt, [p.claim for p in plans], self.now)
+        except DataverseError as exc:
+            self._dataverse_failed(plans, exc)
+            return
+        if resolved.moves:
+            # Durable under the real users before the placeholders' outcomes are recorded.
+            await self.store.intake_many(resolved.moves)
+        for plan in plans:
+            kind, reason = resolved.outcomes[plan.user]
+            self._finish(plan, kind, reason)
 
     async def _resolve(self, plans: list[_Plan]) -> None:
         """One lookup by contactid; each change moves to its user's row (store first)."""
@@ -362,7 +393,7 @@ class ReverseBatch:
             # The forward slot of the same rows: the same target and regulations.
             users = [p.user for p in plans if p.claim.regulation == regulation]
             found = await self.store.get_states(
-                self.integration.id, FORWARD, users, CONTACT, regulation
+                self.integration.id, FORWARD, users, self.target, regulation
             )
             forward.update(((user, regulation), row) for user, row in found.items())
         defaults = await self._defaults(plans)
@@ -417,10 +448,17 @@ class ReverseBatch:
             return {}
         return {name: info.default for name, info in columns.items()}
 
+    def _projection(self, plan: _Plan) -> tuple[list[Property], dict[str, str]]:
+        """The properties a plan's columns are mapped back through, and slot column →
+        property id (the same for contact columns)."""
+        if self.target == CONTACT_POINT_CONSENT:
+            return reverse_projection(self.integration, plan.claim.regulation)
+        return self.properties, {p.id: p.id for p in self.properties}
+
     def _compare(self, plan: _Plan, forward: StateRow | None, defaults: Mapping[str, Any]) -> None:
         """Keep the columns Didomi does not hold yet, whose change is not older and that are
         not a Create's untouched defaults."""
-        mapped = {p.id for p in self.properties}
+        mapped = set(self._projection(plan)[1])
         theirs = forward.columns if forward is not None else {}
         for column, entry in sorted(_entries(plan.claim.columns).items()):
             if column not in mapped:
@@ -459,14 +497,26 @@ class ReverseBatch:
                 )
 
     async def _project(self, plan: _Plan, didomi: DidomiClient) -> None:
-        values = {c: v for c, (v, _) in plan.send.items()}
+        properties, ids = self._projection(plan)
+        if self.target == CONTACT_POINT_CONSENT:
+            self._drop_not_set(plan)
+        by_id = {p.id: p for p in properties}
+        values = {ids[c]: v for c, (v, _) in plan.send.items() if c in ids}
+        if self.target == CONTACT_POINT_CONSENT:
+            values = {k: column_value(v, by_id[k].transform) for k, v in values.items()}
+        column_of = {i: c for c, i in ids.items()}
         current: ConsentSnapshot | None = None
         try:
-            if self._needs_current(values):
+            if self._needs_current(properties, values):
                 raw = await didomi.get_user(plan.user)
                 current = ConsentSnapshot.from_user(raw) if raw is not None else None
-            result = reverse_project(
-                self.properties, values, organization_user_id=plan.user, current=current
+            projected = reverse_project(
+                properties, values, organization_user_id=plan.user, current=current
+            )
+            result = replace(
+                projected,
+                one_way={column_of.get(k, k): r for k, r in projected.one_way.items()},
+                skipped={column_of.get(k, k): r for k, r in projected.skipped.items()},
             )
         except DidomiError as exc:
             self._didomi_failed(plan, exc)
@@ -494,6 +544,13 @@ class ReverseBatch:
             event["regulation"] = regulation
         plan.event = event
 
+    def _drop_not_set(self, plan: _Plan) -> None:
+        """A consent row at Not Set is not sent: a value nobody chose never becomes consent."""
+        for column, (choice, _) in list(plan.send.items()):
+            if choice == NOT_SET or not isinstance(choice, int) or isinstance(choice, bool):
+                plan.notes.append(f"{column} is Not Set, which is nobody's consent choice")
+                del plan.send[column]
+
     def _event_regulation(self, plan: _Plan) -> str:
         """The regulation a change of this slot is sent to Didomi under: the slot's own, or
         for rows serving several, the first of them in ``config.regulations``."""
@@ -501,13 +558,13 @@ class ReverseBatch:
         ordered = [r for r in self.integration.config.regulations if r in served]
         return (ordered or sorted(served))[0]
 
-    def _needs_current(self, values: Mapping[str, Any]) -> bool:
+    def _needs_current(self, properties: Sequence[Property], values: Mapping[str, Any]) -> bool:
         """A value toggle (`…_values_<pref>_<value>`) or an ambiguous path needs Didomi's
         current state to be mapped back."""
         return any(
             prop.id in values
             and (len(prop.candidates) > 1 or prop.candidates[0].kind is PathKind.VALUE_SELECTED)
-            for prop in self.properties
+            for prop in properties
         )
 
     async def _send(self, plans: list[_Plan], didomi: DidomiClient) -> None:

@@ -277,8 +277,10 @@ class Worker:
             return [CONTACT]  # _sync_batch holds all of its targets' changes
         if runtime is None:
             return []
+        # Both directions: consent rows flow back too (their changes wait in slots of target
+        # contactpointconsent, sync/consent_reverse.py).
         targets = {p.target for p in runtime.integration.config.properties}
-        if direction == "to_didomi" or targets == {CONTACT}:
+        if targets == {CONTACT}:
             return [CONTACT]
         return await self.store.due_targets(integration_id, direction, now)
 

@@ -213,11 +213,70 @@ class _ConsentPlan(SlotPlan):
 
 
 @dataclass
-class _Catalog:
-    """Purpose and topic ids by name, cached for the runtime's life (names are stable)."""
+class Catalog:
+    """Purpose and topic ids by name, cached for the runtime's life (names are stable); the
+    forward writer and the reverse flow (which matches a changed row to the mapping) share
+    it through ``catalog_of``."""
 
     purposes: dict[str, str] = field(default_factory=dict)  # casefolded name -> id
     topics: dict[tuple[str, str], str] = field(default_factory=dict)  # (purpose id, name) -> id
+
+    def purpose_id(self, name: str) -> str | None:
+        return name.lower() if is_guid(name) else self.purposes.get(name.casefold())
+
+    def topic_id(self, purpose_id: str, name: str) -> str | None:
+        return name.lower() if is_guid(name) else self.topics.get((purpose_id, name.casefold()))
+
+    def ids_of(self, row: Property) -> tuple[str | None, str | None]:
+        """A property row's (purpose id, topic id); None where the name is not known."""
+        purpose = self.purpose_id(row.id)
+        if purpose is None or row.topic is None:
+            return purpose, None
+        return purpose, self.topic_id(purpose, row.topic)
+
+    async def load(self, client: DataverseClient, rows: Sequence[Property]) -> None:
+        """Resolve the names of ``rows`` not known yet: one lookup for purposes, one for
+        topics (none when every name is known)."""
+        names = sorted({r.id for r in rows if self.purpose_id(r.id) is None})
+        if names:
+            found = await client.find_by_column(
+                PURPOSE_TABLE.entity_set,
+                "msdynmkt_name",
+                names,
+                [PURPOSE_TABLE.primary_id, "msdynmkt_name"],
+            )
+            for row in found:
+                self.purposes[str(row["msdynmkt_name"]).casefold()] = str(
+                    row[PURPOSE_TABLE.primary_id]
+                ).lower()
+        topics = sorted(
+            {
+                r.topic
+                for r in rows
+                if r.topic is not None
+                and (pid := self.purpose_id(r.id)) is not None
+                and self.topic_id(pid, r.topic) is None
+            }
+        )
+        if topics:
+            found = await client.find_by_column(
+                TOPIC_TABLE.entity_set,
+                "msdynmkt_name",
+                topics,
+                [TOPIC_TABLE.primary_id, "msdynmkt_name", "_msdynmkt_purposeid_value"],
+            )
+            for row in found:
+                parent = row.get("_msdynmkt_purposeid_value")
+                if isinstance(parent, str):
+                    key = (parent.lower(), str(row["msdynmkt_name"]).casefold())
+                    self.topics[key] = str(row[TOPIC_TABLE.primary_id]).lower()
+
+
+def catalog_of(state: dict[str, Any]) -> Catalog:
+    """The runtime's catalog (``ForwardRuntime.state``), made on first use."""
+    catalog = state.setdefault(CONTACT_POINT_CONSENT, Catalog())
+    assert isinstance(catalog, Catalog)
+    return catalog
 
 
 class ConsentBatch(TargetBatch[_ConsentPlan]):
@@ -236,9 +295,7 @@ class ConsentBatch(TargetBatch[_ConsentPlan]):
         super().__init__(runtime, [_ConsentPlan(c) for c in claims], policy, now)
         self.locks = locks
         self.owner = uuid.uuid4().hex
-        catalog = runtime.state.setdefault(CONTACT_POINT_CONSENT, _Catalog())
-        assert isinstance(catalog, _Catalog)
-        self.catalog = catalog
+        self.catalog = catalog_of(runtime.state)
         self.rows = [
             p for p in self.integration.config.properties if p.target == CONTACT_POINT_CONSENT
         ]
@@ -263,50 +320,13 @@ class ConsentBatch(TargetBatch[_ConsentPlan]):
     # -- purposes and topics ---------------------------------------------------------------
 
     def _purpose_id(self, name: str) -> str | None:
-        return name.lower() if is_guid(name) else self.catalog.purposes.get(name.casefold())
+        return self.catalog.purpose_id(name)
 
     def _topic_id(self, purpose_id: str, name: str) -> str | None:
-        return (
-            name.lower()
-            if is_guid(name)
-            else self.catalog.topics.get((purpose_id, name.casefold()))
-        )
+        return self.catalog.topic_id(purpose_id, name)
 
     async def _resolve(self) -> None:
-        client = self.rt.client
-        names = sorted({r.id for r in self.rows if self._purpose_id(r.id) is None})
-        if names:
-            found = await client.find_by_column(
-                PURPOSE_TABLE.entity_set,
-                "msdynmkt_name",
-                names,
-                [PURPOSE_TABLE.primary_id, "msdynmkt_name"],
-            )
-            for row in found:
-                self.catalog.purposes[str(row["msdynmkt_name"]).casefold()] = str(
-                    row[PURPOSE_TABLE.primary_id]
-                ).lower()
-        topics = sorted(
-            {
-                r.topic
-                for r in self.rows
-                if r.topic is not None
-                and (pid := self._purpose_id(r.id)) is not None
-                and self._topic_id(pid, r.topic) is None
-            }
-        )
-        if topics:
-            found = await client.find_by_column(
-                TOPIC_TABLE.entity_set,
-                "msdynmkt_name",
-                topics,
-                [TOPIC_TABLE.primary_id, "msdynmkt_name", "_msdynmkt_purposeid_value"],
-            )
-            for row in found:
-                parent = row.get("_msdynmkt_purposeid_value")
-                if isinstance(parent, str):
-                    key = (parent.lower(), str(row["msdynmkt_name"]).casefold())
-                    self.catalog.topics[key] = str(row[TOPIC_TABLE.primary_id]).lower()
+        await self.catalog.load(self.rt.client, self.rows)
 
     # -- what each slot wants --------------------------------------------------------------
 
