@@ -103,16 +103,7 @@ def run(options: Options) -> Report:
     naive_burst_rate = min(naive.rate, window_bound)
     naive_burst_seconds = size.changes / naive_burst_rate if naive_burst_rate else 0.0
     report.rows = [
-        [
-            "ConsentBridge",
-            ours.changes,
-            round(ours.seconds, 1),
-            round(ours.rate),
-            ours.requests,
-            round(ours.requests_per_1000, 2),
-            ours.throttled,
-            ours.wrong,
-        ],
+        ["ConsentBridge", *ours.cells(), ours.wrong],
         [
             f"naive, sampled ({naive.changes:,} changes)",
             naive.changes,

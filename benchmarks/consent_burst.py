@@ -204,34 +204,10 @@ def run(options: Options) -> Report:
         "2: second change of each user (rows updated in place)",
     ]
     report.rows = [
-        [
-            label,
-            d.changes,
-            round(d.seconds, 1),
-            round(d.rate),
-            d.requests,
-            round(d.requests_per_1000, 2),
-            d.throttled,
-            d.rows,
-            expected_rows,
-            "-",
-        ]
+        [label, *d.cells(), d.rows, expected_rows, "-"]
         for label, d, expected_rows in zip(labels, drained, writes, strict=True)
     ]
-    report.rows.append(
-        [
-            "whole burst",
-            total.changes,
-            round(total.seconds, 1),
-            round(total.rate),
-            total.requests,
-            round(total.requests_per_1000, 2),
-            total.throttled,
-            total.rows,
-            sum(writes),
-            wrong,
-        ]
-    )
+    report.rows.append(["whole burst", *total.cells(), total.rows, sum(writes), wrong])
     report.goals = [
         Goal(
             f"≤ {GOAL_REQUESTS_PER_1000:g} Dataverse requests per 1,000 changes (issue 12)",

@@ -83,6 +83,18 @@ class Drained:
         """429s per 1,000 requests."""
         return self.throttled / self.requests * 1000 if self.requests else 0.0
 
+    def cells(self) -> list[Any]:
+        """The report columns every drained run shows, in order: changes, seconds, changes/s,
+        requests, requests/1,000 changes, 429s."""
+        return [
+            self.changes,
+            round(self.seconds, 1),
+            round(self.rate),
+            self.requests,
+            round(self.requests_per_1000, 2),
+            self.throttled,
+        ]
+
     def count(self, before: dict[str, Any], after: dict[str, Any]) -> None:
         """Take the Dataverse figures from two readings of the sandbox's `stats()["dataverse"]`."""
         self.requests = after["requests"] - before["requests"]
