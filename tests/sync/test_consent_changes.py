@@ -16,6 +16,7 @@ from consentbridge.mapping import reverse_project
 from consentbridge.mapping.consent import NOT_SET, OPTED_IN, OPTED_OUT
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.consent_intake import consent_items, placeholder_slot
+from consentbridge.operations.dataverse_log import DataverseDelivery
 from consentbridge.sync.consent_changes import (
     RowFacts,
     change_facts,
@@ -97,7 +98,9 @@ RECORD = RegistrationRecord(
 
 
 def items(integ: Integration, parsed: Any, truncated: bool = False) -> list[Any]:
-    return consent_items(integ, RECORD, parsed, truncated=truncated, key="k", now=1_000.0)
+    return consent_items(
+        DataverseDelivery(integ, RECORD, parsed, key="k", truncated=truncated, now=1_000.0)
+    )
 
 
 def test_a_create_carries_every_fact_normalised() -> None:

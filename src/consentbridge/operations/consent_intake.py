@@ -15,10 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from consentbridge.config.integration import CONTACT_POINT_CONSENT, Integration, slot_regulation
-from consentbridge.dataverse.remote_context import ContactChange
 from consentbridge.mapping.consent import NOT_SET
-from consentbridge.operations.bidirectional import RegistrationRecord
-from consentbridge.operations.dataverse_log import TO_DIDOMI, log_line, logged_only
+from consentbridge.operations.dataverse_log import ECHO_BY_USER, TO_DIDOMI, DataverseDelivery
 from consentbridge.store.values import IntakeItem, Merge
 from consentbridge.sync.consent_changes import (
     REREAD_KEY,
@@ -32,7 +30,6 @@ from consentbridge.sync.consent_changes import (
 from consentbridge.sync.merge import EVENT_KEY, Stamp, dataverse_change_time, merge_columns
 
 SYNCED_MESSAGES = ("Create", "Update")
-ECHO_BY_USER = "initiated by ConsentBridge's own application user: the echo of a sync write"
 ECHO_BY_MARKER = (
     "this change itself set msdynmkt_reason to ConsentBridge's marker: the echo of a sync write"
 )
@@ -51,38 +48,23 @@ def placeholder_slot(integration: Integration) -> str:
     )
 
 
-def consent_items(
-    integration: Integration,
-    record: RegistrationRecord,
-    change: ContactChange,
-    *,
-    truncated: bool,
-    key: str | None,
-    now: float,
-) -> list[IntakeItem]:
+def consent_items(delivery: DataverseDelivery) -> list[IntakeItem]:
     """The store items for one consent-row change (pure): one log-only item for an echo, a
     Not Set or a message that is not synced; one placeholder item otherwise; none when the
     mapping has no consent rows or nothing consent-related changed."""
+    integration, change, now = delivery.integration, delivery.change, delivery.now
     if not consent_rows(integration):
         return []
     facts = change_facts(change)
     user = log_user(integration, facts) or placeholder_key(change.contact_id)
 
     def only_logged(outcome: str, reason: str) -> list[IntakeItem]:
-        line = log_line(
-            integration,
-            user,
-            change,
-            outcome,
-            reason,
-            facts.as_columns(),
-            now,
-            target=CONTACT_POINT_CONSENT,
+        line = delivery.log_line(
+            user, outcome, reason, facts.as_columns(), target=CONTACT_POINT_CONSENT
         )
-        return [logged_only(integration, user, change, key, line)]
+        return [delivery.logged_only(line)]
 
-    initiator = change.initiating_user_id or change.user_id
-    if initiator and initiator.lower() in record.our_user_ids:
+    if delivery.by_our_user:
         return only_logged("ignored_echo", ECHO_BY_USER)
     if sets_our_marker(change):
         return only_logged("ignored_echo", ECHO_BY_MARKER)
@@ -90,20 +72,17 @@ def consent_items(
         return only_logged("skipped", f"{change.message} of a consent row is not synced to Didomi")
     if facts.choice == NOT_SET:
         return only_logged("skipped", NOT_SET_REASON)
-    if facts.choice is None and not truncated:
+    if facts.choice is None and not delivery.truncated:
         return []  # the consent value did not change
     ts = dataverse_change_time(
         change.modified_on.timestamp() if change.modified_on is not None else None, now
     )
     slot = placeholder_slot(integration)
-    unchanged = log_line(
-        integration,
+    unchanged = delivery.log_line(
         placeholder_key(change.contact_id),
-        change,
         "unchanged",
         "already up to date: the stored state is as new as this change or newer",
         facts.as_columns(),
-        now,
         target=CONTACT_POINT_CONSENT,
     )
     return [
@@ -111,9 +90,13 @@ def consent_items(
             integration_id=integration.id,
             direction=TO_DIDOMI,
             organization_user_id=placeholder_key(change.contact_id),
-            delivery_key=key,
+            delivery_key=delivery.key,
             merge=_merger(
-                facts.as_columns(), ts, change.contact_id, truncated, change.message.lower()
+                facts.as_columns(),
+                ts,
+                change.contact_id,
+                delivery.truncated,
+                change.message.lower(),
             ),
             log=None,
             log_unchanged=unchanged,

@@ -21,13 +21,13 @@ from dataclasses import replace
 from typing import Any
 
 from consentbridge.config.errors import SecretDecryptionError
-from consentbridge.config.integration import CONTACT, Integration
+from consentbridge.config.integration import CONTACT
 from consentbridge.context import AppContext
 from consentbridge.dataverse.registration import CONSENT_ENTITY
 from consentbridge.dataverse.remote_context import ContactChange, ContextError, parse_context
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.consent_intake import consent_items
-from consentbridge.operations.dataverse_log import TO_DIDOMI, log_line, logged_only
+from consentbridge.operations.dataverse_log import ECHO_BY_USER, TO_DIDOMI, DataverseDelivery
 from consentbridge.operations.errors import InvalidInput, Issue, Unauthorized, Unavailable
 from consentbridge.operations.intake import (
     enqueue,
@@ -112,44 +112,21 @@ def _user_of(change: ContactChange, match: str) -> str | None:
     return None
 
 
-def contact_items(
-    integration: Integration,
-    record: RegistrationRecord,
-    change: ContactChange,
-    *,
-    truncated: bool,
-    key: str | None,
-    now: float,
-) -> list[IntakeItem]:
+def contact_items(delivery: DataverseDelivery) -> list[IntakeItem]:
     """The store items for one parsed contact change (pure): one per slot a changed column
     belongs to; empty when nothing mapped changed."""
-    match = integration.config.match_attribute
-    user = _user_of(change, match)
-    initiator = change.initiating_user_id or change.user_id
-    if initiator and initiator.lower() in record.our_user_ids:
-        reason = "initiated by ConsentBridge's own application user: the echo of a sync write"
-        log = log_line(
-            integration,
-            user or placeholder_key(change.contact_id),
-            change,
-            "ignored_echo",
-            reason,
-            {},
-            now,
+    integration, change, now = delivery.integration, delivery.change, delivery.now
+    truncated, key = delivery.truncated, delivery.key
+    user = _user_of(change, integration.config.match_attribute)
+    if delivery.by_our_user:
+        log = delivery.log_line(
+            user or placeholder_key(change.contact_id), "ignored_echo", ECHO_BY_USER, {}
         )
-        return [logged_only(integration, log.organization_user_id, change, key, log)]
+        return [delivery.logged_only(log)]
     if change.message not in SYNCED_MESSAGES:
         reason = f"{change.message} of a contact is not synced to Didomi"
-        log = log_line(
-            integration,
-            user or placeholder_key(change.contact_id),
-            change,
-            "skipped",
-            reason,
-            {},
-            now,
-        )
-        return [logged_only(integration, log.organization_user_id, change, key, log)]
+        log = delivery.log_line(user or placeholder_key(change.contact_id), "skipped", reason, {})
+        return [delivery.logged_only(log)]
     config = integration.config
     # Each changed column goes to the slot of the rows that feed it (their regulations), so a
     # rep's change reaches Didomi under the regulation its row serves, never another's.
@@ -179,15 +156,12 @@ def contact_items(
         values = changed[slot]
         if not values and not truncated:
             continue
-        log_unchanged = log_line(
-            integration,
+        log_unchanged = delivery.log_line(
             target,
-            change,
             "unchanged",
             "already up to date: the stored state is as new as this change "
             f"(modifiedon {stamp.describe()}) or newer",
             values,
-            now,
         )
         items.append(
             IntakeItem(
@@ -254,12 +228,14 @@ async def receive_contact_change(
     # A consent row's change has its own path (operations/consent_intake.py).
     items_of = consent_items if change.entity == CONSENT_ENTITY else contact_items
     items = items_of(
-        integration,
-        record,
-        change,
-        truncated=truncated,
-        key=delivery_key(change, headers),
-        now=now,
+        DataverseDelivery(
+            integration,
+            record,
+            change,
+            key=delivery_key(change, headers),
+            truncated=truncated,
+            now=now,
+        )
     )
     if not items:
         event_type = f"dataverse.{change.message.lower()}"
