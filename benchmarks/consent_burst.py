@@ -40,7 +40,7 @@ from benchmarks.loadgen import run_closed
 from benchmarks.report import Drained, Goal, Options, Report
 from consentbridge.sandbox.common import Limits
 from consentbridge.sandbox.dataverse import journeys as j
-from consentbridge.sync.targets.consent import MARKER
+from consentbridge.sync.targets.consent import MARKER, ROW_COLUMNS
 from tests.reliability.driver import EPOCH, read_rows, wait_until_drained
 from tests.support.sandbox import SandboxClient
 
@@ -60,16 +60,8 @@ PROPERTIES: list[dict[str, Any]] = [
     },
 ]
 ROWS_PER_USER = 2
-SELECT = (
-    "msdynmkt_contactpointconsent4id",
-    "msdynmkt_contactpointvalue",
-    "msdynmkt_contactpointtype",
-    "msdynmkt_contactpointconsenttype",
-    "_msdynmkt_purposeid_value",
-    "_msdynmkt_topicid_value",
-    "msdynmkt_value",
-    "msdynmkt_reason",
-)
+# The columns the product's writer reads back, and the reason that carries its marker.
+SELECT = (*ROW_COLUMNS, "msdynmkt_reason")
 WAVES = 2
 GOAL_REQUESTS_PER_1000 = 10.0
 

@@ -155,7 +155,7 @@ PRIVILEGES: Final = (
 """What writing consent rows needs: create, read and write them, read purposes and topics
 (Dataverse names a table's privileges after its SchemaName, lowercase for these tables)."""
 
-_SELECT: Final = (
+ROW_COLUMNS: Final = (
     CONSENTS.primary_id,
     "msdynmkt_contactpointvalue",
     "msdynmkt_contactpointtype",
@@ -164,6 +164,7 @@ _SELECT: Final = (
     "_msdynmkt_topicid_value",
     "msdynmkt_value",
 )
+"""The columns of a consent row that writing reads back: its id, identity and value."""
 
 Identity = tuple[str, int, str, str, int]
 """(contact point value casefolded, channel, purpose id, topic id or "", consent type)."""
@@ -399,7 +400,7 @@ class ConsentBatch(TargetBatch[_ConsentPlan]):
         if not values:
             return found
         rows = await self.rt.client.find_by_column(
-            CONSENTS.entity_set, "msdynmkt_contactpointvalue", sorted(values), list(_SELECT)
+            CONSENTS.entity_set, "msdynmkt_contactpointvalue", sorted(values), list(ROW_COLUMNS)
         )
         for row in rows:
             identity = _identity_of(row)
