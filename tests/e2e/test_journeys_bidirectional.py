@@ -95,6 +95,17 @@ def wire(
     return document
 
 
+def newsletter_opted_in_in_journeys(
+    sandbox: SandboxClient, service: ServiceProcess, journeys: dict[str, Any], email: str
+) -> str:
+    """The flow wired for the newsletter row, and an opted-in row Journeys created for
+    ``email`` already in Didomi; returns the row's id."""
+    wire(sandbox, service, [NEWSLETTER])
+    row = journeys_row(sandbox, journeys, email, NEWSLETTER_ID, j.OPTED_IN)
+    wait_until(lambda: didomi_purpose(sandbox, email, "newsletter") is True, message="opt-in")
+    return row
+
+
 def test_enable_registers_consent_row_steps_and_disable_removes_them(
     sandbox: SandboxClient, service: ServiceProcess
 ) -> None:
@@ -126,9 +137,7 @@ def test_an_unsubscribe_on_a_consent_row_reaches_didomi_as_the_purpose_withdrawn
     sandbox: SandboxClient, service: ServiceProcess, journeys: dict[str, Any]
 ) -> None:
     email = unique_email("unsub")
-    wire(sandbox, service, [NEWSLETTER])
-    row = journeys_row(sandbox, journeys, email, NEWSLETTER_ID, j.OPTED_IN)
-    wait_until(lambda: didomi_purpose(sandbox, email, "newsletter") is True, message="opt-in")
+    row = newsletter_opted_in_in_journeys(sandbox, service, journeys, email)
     settle(sandbox, service)  # Didomi's own webhook for it has come and gone
     unsubscribe(sandbox, journeys, row)
     wait_until(lambda: didomi_purpose(sandbox, email, "newsletter") is False, message="opt-out")
@@ -192,9 +201,7 @@ def test_an_inactive_rows_opt_out_still_counts(
     sandbox: SandboxClient, service: ServiceProcess, journeys: dict[str, Any]
 ) -> None:
     email = unique_email("inactive")
-    wire(sandbox, service, [NEWSLETTER])
-    row = journeys_row(sandbox, journeys, email, NEWSLETTER_ID, j.OPTED_IN)
-    wait_until(lambda: didomi_purpose(sandbox, email, "newsletter") is True, message="opt-in")
+    row = newsletter_opted_in_in_journeys(sandbox, service, journeys, email)
     sandbox.update_row(CONSENTS, row, app=journeys, statecode=1, statuscode=2)
     unsubscribe(sandbox, journeys, row)
     wait_until(lambda: didomi_purpose(sandbox, email, "newsletter") is False, message="opt-out")
