@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from consentbridge.context import AppContext
-from consentbridge.operations import diagnostics, integrations
+from consentbridge.operations import integrations
 from consentbridge.operations.diagnostics import Check, validate_online
 from consentbridge.operations.errors import Issue
-from tests.e2e.conftest import INTEGRATION_ID, integration_document
-from tests.support.bidirectional import open_context
+from tests.e2e.conftest import integration_document
+from tests.support.bidirectional import connection_checks, open_context
 from tests.support.sandbox import SandboxClient
 
 PURPOSE_ROW = {
@@ -49,12 +49,7 @@ def with_roles(sandbox: SandboxClient, roles: list[str]) -> None:
 
 
 async def run_test(sandbox: SandboxClient, tmp_path: Path, rows: list[dict[str, Any]]) -> Any:
-    ctx = await open_context(tmp_path, integration_document(sandbox, copy.deepcopy(rows)))
-    try:
-        checks = await diagnostics.test_connection(ctx, INTEGRATION_ID)
-    finally:
-        await ctx.aclose()
-    return {check.name: check for check in checks}
+    return await connection_checks(tmp_path, integration_document(sandbox, copy.deepcopy(rows)))
 
 
 async def run_validate(

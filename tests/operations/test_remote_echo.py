@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from consentbridge.operations.diagnostics import Check
 from consentbridge.operations.errors import InvalidInput
 from consentbridge.sandbox.server import BackgroundSandbox
 from tests.e2e.conftest import INTEGRATION_ID, integration_document
-from tests.support.bidirectional import open_context
+from tests.support.bidirectional import connection_checks, open_context
 from tests.support.noisy import FILLER, Noisy, serve_noisy
 from tests.support.sandbox import SandboxClient
 from tests.web.support import user_updated
@@ -69,6 +70,10 @@ def assert_bounded(text: str) -> None:
 
 
 async def _context(tmp_path: Path, sandbox: SandboxClient, **urls: str) -> AppContext:
+    return await open_context(tmp_path, _document(sandbox, **urls))
+
+
+def _document(sandbox: SandboxClient, **urls: str) -> dict[str, Any]:
     document = integration_document(sandbox, [NEWSLETTER_NOT])
     for name in ("authority_host", "instance"):
         if name in urls:
@@ -77,16 +82,11 @@ async def _context(tmp_path: Path, sandbox: SandboxClient, **urls: str) -> AppCo
         document["didomi"]["base_url"] = urls["didomi"]
     if urls.get("didomi") == "":
         del document["didomi"]
-    return await open_context(tmp_path, document)
+    return document
 
 
 async def _checks(tmp_path: Path, sandbox: SandboxClient, **urls: str) -> dict[str, Check]:
-    ctx = await _context(tmp_path, sandbox, **urls)
-    try:
-        checks = await diagnostics.test_connection(ctx, INTEGRATION_ID)
-    finally:
-        await ctx.aclose()
-    return {check.name: check for check in checks}
+    return await connection_checks(tmp_path, _document(sandbox, **urls))
 
 
 async def test_an_authority_refusing_with_a_megabyte_description_is_shown_bounded(

@@ -1,5 +1,6 @@
 """Builders for the unit tests of the bidirectional flow: an `AppContext` on a SQLite file with
-one integration, a recorded registration and Dataverse webhook bodies."""
+one integration (and the checks `integrations test` runs on it), a recorded registration and
+Dataverse webhook bodies."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from cryptography.fernet import Fernet
 
 from consentbridge.config.settings import Settings
 from consentbridge.context import AppContext
-from consentbridge.operations import integrations
+from consentbridge.operations import diagnostics, integrations
 from consentbridge.operations.bidirectional import RegistrationRecord
+from consentbridge.operations.diagnostics import Check
 
 INTEGRATION_ID = "acme-d365"
 SECRET = "webhook-key-0123456789abcdef"
@@ -56,6 +58,16 @@ async def open_context(
     ctx = await AppContext.open(Settings.from_env({}, **values))
     await integrations.apply(ctx, json.loads(json.dumps(document or DOCUMENT)))
     return ctx
+
+
+async def connection_checks(tmp_path: Path, document: dict[str, Any]) -> dict[str, Check]:
+    """What `integrations test` finds for `document` on a fresh context, by check name."""
+    ctx = await open_context(tmp_path, document)
+    try:
+        checks = await diagnostics.test_connection(ctx, document["id"])
+    finally:
+        await ctx.aclose()
+    return {check.name: check for check in checks}
 
 
 async def record_registration(ctx: AppContext, **fields: Any) -> RegistrationRecord:
