@@ -4,7 +4,6 @@ is a real receiver, so the key Dataverse sends with its deliveries can be checke
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +17,12 @@ from consentbridge.dataverse.registration import AUTH_HEADER
 from consentbridge.operations import bidirectional, integrations, lifecycle
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import Conflict
-from tests.e2e.conftest import integration_document
 from tests.support.bidirectional import DOCUMENT, INTEGRATION_ID, PROPERTIES, open_context
-from tests.support.receiver import Receiver, serve_receiver
+from tests.support.receiver import Receiver
 from tests.support.sandbox import SandboxClient, unique_email
 
 NAMED = f"startswith(name,'consentbridge:{INTEGRATION_ID}')"
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serve_receiver() as served:
-        yield served
-
-
-@pytest.fixture
-def document(live_sandbox: SandboxClient) -> dict[str, Any]:
-    """The integration of `DOCUMENT`'s mapping, wired to the sandbox."""
-    return integration_document(live_sandbox, PROPERTIES)
-
-
-@pytest.fixture
-async def ctx(
-    tmp_path: Path, document: dict[str, Any], receiver: Receiver
-) -> AsyncIterator[AppContext]:
-    context = await open_context(tmp_path, document, public_url=receiver.base_url)
-    yield context
-    await context.aclose()
 
 
 def endpoints(sandbox: SandboxClient) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ user's id."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,33 +14,11 @@ from consentbridge.context import AppContext
 from consentbridge.operations import bidirectional, job_kinds, job_runner, jobs
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import InvalidInput
-from tests.e2e.conftest import integration_document
-from tests.support.bidirectional import INTEGRATION_ID, PROPERTIES, open_context
+from tests.support.bidirectional import INTEGRATION_ID, open_context
 from tests.support.logs import captured_logs
-from tests.support.receiver import Receiver, serve_receiver
 from tests.support.sandbox import SandboxClient, unique_email
 
 NAMED = f"startswith(name,'consentbridge:{INTEGRATION_ID}')"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serve_receiver() as served:
-        yield served
-
-
-@pytest.fixture
-def document(live_sandbox: SandboxClient) -> dict[str, Any]:
-    return integration_document(live_sandbox, PROPERTIES)
-
-
-@pytest.fixture
-async def ctx(
-    tmp_path: Path, document: dict[str, Any], receiver: Receiver
-) -> AsyncIterator[AppContext]:
-    context = await open_context(tmp_path, document, public_url=receiver.base_url)
-    yield context
-    await context.aclose()
 
 
 def secrets_of(document: dict[str, Any]) -> list[str]:
