@@ -74,6 +74,24 @@ class Flow:
             query={},
         )
 
+    async def truncated_change_sent(
+        self, message: str, contact: str, operation_id: str
+    ) -> dict[str, Any]:
+        """A payload Dataverse truncated (size limit: only the contact's id) received, then
+        resolved and sent by two worker steps; returns the one event Didomi got."""
+        await receive_contact_change(
+            self.ctx,
+            INTEGRATION_ID,
+            {"MessageName": message, "PrimaryEntityId": contact, "OperationId": operation_id},
+            headers={"x-consentbridge-key": SECRET, "x-ms-dynamics-msg-size-exceeded": "1"},
+            query={},
+        )
+        await self.step()
+        (sent,) = await self.step()
+        assert sent.kind == "written"
+        (event,) = self.events()
+        return event
+
     async def didomi_state(self, user: str, values: dict[str, Any], stamp: Stamp) -> None:
         await self.ctx.store.intake(
             IntakeItem(
@@ -249,17 +267,7 @@ async def test_a_truncated_payload_is_re_read_with_its_modifiedon(flow: Flow) ->
     # select it, or Dataverse would refuse the whole lookup.
     contact = flow.sandbox.create_contact(emailaddress1=ADA, donotbulkemail=True, donotemail=False)
     modified = dt.datetime.fromisoformat(flow.sandbox.contact(contact)["modifiedon"])
-    await receive_contact_change(
-        flow.ctx,
-        INTEGRATION_ID,
-        {"MessageName": "Update", "PrimaryEntityId": contact, "OperationId": "big-1"},
-        headers={"x-consentbridge-key": SECRET, "x-ms-dynamics-msg-size-exceeded": "1"},
-        query={},
-    )
-    await flow.step()
-    (sent,) = await flow.step()
-    assert sent.kind == "written"
-    (event,) = flow.events()
+    event = await flow.truncated_change_sent("Update", contact, "big-1")
     # No later than the end of the modifiedon second, nor than the re-read.
     created = dt.datetime.fromisoformat(event["created_at"].replace("Z", "+00:00"))
     assert modified <= created <= modified + dt.timedelta(seconds=0.999)
@@ -406,16 +414,6 @@ async def test_a_truncated_create_is_re_read_and_still_keeps_its_defaults_unsent
     flow: Flow,
 ) -> None:
     contact = flow.sandbox.create_contact(emailaddress1=ADA, donotbulkemail=True)
-    await receive_contact_change(
-        flow.ctx,
-        INTEGRATION_ID,
-        {"MessageName": "Create", "PrimaryEntityId": contact, "OperationId": "big-2"},
-        headers={"x-consentbridge-key": SECRET, "x-ms-dynamics-msg-size-exceeded": "1"},
-        query={},
-    )
-    await flow.step()
-    (sent,) = await flow.step()
-    assert sent.kind == "written"
-    (event,) = flow.events()
+    event = await flow.truncated_change_sent("Create", contact, "big-2")
     # donotemail was re-read at its default (false): not sent.
     assert event["consents"]["purposes"] == [{"id": "newsletter", "enabled": False}]
