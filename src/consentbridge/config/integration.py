@@ -425,6 +425,10 @@ class DataverseConfig(_Model):
             del dumped["contact_points"]
         return dumped
 
+    def rows_of(self, target: str) -> list[Property]:
+        """The property rows that write to ``target``, in mapping order."""
+        return [p for p in self.properties if p.target == target]
+
     def regulations_of(self, prop: Property) -> tuple[str, ...]:
         """The regulations a row serves: its own, else ``config.regulations``."""
         return tuple(prop.regulations if prop.regulations is not None else self.regulations)

@@ -151,7 +151,7 @@ def sets_our_marker(change: ContactChange) -> bool:
 
 
 def consent_rows(integration: Integration) -> list[Property]:
-    return [p for p in integration.config.properties if p.target == CONTACT_POINT_CONSENT]
+    return integration.config.rows_of(CONTACT_POINT_CONSENT)
 
 
 def user_of(integration: Integration, facts: RowFacts) -> tuple[str | None, str | None]:

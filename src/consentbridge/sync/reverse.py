@@ -176,9 +176,7 @@ class ReverseBatch:
         # back under ids of their own: `reverse_projection`).
         self.target = claims[0].target if claims else CONTACT
         self.properties = [
-            Property(p.id, p.value, p.transform)
-            for p in self.integration.config.properties
-            if p.target == CONTACT
+            Property(p.id, p.value, p.transform) for p in self.integration.config.rows_of(CONTACT)
         ]
         self.plans = [_Plan(c) for c in claims]
 

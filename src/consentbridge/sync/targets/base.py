@@ -78,10 +78,6 @@ class Target(Protocol):
 
     name: str
 
-    def rows(self, integration: Integration) -> list[Property]:
-        """The integration's property rows of this target."""
-        ...
-
     def project(
         self, integration: Integration, rows: Sequence[Property], snapshot: ConsentSnapshot
     ) -> dict[str, Any]:

@@ -86,9 +86,6 @@ class ConsentTarget:
 
     name: str = CONTACT_POINT_CONSENT
 
-    def rows(self, integration: Integration) -> list[Property]:
-        return [p for p in integration.config.properties if p.target == CONTACT_POINT_CONSENT]
-
     def project(
         self, integration: Integration, rows: Sequence[Property], snapshot: ConsentSnapshot
     ) -> dict[str, Any]:
@@ -297,9 +294,7 @@ class ConsentBatch(TargetBatch[_ConsentPlan]):
         self.locks = locks
         self.owner = uuid.uuid4().hex
         self.catalog = catalog_of(runtime.state)
-        self.rows = [
-            p for p in self.integration.config.properties if p.target == CONTACT_POINT_CONSENT
-        ]
+        self.rows = self.integration.config.rows_of(CONTACT_POINT_CONSENT)
 
     async def run(self) -> list[Outcome]:
         try:

@@ -113,9 +113,6 @@ class ContactTarget:
 
     name: str = CONTACT
 
-    def rows(self, integration: Integration) -> list[Property]:
-        return [p for p in integration.config.properties if p.target == CONTACT]
-
     def project(
         self, integration: Integration, rows: Sequence[Property], snapshot: ConsentSnapshot
     ) -> dict[str, Any]:
@@ -174,9 +171,7 @@ class ContactBatch(TargetBatch[_ContactPlan]):
 
     async def _lookup(self, columns: dict[str, ColumnInfo]) -> None:
         match = self.integration.config.match_attribute
-        mapped = {p.id for p in self.integration.config.properties if p.target == CONTACT} & set(
-            columns
-        )
+        mapped = {p.id for p in self.integration.config.rows_of(CONTACT)} & set(columns)
         select = [PRIMARY_ID, match, *sorted(mapped - {match, PRIMARY_ID})]
         open_plans = self.open_plans()
         users = sorted({p.claim.organization_user_id for p in open_plans})
