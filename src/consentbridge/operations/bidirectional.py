@@ -21,12 +21,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from consentbridge.config.errors import SecretDecryptionError
-from consentbridge.config.integration import CONTACT, CONTACT_POINT_CONSENT, Integration
+from consentbridge.config.integration import CONTACT, Integration
 from consentbridge.context import AppContext
 from consentbridge.dataverse.errors import (
     AuthError,
     DataverseError,
-    NotFoundError,
     PrivilegeError,
     TransientError,
 )
@@ -48,7 +47,7 @@ from consentbridge.logs import get_logger
 from consentbridge.mapping import Property, one_way_columns, one_way_reason
 from consentbridge.operations import revisions
 from consentbridge.operations.connection import one_off_runtime
-from consentbridge.operations.diagnostics import user_privileges
+from consentbridge.operations.diagnostics import granted_privileges, has_consent_rows
 from consentbridge.operations.errors import Conflict, NotFound, OperationError, Unavailable
 from consentbridge.store.values import iso_utc
 from consentbridge.sync.runtime import IntegrationRuntime
@@ -162,10 +161,6 @@ def filtering_attributes(integration: Integration) -> str:
     return normalize_attributes(columns)
 
 
-def has_consent_rows(integration: Integration) -> bool:
-    return any(p.target == CONTACT_POINT_CONSENT for p in integration.config.properties)
-
-
 def watched_tables(integration: Integration) -> tuple[tuple[str, str], ...]:
     """The tables besides contact whose Create and Update steps the mapping needs, each with
     its Update filter: the consent rows when any property row targets them."""
@@ -214,11 +209,9 @@ async def _preflight(
     itself); the application user id. Raises before any change."""
     await runtime.tokens.token()
     who = await runtime.dataverse.who_am_i()
-    try:
-        granted = await user_privileges(runtime, who.user_id)
-    except PrivilegeError:
-        granted = set()  # a user that may not even read its own privileges is no administrator
-    except NotFoundError:
+    # A user that may not even read its own privileges (an empty set) is no administrator.
+    granted = await granted_privileges(runtime, who.user_id)
+    if granted is None:
         # No RetrieveUserPrivileges here: the writes themselves will tell, and are undone.
         return who.user_id.lower()
     missing = [p for p in needed if p not in granted]
@@ -344,11 +337,7 @@ async def recorded(ctx: AppContext, integration_id: str) -> dict[str, Any] | Non
 
 def one_way_lines(integration: Integration) -> list[str]:
     """A sentence per mapped column whose CRM changes cannot be sent back to Didomi."""
-    properties = [
-        Property(p.id, p.value, p.transform)
-        for p in integration.config.properties
-        if p.target == CONTACT
-    ]
+    properties = [Property(p.id, p.value, p.transform) for p in integration.config.rows_of(CONTACT)]
     return [
         f"Column {column} is one-way (CRM changes to it are not sent to Didomi): {reason}."
         for column, reason in sorted(one_way_columns(properties).items())

@@ -78,12 +78,16 @@ async def user_privileges(runtime: Any, user_id: str) -> set[str]:
     return {str(p.get("PrivilegeName")) for p in body.get("RolePrivileges", [])}
 
 
-async def granted_privileges(runtime: IntegrationRuntime) -> set[str] | None:
-    """The integration's application user's privileges (WhoAmI, then RetrieveUserPrivileges);
-    an empty set when it may not read its own, None when this Dataverse cannot say."""
-    who = await runtime.dataverse.who_am_i()
+async def granted_privileges(
+    runtime: IntegrationRuntime, user_id: str | None = None
+) -> set[str] | None:
+    """The integration's application user's privileges (RetrieveUserPrivileges, after WhoAmI
+    unless ``user_id`` is known); an empty set when it may not read its own, None when this
+    Dataverse cannot say."""
+    if user_id is None:
+        user_id = (await runtime.dataverse.who_am_i()).user_id
     try:
-        return await user_privileges(runtime, who.user_id)
+        return await user_privileges(runtime, user_id)
     except PrivilegeError:
         return set()
     except NotFoundError:
@@ -91,7 +95,7 @@ async def granted_privileges(runtime: IntegrationRuntime) -> set[str] | None:
 
 
 def has_consent_rows(integration: Integration) -> bool:
-    return any(p.target == CONTACT_POINT_CONSENT for p in integration.config.properties)
+    return bool(integration.config.rows_of(CONTACT_POINT_CONSENT))
 
 
 def reads_catalog(granted: set[str] | None) -> bool:
@@ -322,11 +326,7 @@ async def preview(
 async def _desired_values(
     ctx: AppContext, integration: Integration, user: str
 ) -> tuple[dict[str, Any], str]:
-    properties = [
-        Property(p.id, p.value, p.transform)
-        for p in integration.config.properties
-        if p.target == CONTACT
-    ]
+    properties = [Property(p.id, p.value, p.transform) for p in integration.config.rows_of(CONTACT)]
     if integration.didomi is not None:
         client = await one_off_didomi(integration)
         try:
