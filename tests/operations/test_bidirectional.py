@@ -17,12 +17,19 @@ from consentbridge.dataverse.registration import AUTH_HEADER
 from consentbridge.operations import bidirectional, integrations, lifecycle
 from consentbridge.operations.bidirectional import RegistrationRecord
 from consentbridge.operations.errors import Conflict
+from tests.e2e.conftest import integration_document
 from tests.support.bidirectional import DOCUMENT, INTEGRATION_ID, PROPERTIES, open_context
 from tests.support.receiver import Receiver
 from tests.support.sandbox import SandboxClient, unique_email
 
 NAMED = f"startswith(name,'consentbridge:{INTEGRATION_ID}')"
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+INTEGRATION_NO_JOURNEYS = "Integration (no Journeys)"  # a sandbox role: customizer, no Journeys
+CONSENT_ROW = {
+    "target": "contactpointconsent",
+    "id": "Newsletter",
+    "value": "consents_purposes_newsletter_enabled",
+}
 
 
 def endpoints(sandbox: SandboxClient) -> list[dict[str, Any]]:
@@ -122,6 +129,31 @@ async def test_enable_without_the_admin_role_fails_in_one_sentence_and_creates_n
     assert message.count(". ") == 0
     assert write_calls(live_sandbox) == 0
     assert await stored(ctx) is None
+
+
+async def test_enable_without_read_on_journeys_tables_refuses_in_one_sentence_creating_nothing(
+    tmp_path: Path, live_sandbox: SandboxClient, receiver: Receiver
+) -> None:
+    # May register webhooks and steps, but reads none of the consent rows the mapping has.
+    live_sandbox.set_roles(live_sandbox.principals()["apps"][0], [INTEGRATION_NO_JOURNEYS])
+    document = integration_document(live_sandbox, [*PROPERTIES, CONSENT_ROW])
+    context = await open_context(tmp_path, document, public_url=receiver.base_url)
+    try:
+        with pytest.raises(Conflict) as caught:
+            await bidirectional.enable(context, INTEGRATION_ID)
+        message = str(caught.value)
+        for privilege in (
+            "prvReadmsdynmkt_contactpointconsent4",
+            "prvReadmsdynmkt_purpose",
+            "prvReadmsdynmkt_topic",
+        ):
+            assert privilege in message
+        assert message.endswith("nothing was changed.") and message.count(". ") == 0
+        assert write_calls(live_sandbox) == 0
+        assert endpoints(live_sandbox) == [] and steps(live_sandbox) == []
+        assert await stored(context) is None
+    finally:
+        await context.aclose()
 
 
 async def test_enable_without_a_public_url_names_the_setting(

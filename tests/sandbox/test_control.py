@@ -19,6 +19,7 @@ def test_principals_shape_and_default_app(sandbox: BackgroundSandbox) -> None:
         "System Customizer",
         "Salesperson",
         "Contact Sync (custom)",
+        "Integration (no Journeys)",
     ]
     assert data["apps"][0]["roles"] == ["System Administrator"]
     assert set(data["apps"][0]) == {"name", "client_id", "client_secret", "systemuserid", "roles"}

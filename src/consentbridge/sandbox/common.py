@@ -20,70 +20,40 @@ ROLE_SALESPERSON = "Salesperson"
 ROLE_CONTACT_SYNC = "Contact Sync (custom)"
 """A custom least-privilege role (MS's advice for integration users) made before Customer
 Insights - Journeys was installed: contacts only, nothing of the Journeys tables."""
-ROLES = (ROLE_SYSTEM_ADMINISTRATOR, ROLE_SYSTEM_CUSTOMIZER, ROLE_SALESPERSON, ROLE_CONTACT_SYNC)
+ROLE_INTEGRATION_NO_JOURNEYS = "Integration (no Journeys)"
+"""A custom role copied from System Customizer before Customer Insights - Journeys was
+installed (a copy does not gain the tables a later solution adds): contacts, webhooks and
+steps, nothing of the Journeys tables."""
+ROLES = (
+    ROLE_SYSTEM_ADMINISTRATOR,
+    ROLE_SYSTEM_CUSTOMIZER,
+    ROLE_SALESPERSON,
+    ROLE_CONTACT_SYNC,
+    ROLE_INTEGRATION_NO_JOURNEYS,
+)
 
 # Privileges per role, named after Dataverse's prv* privileges (global depth only).
-ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
-    ROLE_SYSTEM_ADMINISTRATOR: frozenset(
-        {
-            "prvReadContact",
-            "prvCreateContact",
-            "prvWriteContact",
-            "prvDeleteContact",
-            "prvReadEntity",
-            "prvReadUser",
-            "prvCreateEntityKey",
-            "prvDeleteEntityKey",
-            "prvReadSdkMessage",
-            "prvReadSdkMessageProcessingStep",
-            "prvCreateSdkMessageProcessingStep",
-            "prvWriteSdkMessageProcessingStep",
-            "prvDeleteSdkMessageProcessingStep",
-            "prvReadServiceEndpoint",
-            "prvCreateServiceEndpoint",
-            "prvWriteServiceEndpoint",
-            "prvDeleteServiceEndpoint",
-            "prvBypassCustomBusinessLogic",
-            "prvBypassCustomPlugins",
-        }
-    ),
-    ROLE_SYSTEM_CUSTOMIZER: frozenset(
-        {
-            "prvReadContact",
-            "prvCreateContact",
-            "prvWriteContact",
-            "prvDeleteContact",
-            "prvReadEntity",
-            "prvReadUser",
-            "prvCreateEntityKey",
-            "prvDeleteEntityKey",
-            "prvReadSdkMessage",
-            "prvReadSdkMessageProcessingStep",
-            "prvCreateSdkMessageProcessingStep",
-            "prvWriteSdkMessageProcessingStep",
-            "prvDeleteSdkMessageProcessingStep",
-            "prvReadServiceEndpoint",
-            "prvCreateServiceEndpoint",
-            "prvWriteServiceEndpoint",
-            "prvDeleteServiceEndpoint",
-        }
-    ),
-    ROLE_SALESPERSON: frozenset(
-        {
-            "prvReadContact",
-            "prvCreateContact",
-            "prvWriteContact",
-            "prvReadEntity",
-            "prvReadUser",
-            "prvReadSdkMessage",
-        }
-    ),
-    ROLE_CONTACT_SYNC: frozenset(
-        {"prvReadContact", "prvCreateContact", "prvWriteContact", "prvReadEntity", "prvReadUser"}
-    ),
-}
-
-
+_CONTACTS = frozenset({"prvReadContact", "prvCreateContact", "prvWriteContact"})
+_CUSTOMIZING = frozenset(
+    {
+        *_CONTACTS,
+        "prvDeleteContact",
+        "prvReadEntity",
+        "prvReadUser",
+        "prvCreateEntityKey",
+        "prvDeleteEntityKey",
+        "prvReadSdkMessage",
+        "prvReadSdkMessageProcessingStep",
+        "prvCreateSdkMessageProcessingStep",
+        "prvWriteSdkMessageProcessingStep",
+        "prvDeleteSdkMessageProcessingStep",
+        "prvReadServiceEndpoint",
+        "prvCreateServiceEndpoint",
+        "prvWriteServiceEndpoint",
+        "prvDeleteServiceEndpoint",
+    }
+)
+"""System Customizer's privileges outside the Journeys tables."""
 # Customer Insights - Journeys tables (dataverse/journeys.py), privileges named after their
 # lowercase SchemaNames. Administrators and customizers have full access; a Salesperson reads
 # purposes and topics and reads, creates and updates consent rows, but deletes none.
@@ -93,14 +63,25 @@ _JOURNEYS_FULL = frozenset(
     for action in ("Read", "Create", "Write", "Delete")
     for table in _JOURNEYS_TABLES
 )
-ROLE_PRIVILEGES[ROLE_SYSTEM_ADMINISTRATOR] |= _JOURNEYS_FULL
-ROLE_PRIVILEGES[ROLE_SYSTEM_CUSTOMIZER] |= _JOURNEYS_FULL
-ROLE_PRIVILEGES[ROLE_SALESPERSON] |= {
-    "prvReadmsdynmkt_purpose",
-    "prvReadmsdynmkt_topic",
-    "prvReadmsdynmkt_contactpointconsent4",
-    "prvCreatemsdynmkt_contactpointconsent4",
-    "prvWritemsdynmkt_contactpointconsent4",
+_CUSTOMIZER = _CUSTOMIZING | _JOURNEYS_FULL
+ROLE_PRIVILEGES: dict[str, frozenset[str]] = {
+    # An administrator is a customizer who may also bypass custom logic.
+    ROLE_SYSTEM_ADMINISTRATOR: _CUSTOMIZER
+    | {"prvBypassCustomBusinessLogic", "prvBypassCustomPlugins"},
+    ROLE_SYSTEM_CUSTOMIZER: _CUSTOMIZER,
+    ROLE_SALESPERSON: _CONTACTS
+    | {
+        "prvReadEntity",
+        "prvReadUser",
+        "prvReadSdkMessage",
+        "prvReadmsdynmkt_purpose",
+        "prvReadmsdynmkt_topic",
+        "prvReadmsdynmkt_contactpointconsent4",
+        "prvCreatemsdynmkt_contactpointconsent4",
+        "prvWritemsdynmkt_contactpointconsent4",
+    },
+    ROLE_CONTACT_SYNC: _CONTACTS | {"prvReadEntity", "prvReadUser"},
+    ROLE_INTEGRATION_NO_JOURNEYS: _CUSTOMIZING,
 }
 
 
