@@ -114,7 +114,7 @@ def test_the_readme_commands_pasted_at_once_show_alices_written_change(tmp_path:
         service = httpx.Client(
             base_url=env["SERVICE_URL"],
             headers={"Authorization": f"Bearer {env['ADMIN_TOKEN']}"},
-            timeout=30,
+            timeout=40,
         )
         with sandbox, service:
             session = sandbox.post(
@@ -136,7 +136,7 @@ def test_the_readme_commands_pasted_at_once_show_alices_written_change(tmp_path:
                 },
             ).raise_for_status()
             log = service.get(
-                "/api/v1/integrations/demo/users/alice@example.com/log", params={"wait_s": 10}
+                "/api/v1/integrations/demo/users/alice@example.com/log", params={"wait_s": 30}
             )
 
     assert log.status_code == 200, log.text
