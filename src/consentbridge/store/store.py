@@ -307,9 +307,11 @@ class Store:
     ) -> int:
         """Apply outcomes of rows the worker still leases; how many were dropped as stale.
         The batch's activity (and its Dataverse ``traffic``) is counted in the same transaction."""
+        # The parameters are built before the transaction: on SQLite it holds the write lock.
+        prepared = outcome_ops.prepare(outcomes, now, self._db.dialect)
         return await self._db.write(
             "record_outcomes",
-            lambda c: outcome_ops.record_outcomes(c, worker_id, outcomes, now, traffic),
+            lambda c: outcome_ops.record_prepared(c, worker_id, prepared, traffic),
         )
 
     async def list_dead_letters(
