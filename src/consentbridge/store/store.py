@@ -443,11 +443,25 @@ class Store:
         total = 0
         for iid in ids:
             while True:
-                sealed = await self._db.write("seal_audit", functools.partial(_seal_chunk, iid))
+                sealed = await self._seal_chunk(iid)
                 total += sealed
                 if sealed < audit.SEAL_CHUNK:
                     break
         return total
+
+    async def _seal_chunk(self, integration_id: str) -> int:
+        if self._db.dialect == "sqlite":
+            # Read and hash first, then hold the write lock only for the updates
+            # (audit.SealDraft); if another sealer came between, or there was nothing to seal,
+            # seal under the lock as before.
+            draft = await self._db.read(
+                "seal_audit",
+                lambda c: audit.draft_seal(c, integration_id, time.time(), audit.SEAL_CHUNK),
+            )
+            sealed = await self._db.write("seal_audit", lambda c: audit.apply_draft(c, draft))
+            if sealed is not None:
+                return sealed
+        return await self._db.write("seal_audit", functools.partial(_seal_chunk, integration_id))
 
     async def verify_audit(
         self, integration_id: str, *, unsealed_after_s: float, late_after_s: float
