@@ -248,12 +248,14 @@ class Store:
         target: str = CONTACT_TARGET,
     ) -> list[ClaimedState]:
         """Lease a batch of due slots of one target (a batch is written by one target module)."""
-        return await self._db.write(
+        rows = await self._db.write(
             "claim_batch",
-            lambda c: claims.claim_batch(
+            lambda c: claims.claim_rows(
                 c, integration_id, direction, worker_id, limit, lease_s, now, target
             ),
         )
+        # After the transaction: on SQLite it holds the write lock.
+        return claims.claimed_states(rows, integration_id, direction, target)
 
     async def renew_leases(
         self, worker_id: str, keys: Sequence[StateKey], lease_s: float, now: float
