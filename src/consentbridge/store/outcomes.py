@@ -130,8 +130,7 @@ class PreparedOutcomes:
 
 
 def prepare(outcomes: Sequence[Outcome], now: float, dialect: str) -> PreparedOutcomes:
-    """``outcomes`` ready for ``record_prepared`` on ``dialect``; ``ValueError`` for a retry
-    without ``next_attempt_at``."""
+    """``outcomes`` ready for ``record_prepared`` on ``dialect``."""
     postgresql = dialect == "postgresql"
     rows: list[_Prepared] = []
     # Stable: of two outcomes for one row the first given stays first (and is the one applied).
@@ -143,9 +142,7 @@ def prepare(outcomes: Sequence[Outcome], now: float, dialect: str) -> PreparedOu
             params["st"] = "skipped" if outcome.kind == "skipped" else "synced"
             params["sa"] = None if outcome.kind == "skipped" else now
         elif statement == "retry":
-            if outcome.next_attempt_at is None:
-                raise ValueError("a retry outcome needs next_attempt_at")
-            params["na"] = outcome.next_attempt_at
+            params["na"] = outcome.next_attempt_at  # None: refused if it is applied
             params["e"] = outcome.error
         else:
             params["e"] = outcome.error
@@ -174,7 +171,8 @@ async def record_prepared(
     prepared: PreparedOutcomes,
     traffic: activity.DataverseTraffic | None = None,
 ) -> int:
-    """``record_outcomes`` of outcomes ``prepare`` made ready for this backend."""
+    """``record_outcomes`` of outcomes ``prepare`` made ready for this backend; ``ValueError``
+    (and nothing recorded) for an applied retry without ``next_attempt_at``."""
     now = prepared.now
     postgresql = conn.dialect.name == "postgresql"
     keys = {row.key for row in prepared.rows}
@@ -187,6 +185,8 @@ async def record_prepared(
     for row in prepared.rows:
         tid = tids.pop(row.key, None)  # a second outcome for one row is stale too
         if tid is not None:
+            if row.statement == "retry" and row.params["na"] is None:
+                raise ValueError("a retry outcome needs next_attempt_at")
             if postgresql:
                 row.params["tid"] = tid
             applied.append(row)
