@@ -66,8 +66,10 @@ LIGHT_COSTS: dict[str, float] = {
 PUBLISHED_COSTS: dict[str, Any] = Limits().public()
 LIGHT_MODEL: dict[str, Any] = {**PUBLISHED_COSTS, **LIGHT_COSTS}
 """The light model over the published limits (switching back from `PUBLISHED_COSTS`)."""
-# A backlog the published model cannot drain in a window (~165 changes/s) is enough.
+# A backlog the published model cannot drain in a window (~165 changes/s) is enough; a few
+# batches of 1,000 at least, so that --quick's does not run dry either.
 PUBLISHED_BACKLOG_SHARE = 6
+PUBLISHED_BACKLOG_MIN = 3_000
 DRAINING_TIMEOUT_S = 60.0
 
 
