@@ -65,6 +65,8 @@ class Config:
     stored: bool
     # A worker drains this store during each measured window (benchmarks/beside.py).
     worker: bool = False
+    # ... against the published cost model instead of the light one (not judged by a goal).
+    published: bool = False
     prefix: str = "intake"
     wired: Wired | None = None
     windows: list[LoadResult] = field(default_factory=list)
@@ -88,6 +90,11 @@ class Config:
 
     def latencies_ms(self) -> list[float]:
         return [s * 1000 for w in self.windows for s in w.latencies_s]
+
+    def backlog(self, size: Size) -> int:
+        if self.published:
+            return max(size.backlog // beside.PUBLISHED_BACKLOG_SHARE, beside.PUBLISHED_BACKLOG_MIN)
+        return size.backlog if self.worker else 0
 
 
 def run(options: Options) -> Report:
@@ -115,9 +122,20 @@ def run(options: Options) -> Report:
         configs.append(Config("PostgreSQL", stored=True))
     else:
         report.notes.append("PostgreSQL not measured: no --pg-url / CONSENTBRIDGE_TEST_PG_URL")
+    stored = configs[1:]
     configs += [
         Config(f"{c.name}, worker draining", stored=True, worker=True, prefix=f"beside{i}")
-        for i, c in enumerate(configs[1:])
+        for i, c in enumerate(stored)
+    ]
+    configs += [
+        Config(
+            f"{c.name}, worker draining at the published cost model",
+            stored=True,
+            worker=True,
+            published=True,
+            prefix=f"published{i}",
+        )
+        for i, c in enumerate(stored)
     ]
     profile = beside.profile_dir()
     with contextlib.ExitStack() as stack:
@@ -134,7 +152,7 @@ def run(options: Options) -> Report:
                 user
                 for c in drained_by
                 for user in beside.users(
-                    c.prefix, size.backlog, size.warmup, size.window, size.rounds
+                    c.prefix, c.backlog(size), size.warmup, size.window, size.rounds
                 )
             ],
         )
@@ -151,9 +169,9 @@ def run(options: Options) -> Report:
                 serving(tmp / f"service-{index}", sandbox, db_url=db_url, worker=False, env=env)
             )
         for config in drained_by:
-            print(f"  intake: {config.name}: a backlog of {size.backlog:,}", flush=True)
-            _post(config, size.backlog, "backlog")
-        sandbox.limits(**beside.LIGHT_COSTS)
+            print(f"  intake: {config.name}: a backlog of {config.backlog(size):,}", flush=True)
+            _post(config, config.backlog(size), "backlog")
+        sandbox.limits(**beside.LIGHT_MODEL)
         loadgen_cpu = loadgen_wall = 0.0
         for config in configs:
             _post(config, size.warmup, "warmup")
@@ -162,9 +180,13 @@ def run(options: Options) -> Report:
                 if config.worker:
                     assert config.wired is not None
                     spy = profile / f"{config.prefix}-r{round_}.txt" if profile else None
+                    if config.published:
+                        sandbox.limits(**beside.PUBLISHED_COSTS)
                     with beside.draining(config.wired, sandbox_process.pid, spy) as finish:
                         result = _post(config, size.window, f"r{round_}", measure=True)
                         config.drains.append(finish(result.accepted))
+                    if config.published:
+                        sandbox.limits(**beside.LIGHT_MODEL)
                     drain = config.drains[-1]
                     print(
                         f"  intake: {config.name}: {result.rate:,.0f}/s; worker drained "
@@ -206,12 +228,15 @@ def run(options: Options) -> Report:
                     config.rate >= GOAL_RATE,
                 )
             )
+        if not config.published:
+            report.goals.append(
+                Goal(
+                    f"{config.name}: ≥ {share:.0%} of the no-store ceiling",
+                    f"{config.rate / ceiling:.0%} of {ceiling:,.0f}/s" if ceiling else "no ceiling",
+                    bool(ceiling) and config.rate >= share * ceiling,
+                )
+            )
         report.goals += [
-            Goal(
-                f"{config.name}: ≥ {share:.0%} of the no-store ceiling",
-                f"{config.rate / ceiling:.0%} of {ceiling:,.0f}/s" if ceiling else "no ceiling",
-                bool(ceiling) and config.rate >= share * ceiling,
-            ),
             Goal(
                 f"{config.name}: every 202 is in the store",
                 f"{config.in_store} of {config.accepted} deliveries stored",
@@ -230,6 +255,8 @@ def run(options: Options) -> Report:
                 "p99_ms": percentile(c.latencies_ms(), 99),
                 "accepted": c.accepted,
                 "in_store": c.in_store,
+                "backlog": c.backlog(size),
+                "cost_model": "published" if c.published else "light" if c.worker else None,
                 **({"worker": [d.data() for d in c.drains]} if c.worker else {}),
             }
             for c in configs
@@ -256,6 +283,12 @@ def run(options: Options) -> Report:
             "before + posted - backlog after), its rate, and the CPU seconds of the worker and "
             "of the sandbox (which shares the machine; real Dataverse would not) in the window, "
             "and how busy the whole machine was (200 % = both cores)",
+            "', worker draining at the published cost model' rows: the same, but the sandbox "
+            "charges Dataverse's published costs (`Limits()`, as `ceiling` uses them: ~165 "
+            "rows/s for one application user) during their windows, and the backlog is "
+            f"{min(c.backlog(size) for c in configs if c.published):,}: the production case, "
+            "where the worker mostly waits on Dataverse. Reported only; the goal is judged on "
+            "the light-model rows",
         ]
         dry = [c.name for c in configs if any(d.ran_dry for d in c.drains)]
         if dry:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from consentbridge.store import Store
+from consentbridge.store import Store, audit
 from consentbridge.store.audit_chain import (
     GENESIS,
     SCHEME_FIELDS,
@@ -306,3 +306,39 @@ def test_scheme_2_hashes_target_and_regulation_and_scheme_1_entries_keep_verifyi
     assert one.startswith(b'{"at":"2023-11-14T22:13:20.000000Z","columns":{"a":true}')
     changed = canonical({**fields, "target": "y"}, scheme=1, seal_seq=1, sealed_at=T0)
     assert changed == one  # a scheme-1 hash does not depend on fields it never had
+
+
+async def test_a_seal_drafted_before_another_sealer_moved_the_chain_writes_nothing(
+    store: Store,
+) -> None:
+    # SQLite's sealer hashes a chunk outside the write lock (audit.SealDraft); a second
+    # sealer sealing those entries in between must make the draft write nothing.
+    await store.append_log([entry(f"u{i}") for i in range(3)])
+    draft = await store._db.read(
+        "draft", lambda c: audit.draft_seal(c, ACME, time.time(), audit.SEAL_CHUNK)
+    )
+    assert [p[0] for p in draft.params] == [1, 2, 3]
+    assert await store.seal_audit(ACME) == 3
+
+    assert await store._db.write("apply", lambda c: audit.apply_draft(c, draft)) is None
+
+    await store.append_log([entry("u9")])
+    assert await store.seal_audit(ACME) == 1
+    report = await verify(store)
+    assert report.ok, report.first_bad
+    assert report.checked == report.head_seq == 4 and report.unsealed == 0
+
+
+async def test_a_seal_drafted_on_an_unmoved_chain_is_written(store: Store) -> None:
+    await store.append_log([entry(f"u{i}") for i in range(3)])
+    draft = await store._db.read(
+        "draft", lambda c: audit.draft_seal(c, ACME, time.time(), audit.SEAL_CHUNK)
+    )
+    await store.append_log([entry("late")])  # committed after the draft: the next seal's
+
+    assert await store._db.write("apply", lambda c: audit.apply_draft(c, draft)) == 3
+
+    assert await store.seal_audit(ACME) == 1
+    report = await verify(store)
+    assert report.ok, report.first_bad
+    assert report.checked == report.head_seq == 4 and report.unsealed == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from consentbridge.store import ClaimedState, Store
 
 from .builders import ACME, FORWARD, T0, entry, outcome, put
@@ -175,3 +177,48 @@ async def test_outcomes_of_a_batch_apply_together(store: Store) -> None:
 
     statuses = [(await store.get_state(ACME, FORWARD, user)) for user in ("u1", "u2", "u3")]
     assert [s.status for s in statuses if s] == ["synced", "synced", "retrying"]
+
+
+async def test_a_batch_of_every_kind_applies_each_and_logs_in_key_order(store: Store) -> None:
+    # One statement per kind (a JSON document on PostgreSQL, an executemany on SQLite): each
+    # row must get its own kind's fields, and the log its entries in key order.
+    for user in ("u1", "u2", "u3", "u4"):
+        await put(store, user, {"v": user}, now=T0)
+    claimed = {
+        c.organization_user_id: c
+        for c in await store.claim_batch(ACME, FORWARD, "w1", 10, LEASE, T0)
+    }
+    await put(store, "u2", {"v": "newer"}, now=T0 + 1)
+
+    def logged(user: str, kind: str) -> Any:
+        return entry(user, outcome=kind, columns={"kind": kind, "é": [1.5, None]}, at=T0 + 2)
+
+    dropped = await store.record_outcomes(
+        "w1",
+        [
+            outcome(claimed["u4"], "dead", error="gone", log=logged("u4", "dead")),
+            outcome(claimed["u3"], "retry", next_attempt_at=T0 + 9, error="busy"),
+            outcome(claimed["u2"], "written", log=logged("u2", "written")),
+            outcome(claimed["u1"], "skipped", log=logged("u1", "skipped")),
+            outcome(claimed["u1"], "written", log=logged("u1", "twice")),  # stale: dropped
+        ],
+        T0 + 2,
+    )
+
+    assert dropped == 1
+    u1, u2, u3, u4 = [await store.get_state(ACME, FORWARD, u) for u in ("u1", "u2", "u3", "u4")]
+    assert u1 and u2 and u3 and u4
+    assert (u1.status, u1.pending, u1.last_success_at, u1.attempts) == ("skipped", False, None, 0)
+    assert (u2.status, u2.pending, u2.written_seq, u2.seq) == ("pending", True, 1, 2)
+    assert (u2.next_attempt_at, u2.pending_since, u2.last_success_at) == (T0 + 2, T0, T0 + 2)
+    assert (u3.status, u3.pending, u3.attempts, u3.next_attempt_at) == ("retrying", True, 1, T0 + 9)
+    assert (u3.first_failed_at, u3.last_error) == (T0 + 2, "busy")
+    assert (u4.status, u4.pending, u4.attempts, u4.last_error) == ("dead", False, 1, "gone")
+    assert all(s.lease_owner is None and s.lease_until is None for s in (u1, u2, u3, u4))
+    entries = await store.audit_entries(ACME)
+    assert [(e.organization_user_id, e.outcome) for e in entries] == [
+        ("u1", "skipped"),
+        ("u2", "written"),
+        ("u4", "dead"),
+    ]
+    assert all(e.columns == {"kind": e.outcome, "é": [1.5, None]} for e in entries)

@@ -15,6 +15,7 @@ rendered there), which makes it just as exclusive.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,7 +91,9 @@ def claim_statement(
         .returning(
             _s.organization_user_id,
             _s.regulation,
-            _s.columns,
+            # SQLite: the JSON text, decoded by ``claimed_states`` after the transaction, so
+            # that the write lock is not held for it.
+            _s.columns if postgresql else sa.type_coerce(_s.columns, sa.Text).label("columns"),
             _s.seq,
             _s.attempts,
             _s.first_failed_at,
@@ -99,7 +102,7 @@ def claim_statement(
     )
 
 
-async def claim_batch(
+async def claim_rows(
     conn: AsyncConnection,
     integration_id: str,
     direction: Direction,
@@ -108,21 +111,32 @@ async def claim_batch(
     lease_s: float,
     now: float,
     target: str = CONTACT_TARGET,
-) -> list[ClaimedState]:
+) -> list[sa.Row[Any]]:
     """Lease up to ``limit`` of the oldest due slots of ``target`` to ``worker_id`` until
-    ``now + lease_s``."""
+    ``now + lease_s``; their rows, for ``claimed_states``."""
     rows = await conn.execute(
         claim_statement(
             integration_id, direction, worker_id, limit, lease_s, now, conn.dialect.name, target
         )
     )
+    return list(rows)
+
+
+def claimed_states(
+    rows: Sequence[sa.Row[Any]],
+    integration_id: str,
+    direction: Direction,
+    target: str = CONTACT_TARGET,
+) -> list[ClaimedState]:
+    """The claims of ``claim_rows``, in key order."""
     return sorted(
         (
             ClaimedState(
                 integration_id=integration_id,
                 direction=direction,
                 organization_user_id=row.organization_user_id,
-                columns=row.columns,
+                # SQLite's rows carry the JSON text (claim_statement).
+                columns=json.loads(row.columns) if isinstance(row.columns, str) else row.columns,
                 seq=row.seq,
                 attempts=row.attempts,
                 first_failed_at=row.first_failed_at,

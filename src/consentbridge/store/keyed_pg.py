@@ -26,7 +26,9 @@ from consentbridge.store.values import StateKey
 
 def locked_by_key(columns: Sequence[str], condition: str = "") -> sa.TextClause:
     """``SELECT columns`` of the rows of ``:keys`` (a ``keys_document``) that also meet
-    ``condition`` (SQL over the row alias ``t``), each locked ``FOR UPDATE``, in key order."""
+    ``condition`` (SQL over the row alias ``t``), each locked ``FOR UPDATE``, in key order.
+    ``tid`` is the row's physical address as text: a locked row keeps it until this
+    transaction updates it, so an ``UPDATE … WHERE ctid = …`` finds it by a TID scan."""
     extra = f" AND ({condition})" if condition else ""
     return sa.text(
         f"""
@@ -37,7 +39,7 @@ def locked_by_key(columns: Sequence[str], condition: str = "") -> sa.TextClause:
             ORDER BY i COLLATE "C", d COLLATE "C", u COLLATE "C", g COLLATE "C", r COLLATE "C"
         ) AS k
         CROSS JOIN LATERAL (
-            SELECT * FROM sync_states AS t
+            SELECT t.ctid::text AS tid, t.* FROM sync_states AS t
             WHERE t.integration_id = k.i AND t.direction = k.d
               AND t.organization_user_id = k.u AND t.target = k.g
               AND t.regulation = k.r{extra}
@@ -79,3 +81,19 @@ async def lock_held(conn: AsyncConnection, worker_id: str, keys: set[StateKey]) 
         _LOCK_HELD, {"keys": keys_document(sorted(keys)), "worker": worker_id}
     )
     return {state_key(row) for row in rows}
+
+
+_LOCK_HELD_TIDS = locked_by_key(
+    ["integration_id", "direction", "organization_user_id", "target", "regulation", "tid"],
+    "t.lease_owner IS NOT DISTINCT FROM :worker",
+)
+
+
+async def lock_held_tids(
+    conn: AsyncConnection, worker_id: str, keys: set[StateKey]
+) -> dict[StateKey, str]:
+    """``lock_held``, with each locked row's ``tid``."""
+    rows = await conn.execute(
+        _LOCK_HELD_TIDS, {"keys": keys_document(sorted(keys)), "worker": worker_id}
+    )
+    return {state_key(row): row.tid for row in rows}

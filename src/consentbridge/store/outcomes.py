@@ -15,16 +15,18 @@ outcomes per minute, with the batch's Dataverse traffic, in ``activity`` (``acti
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentbridge.store import activity, keyed_pg
 from consentbridge.store._sql import STATE_PK, chunks, insert, state_key, state_keys_in
-from consentbridge.store.log import append_log
+from consentbridge.store.log import append_log_rows, log_row
 from consentbridge.store.tables import counters, sync_states
 from consentbridge.store.values import Direction, Outcome, OutcomeKind, StateKey
 
@@ -39,59 +41,116 @@ _COUNTER_OF: dict[OutcomeKind, str] = {
 LAST_SUCCESS_COUNTER = "last_success_ms"
 
 
-def _p(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
-    return sa.bindparam(name, type_=column.type)
+# The three updates, as SQL over the old row and the outcome's values: ``{cs}`` the claimed
+# seq, ``{st}`` the final status and ``{sa}`` the success time (done), ``{na}`` the next
+# attempt (retry), ``{e}`` the error (retry, dead), ``{now}``. Every right-hand side sees the
+# row as it was before the update, on both backends.
+_DONE_SET = (
+    "written_seq = {cs}, pending = (seq <> {cs}), "
+    "status = CASE WHEN seq <> {cs} THEN 'pending' ELSE {st} END, attempts = 0, "
+    "first_failed_at = NULL, last_error = NULL, "
+    "last_success_at = COALESCE({sa}, last_success_at), "
+    "next_attempt_at = CASE WHEN seq <> {cs} THEN {now} ELSE next_attempt_at END, "
+    "pending_since = CASE WHEN seq <> {cs} THEN pending_since ELSE NULL END"
+)
+_RETRY_SET = (
+    "status = 'retrying', attempts = attempts + 1, next_attempt_at = {na}, "
+    "first_failed_at = COALESCE(first_failed_at, {now}), last_error = {e}"
+)
+_DEAD_SET = (
+    "pending = (seq <> {cs}), "
+    "status = CASE WHEN seq <> {cs} THEN 'pending' ELSE 'dead' END, "
+    "attempts = CASE WHEN seq <> {cs} THEN attempts ELSE attempts + 1 END, "
+    "first_failed_at = CASE WHEN seq <> {cs} THEN first_failed_at "
+    "ELSE COALESCE(first_failed_at, {now}) END, "
+    "last_error = {e}, "
+    "next_attempt_at = CASE WHEN seq <> {cs} THEN {now} ELSE next_attempt_at END, "
+    "pending_since = CASE WHEN seq <> {cs} THEN pending_since ELSE NULL END"
+)
+_RELEASE = ", lease_owner = NULL, lease_until = NULL, updated_at = {now}"
 
+_Statement = Literal["done", "retry", "dead"]
+_STATEMENT_OF: dict[OutcomeKind, _Statement] = {
+    "written": "done",
+    "unchanged": "done",
+    "skipped": "done",
+    "retry": "retry",
+    "dead": "dead",
+}
+_SETS: dict[_Statement, str] = {"done": _DONE_SET, "retry": _RETRY_SET, "dead": _DEAD_SET}
 
-_NOW = _p("p_now", _s.updated_at)
-_CLAIMED_SEQ = _p("p_claimed_seq", _s.seq)
-_STILL_PENDING = _s.seq != _CLAIMED_SEQ
-_RELEASE: dict[str, Any] = {"lease_owner": None, "lease_until": None, "updated_at": _NOW}
-
-
-def _update(**values: Any) -> sa.Update:
-    return (
-        sa.update(sync_states)
-        .where(
-            _s.integration_id == _p("k_integration_id", _s.integration_id),
-            _s.direction == _p("k_direction", _s.direction),
-            _s.organization_user_id == _p("k_user", _s.organization_user_id),
-            _s.target == _p("k_target", _s.target),
-            _s.regulation == _p("k_regulation", _s.regulation),
-        )
-        .values(**values, **_RELEASE)
+# SQLite: a plain DBAPI executemany of primary-key UPDATEs with named parameters; SQLAlchemy's
+# per-row parameter processing cost more than the update, inside the write transaction.
+_SQLITE: dict[_Statement, str] = {
+    name: (
+        "UPDATE sync_states SET "
+        + (sets + _RELEASE).format(cs=":cs", st=":st", sa=":sa", na=":na", e=":e", now=":now")
+        + " WHERE integration_id = :i AND direction = :d AND organization_user_id = :u"
+        " AND target = :g AND regulation = :r"
     )
+    for name, sets in _SETS.items()
+}
+
+# PostgreSQL: one statement per kind, all its rows in one JSON parameter (as intake_pg.py
+# does); each row is found again by the address its lock returned (``keyed_pg``): a
+# parameterised TID scan per row, whatever the statistics say. An executemany was one UPDATE
+# per row through psycopg's pipeline, each executed by the server.
+_PG: dict[_Statement, sa.TextClause] = {
+    name: sa.text(
+        "UPDATE sync_states AS t SET "
+        + (sets + _RELEASE).format(
+            cs="v.cs", st="v.st", sa="v.sa", na="v.na", e="v.e", now="CAST(:now AS float8)"
+        )
+        + " FROM json_to_recordset(CAST(:rows AS json))"
+        " AS v(tid tid, cs bigint, st text, sa float8, na float8, e text)"
+        " WHERE t.ctid = v.tid"
+    )
+    for name, sets in _SETS.items()
+}
 
 
-_DONE = _update(
-    written_seq=_CLAIMED_SEQ,
-    pending=_STILL_PENDING,
-    status=sa.case((_STILL_PENDING, "pending"), else_=_p("p_status", _s.status)),
-    attempts=0,
-    first_failed_at=None,
-    last_error=None,
-    last_success_at=sa.func.coalesce(_p("p_success_at", _s.last_success_at), _s.last_success_at),
-    next_attempt_at=sa.case((_STILL_PENDING, _NOW), else_=_s.next_attempt_at),
-    pending_since=sa.case((_STILL_PENDING, _s.pending_since), else_=None),
-)
-_RETRY = _update(
-    status="retrying",
-    attempts=_s.attempts + 1,
-    next_attempt_at=_p("p_next_attempt_at", _s.next_attempt_at),
-    first_failed_at=sa.func.coalesce(_s.first_failed_at, _NOW),
-    last_error=_p("p_error", _s.last_error),
-)
-_DEAD = _update(
-    pending=_STILL_PENDING,
-    status=sa.case((_STILL_PENDING, "pending"), else_="dead"),
-    attempts=sa.case((_STILL_PENDING, _s.attempts), else_=_s.attempts + 1),
-    first_failed_at=sa.case(
-        (_STILL_PENDING, _s.first_failed_at), else_=sa.func.coalesce(_s.first_failed_at, _NOW)
-    ),
-    last_error=_p("p_error", _s.last_error),
-    next_attempt_at=sa.case((_STILL_PENDING, _NOW), else_=_s.next_attempt_at),
-    pending_since=sa.case((_STILL_PENDING, _s.pending_since), else_=None),
-)
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    outcome: Outcome
+    key: StateKey
+    statement: _Statement
+    params: dict[str, Any]
+    log: Any  # log.log_row, or None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedOutcomes:
+    """A batch's outcomes turned into statement parameters for one backend, in key order:
+    the CPU work of recording them, done before the transaction (``prepare``) so that on
+    SQLite the write lock is held only for the statements."""
+
+    rows: list[_Prepared]
+    now: float
+    count: int  # outcomes given, duplicates included
+
+
+def prepare(outcomes: Sequence[Outcome], now: float, dialect: str) -> PreparedOutcomes:
+    """``outcomes`` ready for ``record_prepared`` on ``dialect``."""
+    postgresql = dialect == "postgresql"
+    rows: list[_Prepared] = []
+    # Stable: of two outcomes for one row the first given stays first (and is the one applied).
+    for outcome in sorted(outcomes, key=lambda o: o.key):
+        key = outcome.key
+        statement = _STATEMENT_OF[outcome.kind]
+        params: dict[str, Any] = {"cs": outcome.claimed_seq}
+        if statement == "done":
+            params["st"] = "skipped" if outcome.kind == "skipped" else "synced"
+            params["sa"] = None if outcome.kind == "skipped" else now
+        elif statement == "retry":
+            params["na"] = outcome.next_attempt_at  # None: refused if it is applied
+            params["e"] = outcome.error
+        else:
+            params["e"] = outcome.error
+        if not postgresql:
+            params.update(i=key[0], d=key[1], u=key[2], g=key[3], r=key[4], now=now)
+        entry = None if outcome.log is None else log_row(outcome.log, postgresql)
+        rows.append(_Prepared(outcome, key, statement, params, entry))
+    return PreparedOutcomes(rows, now, len(outcomes))
 
 
 async def record_outcomes(
@@ -102,30 +161,52 @@ async def record_outcomes(
     traffic: activity.DataverseTraffic | None = None,
 ) -> int:
     """Apply the outcomes the worker still holds leases for; how many were dropped."""
-    held = await _lock_held(conn, worker_id, {o.key for o in outcomes})
-    applied: list[Outcome] = []
-    for outcome in outcomes:
-        if outcome.key in held:
-            held.discard(outcome.key)  # a second outcome for one row is stale too
-            applied.append(outcome)
-    applied.sort(key=lambda o: o.key)
-    for statement, kinds in (
-        (_DONE, ("written", "unchanged", "skipped")),
-        (_RETRY, ("retry",)),
-        (_DEAD, ("dead",)),
-    ):
-        params = [_params(o, now) for o in applied if o.kind in kinds]
-        if params:
-            await conn.execute(statement, params)
-    await append_log(conn, [o.log for o in applied if o.log is not None])
-    await _count(conn, applied, now)
-    await activity.count_outcomes(conn, applied, now, traffic)
-    return len(outcomes) - len(applied)
+    prepared = prepare(outcomes, now, conn.dialect.name)
+    return await record_prepared(conn, worker_id, prepared, traffic)
+
+
+async def record_prepared(
+    conn: AsyncConnection,
+    worker_id: str,
+    prepared: PreparedOutcomes,
+    traffic: activity.DataverseTraffic | None = None,
+) -> int:
+    """``record_outcomes`` of outcomes ``prepare`` made ready for this backend; ``ValueError``
+    (and nothing recorded) for an applied retry without ``next_attempt_at``."""
+    now = prepared.now
+    postgresql = conn.dialect.name == "postgresql"
+    keys = {row.key for row in prepared.rows}
+    tids: dict[StateKey, str] = (
+        await keyed_pg.lock_held_tids(conn, worker_id, keys)
+        if postgresql
+        else dict.fromkeys(await _lock_held(conn, worker_id, keys), "")
+    )
+    applied: list[_Prepared] = []
+    for row in prepared.rows:
+        tid = tids.pop(row.key, None)  # a second outcome for one row is stale too
+        if tid is not None:
+            if row.statement == "retry" and row.params["na"] is None:
+                raise ValueError("a retry outcome needs next_attempt_at")
+            if postgresql:
+                row.params["tid"] = tid
+            applied.append(row)
+    for name in ("done", "retry", "dead"):
+        params = [row.params for row in applied if row.statement == name]
+        if not params:
+            continue
+        if postgresql:
+            document = json.dumps(params, allow_nan=False, separators=(",", ":"))
+            await conn.execute(_PG[name], {"rows": document, "now": now})
+        else:
+            await conn.exec_driver_sql(_SQLITE[name], params)
+    await append_log_rows(conn, [row.log for row in applied if row.log is not None])
+    outcomes = [row.outcome for row in applied]
+    await _count(conn, outcomes, now)
+    await activity.count_outcomes(conn, outcomes, now, traffic)
+    return prepared.count - len(applied)
 
 
 async def _lock_held(conn: AsyncConnection, worker_id: str, keys: set[StateKey]) -> set[StateKey]:
-    if conn.dialect.name == "postgresql":
-        return await keyed_pg.lock_held(conn, worker_id, keys)
     held: set[StateKey] = set()
     for chunk in chunks(sorted(keys)):
         rows = await conn.execute(
@@ -136,29 +217,6 @@ async def _lock_held(conn: AsyncConnection, worker_id: str, keys: set[StateKey])
         )
         held.update(state_key(row) for row in rows)
     return held
-
-
-def _params(outcome: Outcome, now: float) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "k_integration_id": outcome.integration_id,
-        "k_direction": outcome.direction,
-        "k_user": outcome.organization_user_id,
-        "k_target": outcome.target,
-        "k_regulation": outcome.regulation,
-        "p_now": now,
-        "p_claimed_seq": outcome.claimed_seq,
-    }
-    if outcome.kind in ("written", "unchanged", "skipped"):
-        params["p_status"] = "skipped" if outcome.kind == "skipped" else "synced"
-        params["p_success_at"] = None if outcome.kind == "skipped" else now
-    elif outcome.kind == "retry":
-        if outcome.next_attempt_at is None:
-            raise ValueError("a retry outcome needs next_attempt_at")
-        params["p_next_attempt_at"] = outcome.next_attempt_at
-        params["p_error"] = outcome.error
-    else:
-        params["p_error"] = outcome.error
-    return params
 
 
 async def add_counts(conn: AsyncConnection, sums: Mapping[tuple[str, Direction, str], int]) -> None:

@@ -248,12 +248,14 @@ class Store:
         target: str = CONTACT_TARGET,
     ) -> list[ClaimedState]:
         """Lease a batch of due slots of one target (a batch is written by one target module)."""
-        return await self._db.write(
+        rows = await self._db.write(
             "claim_batch",
-            lambda c: claims.claim_batch(
+            lambda c: claims.claim_rows(
                 c, integration_id, direction, worker_id, limit, lease_s, now, target
             ),
         )
+        # After the transaction: on SQLite it holds the write lock.
+        return claims.claimed_states(rows, integration_id, direction, target)
 
     async def renew_leases(
         self, worker_id: str, keys: Sequence[StateKey], lease_s: float, now: float
@@ -307,9 +309,11 @@ class Store:
     ) -> int:
         """Apply outcomes of rows the worker still leases; how many were dropped as stale.
         The batch's activity (and its Dataverse ``traffic``) is counted in the same transaction."""
+        # The parameters are built before the transaction: on SQLite it holds the write lock.
+        prepared = outcome_ops.prepare(outcomes, now, self._db.dialect)
         return await self._db.write(
             "record_outcomes",
-            lambda c: outcome_ops.record_outcomes(c, worker_id, outcomes, now, traffic),
+            lambda c: outcome_ops.record_prepared(c, worker_id, prepared, traffic),
         )
 
     async def list_dead_letters(
@@ -441,11 +445,25 @@ class Store:
         total = 0
         for iid in ids:
             while True:
-                sealed = await self._db.write("seal_audit", functools.partial(_seal_chunk, iid))
+                sealed = await self._seal_chunk(iid)
                 total += sealed
                 if sealed < audit.SEAL_CHUNK:
                     break
         return total
+
+    async def _seal_chunk(self, integration_id: str) -> int:
+        if self._db.dialect == "sqlite":
+            # Read and hash first, then hold the write lock only for the updates
+            # (audit.SealDraft); if another sealer came between, or there was nothing to seal,
+            # seal under the lock as before.
+            draft = await self._db.read(
+                "seal_audit",
+                lambda c: audit.draft_seal(c, integration_id, time.time(), audit.SEAL_CHUNK),
+            )
+            sealed = await self._db.write("seal_audit", lambda c: audit.apply_draft(c, draft))
+            if sealed is not None:
+                return sealed
+        return await self._db.write("seal_audit", functools.partial(_seal_chunk, integration_id))
 
     async def verify_audit(
         self, integration_id: str, *, unsealed_after_s: float, late_after_s: float
