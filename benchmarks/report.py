@@ -116,6 +116,8 @@ class Report:
     goals: list[Goal] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # When and where a report read back from a results file was measured (None: now, here).
+    origin: dict[str, Any] | None = None
 
     @property
     def goals_met(self) -> bool:
@@ -125,14 +127,27 @@ class Report:
         return {
             "name": self.name,
             "title": self.title,
-            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
+            **(self.origin or stamp()),
             "columns": self.columns,
             "rows": self.rows,
             "goals": [goal.__dict__ for goal in self.goals],
             "data": self.data,
             "notes": self.notes,
         }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Report:
+        """A report as `to_json` wrote it (to fold runs kept in results files)."""
+        return cls(
+            name=document["name"],
+            title=document["title"],
+            columns=document["columns"],
+            rows=document["rows"],
+            goals=[Goal(**goal) for goal in document["goals"]],
+            data=document.get("data", {}),
+            notes=document.get("notes", []),
+            origin={"measured_at": document["measured_at"], "machine": document["machine"]},
+        )
 
     def save_and_print(self, console: Console | None = None) -> Path:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -163,6 +178,11 @@ def cell_text(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def stamp() -> dict[str, Any]:
+    """When and where a run is measured: now, on this machine and commit."""
+    return {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
 
 
 def machine() -> dict[str, Any]:

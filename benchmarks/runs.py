@@ -5,12 +5,19 @@ run (`python -m benchmarks NAME --runs 3`).
 Rows are matched across runs by their first cell (the row's label); a cell that is a number,
 or a number with a suffix (`1.95x`, `92%`, `0.43 s`), becomes `median (min to max)`; a cell that
 is the same text in every run stays as it is; any other cell lists each run's value. A goal is
-met only when it was met in every run, and says in how many it was."""
+met only when it was met in every run, and says in how many it was.
+
+`python -m benchmarks.runs FILE ...` folds runs kept in results files (a folded file gives
+each of its runs) into `results/<name>.json`: runs made at different times, or on different
+worktrees, count as one measurement only if they measured the same thing."""
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
+import sys
+from pathlib import Path
 from typing import Any
 
 from benchmarks.report import Goal, Report, cell_text
@@ -42,7 +49,7 @@ def fold(reports: list[Report]) -> Report:
         columns=first.columns,
         rows=rows,
         goals=goals,
-        data={"runs": [report.to_json() for report in reports]},
+        data={"each_run": [report.to_json() for report in reports]},
         notes=first.notes,
     )
 
@@ -73,3 +80,23 @@ def fold_cells(cells: list[Any]) -> Any:
     if len(set(texts)) == 1:
         return cells[0]
     return " / ".join(texts)
+
+
+def runs_in(path: Path) -> list[Report]:
+    """The runs a results file holds: its own, or each of a folded one's."""
+    document = json.loads(path.read_text())
+    kept = document.get("data", {}).get("each_run")
+    return [Report.from_json(run) for run in kept] if kept else [Report.from_json(document)]
+
+
+def main(paths: list[str]) -> int:
+    reports = [report for path in paths for report in runs_in(Path(path))]
+    if len({report.name for report in reports}) != 1:
+        print("give results files of one benchmark", file=sys.stderr)
+        return 2
+    fold(reports).save_and_print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

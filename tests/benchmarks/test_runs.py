@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from benchmarks.report import Goal, Report
-from benchmarks.runs import fold, fold_cells
+from benchmarks.runs import fold, fold_cells, runs_in
 
 
 def report(rate: float, share: str, met: bool, label: str = "SQLite") -> Report:
@@ -39,4 +42,16 @@ def test_rows_are_matched_by_label_and_a_goal_holds_only_if_every_run_met_it() -
     assert folded.rows[1][3] == "run 1800.0 / run 1700.0 / run 1900.0"
     assert not folded.goals[0].met
     assert folded.goals[0].measured.endswith("(met in 2 of 3 runs)")
-    assert len(folded.data["runs"]) == 3
+    assert len(folded.data["each_run"]) == 3
+
+
+def test_runs_kept_in_results_files_fold_again(tmp_path: Path) -> None:
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(report(1800.0, "64%", True).to_json()))
+    folded = tmp_path / "folded.json"
+    folded.write_text(
+        json.dumps(fold([report(1700.0, "58%", True), report(1900.0, "66%", True)]).to_json())
+    )
+    runs = runs_in(one) + runs_in(folded)
+    assert [r.rows[0][1] for r in runs] == [1800.0, 1700.0, 1900.0]
+    assert fold(runs).rows[0][1] == "1,800.0 (1,700.0 to 1,900.0)"
