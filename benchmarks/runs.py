@@ -2,9 +2,10 @@
 runs with their range, so that the README can quote a median and its spread, never the best
 run (`python -m benchmarks NAME --runs 3`).
 
-Rows are matched across runs by their first cell (the row's label); a cell that is a number,
-or a number with a suffix (`1.95x`, `92%`, `0.43 s`), becomes `median (min to max)`; a cell that
-is the same text in every run stays as it is; any other cell lists each run's value. A goal is
+Rows are matched across runs by their label: the fewest leading cells that tell the rows
+apart. A cell that is a number, or a number with a suffix (`1.95x`, `92%`, `0.43 s`), becomes
+`median (min to max)`; a cell that is the same text in every run stays as it is; any other
+cell lists each run's value. A goal is
 met only when it was met in every run, and says in how many it was.
 
 `python -m benchmarks.runs FILE ...` folds runs kept in results files (a folded file gives
@@ -29,9 +30,12 @@ def fold(reports: list[Report]) -> Report:
     """One report of ``reports`` (runs of one benchmark, in order)."""
     first = reports[0]
     rows = []
+    width = _label_width(first.rows)
     for index, row in enumerate(first.rows):
-        matching = [_row_like(report, row, index) for report in reports]
-        rows.append([row[0]] + [fold_cells([m[c] for m in matching]) for c in range(1, len(row))])
+        matching = [_row_like(report, row, index, width) for report in reports]
+        rows.append(
+            row[:width] + [fold_cells([m[c] for m in matching]) for c in range(width, len(row))]
+        )
     goals = []
     for index, goal in enumerate(first.goals):
         same = [r.goals[index] for r in reports if index < len(r.goals)]
@@ -54,10 +58,19 @@ def fold(reports: list[Report]) -> Report:
     )
 
 
-def _row_like(report: Report, row: list[Any], index: int) -> list[Any]:
+def _label_width(rows: list[list[Any]]) -> int:
+    """How many leading cells name a row: the fewest that tell every row apart (a table of
+    workers x application users needs both)."""
+    for width in range(1, max((len(row) for row in rows), default=1)):
+        if len({repr(row[:width]) for row in rows}) == len(rows):
+            return width
+    return 1
+
+
+def _row_like(report: Report, row: list[Any], index: int, width: int) -> list[Any]:
     """The row of ``report`` with the same label as ``row`` (else the one in its place)."""
     for candidate in report.rows:
-        if candidate and candidate[0] == row[0] and len(candidate) == len(row):
+        if candidate[:width] == row[:width] and len(candidate) == len(row):
             return candidate
     return report.rows[index]
 

@@ -55,3 +55,21 @@ def test_runs_kept_in_results_files_fold_again(tmp_path: Path) -> None:
     runs = runs_in(one) + runs_in(folded)
     assert [r.rows[0][1] for r in runs] == [1800.0, 1700.0, 1900.0]
     assert fold(runs).rows[0][1] == "1,800.0 (1,700.0 to 1,900.0)"
+
+
+def test_a_row_named_by_two_cells_is_matched_by_both() -> None:
+    def scale(rate_one: float, rate_two: float) -> Report:
+        return Report(
+            name="scale",
+            title="scale",
+            columns=["workers", "app users", "changes/s"],
+            rows=[[1, 1, rate_one], [2, 1, rate_one], [1, 2, rate_two], [2, 2, rate_two]],
+        )
+
+    folded = fold([scale(280.0, 570.0), scale(290.0, 580.0), scale(300.0, 560.0)])
+    assert folded.rows == [
+        [1, 1, "290.0 (280.0 to 300.0)"],
+        [2, 1, "290.0 (280.0 to 300.0)"],
+        [1, 2, "570.0 (560.0 to 580.0)"],
+        [2, 2, "570.0 (560.0 to 580.0)"],
+    ]
