@@ -15,6 +15,7 @@ import pytest
 from consentbridge.sandbox.dataverse import journeys as j
 from tests.e2e.conftest import INTEGRATION_ID, connect, integration_document
 from tests.e2e.test_forward_sync import NEWSLETTER_NOT, user_log
+from tests.support.journeys import NEWSLETTER, PRODUCT_UPDATES
 from tests.support.sandbox import SandboxClient, unique_email, wait_until
 from tests.support.service import ServiceProcess
 
@@ -23,17 +24,6 @@ SELECT = (
     "msdynmkt_contactpointconsent4id,msdynmkt_value,msdynmkt_contactpointconsenttype,"
     "_msdynmkt_purposeid_value,_msdynmkt_topicid_value,msdynmkt_reason,msdynmkt_contactpointvalue"
 )
-NEWSLETTER = {
-    "target": "contactpointconsent",
-    "id": "Newsletter",
-    "value": "consents_purposes_newsletter_enabled",
-}
-PRODUCT_UPDATES = {
-    "target": "contactpointconsent",
-    "id": "Commercial communications",
-    "topic": "Product updates",
-    "value": "consents_purposes_marketing_values_topics_updates",
-}
 COMMERCIAL_CPRA = {
     "target": "contactpointconsent",
     "id": "Commercial communications",

@@ -15,19 +15,11 @@ from consentbridge.operations.diagnostics import Check, validate_online
 from consentbridge.operations.errors import Issue
 from tests.e2e.conftest import integration_document
 from tests.support.bidirectional import connection_checks, open_context
+from tests.support.journeys import NEWSLETTER, PRODUCT_UPDATES
 from tests.support.sandbox import SandboxClient
 
-PURPOSE_ROW = {
-    "target": "contactpointconsent",
-    "id": "Newsletter",
-    "value": "consents_purposes_newsletter_enabled",
-}
-TOPIC_ROW = {
-    "target": "contactpointconsent",
-    "id": "Commercial communications",
-    "topic": "Product updates",
-    "value": "consents_purposes_marketing_values_topics_updates",
-}
+PURPOSE_ROW = NEWSLETTER
+TOPIC_ROW = PRODUCT_UPDATES
 CONTACT_ROW = {"id": "donotbulkemail", "value": "consents_purposes_newsletter_enabled"}
 CONTACTS_ONLY = "Contact Sync (custom)"  # the sandbox's custom role: no Journeys privileges
 MISSING = (

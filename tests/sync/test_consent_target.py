@@ -23,6 +23,7 @@ from consentbridge.sync.runtime import build_runtime
 from consentbridge.sync.targets.consent import MARKER
 from tests.e2e.conftest import INTEGRATION_ID, integration_document
 from tests.support.bidirectional import open_context
+from tests.support.journeys import NEWSLETTER, PRODUCT_UPDATES
 from tests.support.sandbox import SandboxClient
 
 CONSENTS = "msdynmkt_contactpointconsent4s"
@@ -31,17 +32,6 @@ SELECT = (
     "msdynmkt_value,msdynmkt_contactpointconsenttype,_msdynmkt_purposeid_value,"
     "_msdynmkt_topicid_value,msdynmkt_source,msdynmkt_logicalreason,msdynmkt_reason"
 )
-NEWSLETTER = {
-    "target": "contactpointconsent",
-    "id": "Newsletter",
-    "value": "consents_purposes_newsletter_enabled",
-}
-PRODUCT_UPDATES = {
-    "target": "contactpointconsent",
-    "id": "Commercial communications",
-    "topic": "Product updates",
-    "value": "consents_purposes_marketing_values_topics_updates",
-}
 COMMERCIAL_ID = j.purpose_id("Commercial communications")
 NEWSLETTER_ID = j.purpose_id("Newsletter")
 UPDATES_ID = j.topic_id("Commercial communications", "Product updates")
