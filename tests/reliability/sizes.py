@@ -22,7 +22,7 @@ def size(test: Size, chaos: Size) -> Size:
 
 DISORDER = size(Size(2000, 300), Size(20000, 2000))
 FAULTS = size(Size(1500, 300), Size(20000, 2000))
-CRASH = size(Size(1500, 250, kills=6), Size(20000, 2000, kills=24))
+CRASH = size(Size(3000, 500, kills=6), Size(20000, 2000, kills=24))
 MULTIPROCESS = size(Size(2000, 300), Size(20000, 2000))
 
 # Upper bound for one whole run (pytest-timeout) and for each of its waits.
